@@ -1,0 +1,214 @@
+//! The commands of the foundation: `init`, `sql`, `runs list`, `runs show`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::sql::parser::Statement;
+
+use super::args::SqlArgs;
+use super::format::{Format, write_result};
+use crate::error::{Error, Result};
+use crate::sql::{Engine, ParamValue, Params, StatementResult, writes_store};
+use crate::store::Store;
+use crate::store::runs::{Run, RunSpec};
+use crate::store::schema::fixed_table;
+
+/// `vlmdb init`: create the store's missing tables under an `init` run.
+pub async fn init(store: &Store, out: &mut dyn Write) -> Result<u8> {
+    store.ensure_writable("init")?;
+    let existing = store.table_names().await?;
+    let missing: Vec<String> = crate::store::schema::fixed_tables()?
+        .into_iter()
+        .map(|t| t.name)
+        .filter(|name| !existing.contains(name))
+        .collect();
+    if missing.is_empty() {
+        writeln!(out, "store {} is up to date", store.root().display())?;
+        return Ok(0);
+    }
+    let spec = RunSpec {
+        kind: "init".into(),
+        name: "init".into(),
+        config: serde_json::json!({ "store": store.root().display().to_string() }),
+        seed: None,
+    };
+    let run = Run::open(store, spec).await?;
+    let outcome = store.init().await;
+    run.close(store, outcome).await?;
+    writeln!(
+        out,
+        "initialised store {}: created {}",
+        store.root().display(),
+        missing.join(", ")
+    )?;
+    Ok(0)
+}
+
+/// `vlmdb sql`: run the statements in order, printing each result. `$run_id` is always bound; statements that
+/// write to the store run under a `sql` run record with that id.
+pub async fn sql(store: &Store, args: SqlArgs, out: &mut dyn Write) -> Result<u8> {
+    let (text, name) = match (&args.statement, &args.file) {
+        (Some(s), None) => (s.clone(), "sql".to_string()),
+        (None, Some(path)) => (
+            std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?,
+            path.display().to_string(),
+        ),
+        _ => return Err(Error::Usage("give either a STATEMENT or -f FILE".into())),
+    };
+    let mut params = Params::from_args(&args.params)?;
+    let run_id = bind_run_id(&mut params)?;
+    let engine = Engine::new(store.clone()).await?;
+    let statements = engine.parse(&text)?;
+    if !statements.iter().any(writes_store) {
+        execute_all(&engine, statements, &params, args.format, out).await?;
+        return Ok(0);
+    }
+    let spec = RunSpec {
+        kind: "sql".into(),
+        name,
+        config: serde_json::json!({ "sql": text, "params": params.to_json() }),
+        seed: None,
+    };
+    let mut run = Run::open_with_id(store, run_id, spec).await?;
+    let outcome = execute_all(&engine, statements, &params, args.format, out).await;
+    for (table, version) in engine.reads() {
+        run.record_input(&table, version);
+    }
+    run.close(store, outcome).await?;
+    Ok(0)
+}
+
+/// Bind `$run_id` to a fresh run id; it is reserved, so a user binding is an error.
+pub fn bind_run_id(params: &mut Params) -> Result<String> {
+    if params.get("run_id").is_some() {
+        return Err(Error::Param {
+            name: "run_id".into(),
+            message: "is bound by vlmdb to the current run and cannot be set".into(),
+        });
+    }
+    let id = Run::new_id();
+    params.set("run_id", ParamValue::Text(id.clone()))?;
+    Ok(id)
+}
+
+async fn execute_all(
+    engine: &Engine,
+    statements: Vec<Statement>,
+    params: &Params,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<()> {
+    for statement in statements {
+        let result = engine.execute(statement, params).await?;
+        write_result(out, format, &result)?;
+    }
+    Ok(())
+}
+
+/// The columns `runs list` shows.
+const RUN_LIST_COLUMNS: &[&str] = &[
+    "run_id",
+    "kind",
+    "name",
+    "status",
+    "started_at",
+    "finished_at",
+    "error",
+];
+
+/// `vlmdb runs list`: runs newest first.
+pub async fn runs_list(store: &Store, format: Format, out: &mut dyn Write) -> Result<u8> {
+    let result = if store.table_names().await?.iter().any(|t| t == "runs") {
+        let engine = Engine::new(store.clone()).await?;
+        let sql = format!(
+            "SELECT {} FROM runs ORDER BY started_at DESC, run_id DESC",
+            RUN_LIST_COLUMNS.join(", ")
+        );
+        let mut results = engine.execute_sql(&sql, &Params::default()).await?;
+        results
+            .pop()
+            .ok_or_else(|| Error::Usage("runs query returned nothing".into()))?
+    } else {
+        // A store that never ran anything: same columns, no rows.
+        let spec = fixed_table("runs")?.ok_or_else(|| Error::UnknownTable {
+            name: "runs".into(),
+        })?;
+        let schema = spec.arrow_schema();
+        let indices = RUN_LIST_COLUMNS
+            .iter()
+            .map(|c| schema.index_of(c))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        StatementResult {
+            schema: Arc::new(schema.project(&indices)?),
+            batches: Vec::new(),
+        }
+    };
+    write_result(out, format, &result)?;
+    Ok(0)
+}
+
+/// `vlmdb runs show ID`: every field of one run (as `field | value` rows in table format).
+pub async fn runs_show(store: &Store, id: &str, format: Format, out: &mut dyn Write) -> Result<u8> {
+    let engine = Engine::new(store.clone()).await?;
+    let mut params = Params::default();
+    params.set("id", ParamValue::Text(id.to_string()))?;
+    let mut results = engine
+        .execute_sql("SELECT * FROM runs WHERE run_id = $id", &params)
+        .await?;
+    let result = results
+        .pop()
+        .ok_or_else(|| Error::UnknownRun { id: id.to_string() })?;
+    if result.num_rows() == 0 {
+        return Err(Error::UnknownRun { id: id.to_string() });
+    }
+    if format != Format::Table {
+        write_result(out, format, &result)?;
+        return Ok(0);
+    }
+    let (fields, values) = transpose_first_row(&result)?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("field", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(fields)) as ArrayRef,
+            Arc::new(StringArray::from(values)) as ArrayRef,
+        ],
+    )?;
+    write_result(
+        out,
+        Format::Table,
+        &StatementResult {
+            schema,
+            batches: vec![batch],
+        },
+    )?;
+    Ok(0)
+}
+
+/// The first row of a result as (column name, displayed value) pairs.
+fn transpose_first_row(result: &StatementResult) -> Result<(Vec<String>, Vec<Option<String>>)> {
+    let batch = result
+        .batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| Error::Usage("empty result".into()))?;
+    let options = FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut values = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        fields.push(field.name().clone());
+        if column.is_null(0) {
+            values.push(None);
+        } else {
+            let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
+            values.push(Some(formatter.value(0).to_string()));
+        }
+    }
+    Ok((fields, values))
+}

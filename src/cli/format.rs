@@ -1,0 +1,124 @@
+//! Result printing: one function writes a statement's result to any `Write` in the chosen format.
+
+use std::io::Write;
+
+use arrow::array::RecordBatch;
+use arrow::util::pretty::pretty_format_batches_with_schema;
+
+use crate::error::{Error, Result};
+use crate::sql::StatementResult;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// An aligned text table.
+    #[default]
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// One JSON array of row objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+impl std::str::FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Format> {
+        match s.trim() {
+            "table" => Ok(Format::Table),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "ndjson" => Ok(Format::Ndjson),
+            other => Err(Error::Usage(format!(
+                "unknown format '{other}' (use table, csv, json or ndjson)"
+            ))),
+        }
+    }
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Ndjson => "ndjson",
+        }
+    }
+}
+
+/// Write `result` to `out`. Statements without output columns (DDL) print nothing.
+pub fn write_result(out: &mut dyn Write, format: Format, result: &StatementResult) -> Result<()> {
+    if result.schema.fields().is_empty() {
+        return Ok(());
+    }
+    let batches: Vec<&RecordBatch> = result.batches.iter().filter(|b| b.num_rows() > 0).collect();
+    match format {
+        Format::Table => {
+            let owned: Vec<RecordBatch> = batches.into_iter().cloned().collect();
+            let table = pretty_format_batches_with_schema(result.schema.clone(), &owned)?;
+            writeln!(out, "{table}")?;
+        }
+        // Arrow's CSV and JSON writers flatten I/O errors into strings; encoding each batch into memory first
+        // keeps a closed pipe recognisable as one.
+        Format::Csv => {
+            let mut header = true;
+            let empty = [RecordBatch::new_empty(result.schema.clone())];
+            let batches: Vec<&RecordBatch> = if batches.is_empty() {
+                empty.iter().collect()
+            } else {
+                batches
+            };
+            for batch in batches {
+                let mut buffer = Vec::new();
+                arrow::csv::WriterBuilder::new()
+                    .with_header(header)
+                    .build(&mut buffer)
+                    .write(batch)?;
+                header = false;
+                out.write_all(&buffer)?;
+            }
+        }
+        Format::Json => {
+            if batches.is_empty() {
+                writeln!(out, "[]")?;
+            } else {
+                for (i, batch) in batches.iter().enumerate() {
+                    let rows = ndjson_rows(batch)?;
+                    for (j, row) in rows.iter().enumerate() {
+                        let lead: &[u8] = if i == 0 && j == 0 { b"[" } else { b"," };
+                        out.write_all(lead)?;
+                        out.write_all(row)?;
+                    }
+                }
+                writeln!(out, "]")?;
+            }
+        }
+        Format::Ndjson => {
+            for batch in batches {
+                for row in ndjson_rows(batch)? {
+                    out.write_all(&row)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Each row of `batch` as one JSON object (no trailing newline).
+fn ndjson_rows(batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    let mut buffer = Vec::new();
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::LineDelimited>(&mut buffer);
+    writer.write(batch)?;
+    writer.finish()?;
+    Ok(buffer
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}

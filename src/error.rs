@@ -1,0 +1,139 @@
+//! The crate's one error type. Variants name the thing that went wrong (table, file, argument, row) and keep
+//! the underlying error as their source, so callers can both print a one-line message and inspect the cause.
+
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+
+/// Everything that can fail in vlmdb.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `--db` path exists but is not a directory.
+    #[error("store path {path} is not a directory")]
+    NotADirectory { path: PathBuf },
+
+    /// The store directory does not allow writing (its permission bits have no write bit).
+    #[error("store {path} is read-only: {action} needs to write to it")]
+    ReadOnlyStore { path: PathBuf, action: String },
+
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A table the command needs is not in the store.
+    #[error("table '{name}' not found in the store (run `vlmdb init`, or `\\d` to list tables)")]
+    UnknownTable { name: String },
+
+    /// A schema file under `schemas/` is malformed.
+    #[error("schema file {file}, line {line}: {message}")]
+    SchemaFile {
+        file: String,
+        line: usize,
+        message: String,
+    },
+
+    /// Data does not fit the schema of the table it is written to.
+    #[error("table '{table}': {message}")]
+    SchemaMismatch { table: String, message: String },
+
+    /// A `--param` argument or a `$name` placeholder is wrong.
+    #[error("parameter {name}: {message}")]
+    Param { name: String, message: String },
+
+    /// A command-line argument or shell command is wrong.
+    #[error("{0}")]
+    Usage(String),
+
+    /// No run with this id.
+    #[error("run '{id}' not found")]
+    UnknownRun { id: String },
+
+    /// LanceDB failed.
+    #[error("store: {source}")]
+    Lance {
+        #[from]
+        source: lancedb::Error,
+    },
+
+    /// DataFusion failed to parse, plan or execute SQL.
+    #[error("{source}")]
+    Sql {
+        #[from]
+        source: DataFusionError,
+    },
+
+    /// Arrow failed (building or printing record batches).
+    #[error("arrow: {source}")]
+    Arrow {
+        #[from]
+        source: arrow::error::ArrowError,
+    },
+
+    /// JSON encoding or decoding failed.
+    #[error("json: {source}")]
+    Json {
+        #[from]
+        source: serde_json::Error,
+    },
+
+    /// Writing results to the output failed (a closed pipe is reported as [`Error::is_broken_pipe`]).
+    #[error("output: {source}")]
+    Output {
+        #[from]
+        source: std::io::Error,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wrap an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True when the error is a closed output pipe (`vlmdb sql … | head`), which is not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            Error::Output { source } => source.kind() == std::io::ErrorKind::BrokenPipe,
+            Error::Arrow {
+                source: arrow::error::ArrowError::IoError(_, e),
+            } => e.kind() == std::io::ErrorKind::BrokenPipe,
+            _ => false,
+        }
+    }
+
+    /// The process exit code for this error (DESIGN §5: 2 = usage or fatal error).
+    pub fn exit_code(&self) -> u8 {
+        2
+    }
+
+    /// Unwrap DataFusion errors that merely carry one of ours or LanceDB's, so the message names the real cause.
+    pub fn from_datafusion(err: DataFusionError) -> Self {
+        match err {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(inner) => match inner.downcast::<lancedb::Error>() {
+                    Ok(lance) => Error::Lance { source: *lance },
+                    Err(inner) => Error::Sql {
+                        source: DataFusionError::External(inner),
+                    },
+                },
+            },
+            DataFusionError::Context(_, inner)
+                if matches!(*inner, DataFusionError::External(_)) =>
+            {
+                Error::from_datafusion(*inner)
+            }
+            other => Error::Sql { source: other },
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! vlmdb: an embedded experiment database for vision-language research.
+//!
+//! Every caption, image, embedding, metric, run and artifact lands in a LanceDB store ([`store`]); experiments are
+//! DataFusion SQL over that store ([`sql`]); people use it through the CLI and the SQL shell ([`cli`]).
+
+pub mod cli;
+pub mod error;
+pub mod sql;
+pub mod store;
+
+pub use error::{Error, Result};

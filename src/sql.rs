@@ -1,0 +1,170 @@
+//! The SQL engine: a DataFusion session over the store ([`catalog`]), its function docs ([`functions`]), and
+//! parameters bound on the parsed statement ([`params`]).
+
+pub mod catalog;
+pub mod functions;
+pub mod params;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::sqlparser::ast::{ObjectType, Statement as SqlStatement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use catalog::StoreSchema;
+pub use params::{ParamValue, Params};
+
+/// The catalog and schema the store's tables are registered under (the session's defaults, so bare names work).
+const CATALOG: &str = "vlmdb";
+const SCHEMA: &str = "store";
+
+/// The result of one statement.
+#[derive(Debug, Clone)]
+pub struct StatementResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl StatementResult {
+    /// Number of rows over all batches.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A SQL session over a store.
+pub struct Engine {
+    ctx: SessionContext,
+    store: Store,
+    tables: Arc<StoreSchema>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// A session in which every table of `store` is queryable by name.
+    pub async fn new(store: Store) -> Result<Engine> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_create_default_catalog_and_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        let tables = Arc::new(StoreSchema::new(store.clone()));
+        tables.refresh().await?;
+        let catalog = ctx.catalog(CATALOG).ok_or_else(|| {
+            Error::Usage(format!("DataFusion session has no catalog '{CATALOG}'"))
+        })?;
+        catalog.register_schema(SCHEMA, tables.clone())?;
+        Ok(Engine { ctx, store, tables })
+    }
+
+    /// The underlying DataFusion session.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The store the session reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Versions of the store tables read so far in this session (for run records).
+    pub fn reads(&self) -> BTreeMap<String, u64> {
+        self.tables.reads()
+    }
+
+    /// Split `sql` into statements.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        let dialect = GenericDialect {};
+        let statements = DFParser::parse_sql_with_dialect(sql, &dialect)?;
+        Ok(statements.into_iter().collect())
+    }
+
+    /// Bind `params` into `statement`, plan it against the store as it is now, and run it to completion.
+    pub async fn execute(
+        &self,
+        mut statement: Statement,
+        params: &Params,
+    ) -> Result<StatementResult> {
+        params::bind(&mut statement, params)?;
+        if writes_store(&statement) {
+            self.store.ensure_writable("this statement")?;
+        }
+        self.tables.refresh().await?;
+        if let Some(name) = self.dropped_store_table(&statement) {
+            return Err(Error::Usage(format!(
+                "'{name}' is a table of the store; store tables are not dropped from SQL"
+            )));
+        }
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(Error::from_datafusion)?;
+        let frame = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(Error::from_datafusion)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await.map_err(Error::from_datafusion)?;
+        Ok(StatementResult { schema, batches })
+    }
+
+    /// The store table a `DROP TABLE` names, if any (DataFusion would report it as missing instead).
+    fn dropped_store_table(&self, statement: &Statement) -> Option<String> {
+        let Statement::Statement(s) = statement else {
+            return None;
+        };
+        let SqlStatement::Drop {
+            object_type: ObjectType::Table,
+            names,
+            ..
+        } = s.as_ref()
+        else {
+            return None;
+        };
+        let store_tables = self.tables.store_names();
+        names
+            .iter()
+            .map(|n| n.to_string())
+            .find(|n| store_tables.contains(n))
+    }
+
+    /// Parse and run every statement of `sql` in order, stopping at the first error.
+    pub async fn execute_sql(&self, sql: &str, params: &Params) -> Result<Vec<StatementResult>> {
+        let mut results = Vec::new();
+        for statement in self.parse(sql)? {
+            results.push(self.execute(statement, params).await?);
+        }
+        Ok(results)
+    }
+}
+
+/// True when the statement changes a store table (as opposed to reading, or defining session views).
+pub fn writes_store(statement: &Statement) -> bool {
+    match statement {
+        Statement::Statement(s) => matches!(
+            s.as_ref(),
+            SqlStatement::Insert(_)
+                | SqlStatement::Update(_)
+                | SqlStatement::Delete(_)
+                | SqlStatement::Merge(_)
+                | SqlStatement::Truncate(_)
+        ),
+        Statement::Explain(e) => e.analyze && writes_store(&e.statement),
+        Statement::CopyTo(_) | Statement::CreateExternalTable(_) | Statement::Reset(_) => false,
+    }
+}

@@ -1,0 +1,184 @@
+//! The store as a DataFusion schema. Every table of the store is queryable by name, including tables created after
+//! the session started and rows another process wrote: tables are opened when a statement names them (DataFusion
+//! resolves table references asynchronously before planning), and LanceDB reads with strong consistency.
+//!
+//! Time travel: `"images@3"` names the `images` table as it was at version 3 (opened on its own handle).
+//! Views and `CREATE TABLE` results live in the session only; store tables are never dropped from SQL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use lancedb::table::datafusion::BaseTableAdapter;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// The separator between a table name and a version in time-travel names.
+pub const VERSION_SEPARATOR: char = '@';
+
+/// Split `images@3` into `("images", Some(3))`; a name without a valid `@N` suffix is returned whole.
+pub fn split_version(name: &str) -> (&str, Option<u64>) {
+    match name.rsplit_once(VERSION_SEPARATOR) {
+        Some((base, v)) if !base.is_empty() => match v.parse::<u64>() {
+            Ok(version) => (base, Some(version)),
+            Err(_) => (name, None),
+        },
+        _ => (name, None),
+    }
+}
+
+/// The store's tables plus the session's own views.
+#[derive(Debug)]
+pub struct StoreSchema {
+    store: Store,
+    /// Store table names as of the last [`StoreSchema::refresh`] (for DataFusion's synchronous listing hooks).
+    names: RwLock<Vec<String>>,
+    /// Views and tables created in this session.
+    session: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
+    /// Version of every store table a statement read: table -> version.
+    reads: Mutex<BTreeMap<String, u64>>,
+}
+
+impl StoreSchema {
+    pub fn new(store: Store) -> StoreSchema {
+        StoreSchema {
+            store,
+            names: RwLock::new(Vec::new()),
+            session: RwLock::new(HashMap::new()),
+            reads: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Re-list the store's tables (called before each statement).
+    pub async fn refresh(&self) -> Result<()> {
+        let names = self.store.table_names().await?;
+        *self.names.write().unwrap_or_else(|p| p.into_inner()) = names;
+        Ok(())
+    }
+
+    /// The store table versions read so far.
+    pub fn reads(&self) -> BTreeMap<String, u64> {
+        self.reads.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Store table names as of the last refresh.
+    pub fn store_names(&self) -> Vec<String> {
+        self.names.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn session_table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.session
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    async fn open(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let (base, version) = split_version(name);
+        let table = match version {
+            Some(v) => self.store.open_table_at(base, v).await,
+            None => self.store.open_table(base).await,
+        };
+        let table = match table {
+            Ok(t) => t,
+            Err(Error::UnknownTable { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let read_version = match version {
+            Some(v) => v,
+            None => table.version().await?,
+        };
+        self.reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(base.to_string(), read_version);
+        let adapter = BaseTableAdapter::try_new(table.base_table().clone()).await?;
+        Ok(Some(Arc::new(adapter)))
+    }
+}
+
+fn external(e: Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+#[async_trait]
+impl SchemaProvider for StoreSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.store_names();
+        names.extend(
+            self.session
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned(),
+        );
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(table) = self.session_table(name) {
+            return Ok(Some(table));
+        }
+        self.open(name).await.map_err(external)
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if self.store_names().contains(&name) {
+            return Err(DataFusionError::Plan(format!(
+                "'{name}' is a table of the store; choose another name for a session view or table"
+            )));
+        }
+        let mut session = self.session.write().unwrap_or_else(|p| p.into_inner());
+        if session.contains_key(&name) {
+            return Err(DataFusionError::Plan(format!(
+                "'{name}' already exists in this session"
+            )));
+        }
+        Ok(session.insert(name, table))
+    }
+
+    fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let removed = self
+            .session
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        if removed.is_none() && self.store_names().iter().any(|n| n == name) {
+            return Err(DataFusionError::Plan(format!(
+                "'{name}' is a table of the store; store tables are not dropped from SQL"
+            )));
+        }
+        Ok(removed)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        if self.session_table(name).is_some() {
+            return true;
+        }
+        let (base, _) = split_version(name);
+        self.store_names().iter().any(|n| n == base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_version;
+
+    #[test]
+    fn version_suffix() {
+        assert_eq!(split_version("images@3"), ("images", Some(3)));
+        assert_eq!(split_version("images"), ("images", None));
+        assert_eq!(split_version("images@x"), ("images@x", None));
+        assert_eq!(split_version("@3"), ("@3", None));
+    }
+}

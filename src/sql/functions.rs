@@ -1,0 +1,80 @@
+//! The functions a session knows, with their documentation: what `\df` lists and `\df NAME` shows.
+
+use datafusion::prelude::SessionContext;
+
+/// What kind of function a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FunctionKind {
+    Scalar,
+    Aggregate,
+    Window,
+    Table,
+}
+
+impl FunctionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionKind::Scalar => "scalar",
+            FunctionKind::Aggregate => "aggregate",
+            FunctionKind::Window => "window",
+            FunctionKind::Table => "table",
+        }
+    }
+}
+
+/// One function's documentation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionDoc {
+    pub name: String,
+    pub kind: FunctionKind,
+    pub description: String,
+    pub syntax: String,
+    pub arguments: Vec<(String, String)>,
+    pub example: Option<String>,
+}
+
+/// Every function of the session with its documentation, sorted by name then kind.
+pub fn list(ctx: &SessionContext) -> Vec<FunctionDoc> {
+    let state = ctx.state();
+    let mut docs = Vec::new();
+    let mut push = |name: &str, kind, doc: Option<&datafusion::logical_expr::Documentation>| {
+        docs.push(match doc {
+            Some(d) => FunctionDoc {
+                name: name.to_string(),
+                kind,
+                description: d.description.clone(),
+                syntax: d.syntax_example.clone(),
+                arguments: d.arguments.clone().unwrap_or_default(),
+                example: d.sql_example.clone(),
+            },
+            None => FunctionDoc {
+                name: name.to_string(),
+                kind,
+                description: String::new(),
+                syntax: String::new(),
+                arguments: Vec::new(),
+                example: None,
+            },
+        });
+    };
+    for (name, f) in state.scalar_functions() {
+        push(name, FunctionKind::Scalar, f.documentation());
+    }
+    for (name, f) in state.aggregate_functions() {
+        push(name, FunctionKind::Aggregate, f.documentation());
+    }
+    for (name, f) in state.window_functions() {
+        push(name, FunctionKind::Window, f.documentation());
+    }
+    for name in state.table_functions().keys() {
+        push(name, FunctionKind::Table, None);
+    }
+    docs.sort_by(|a, b| a.name.cmp(&b.name).then(a.kind.cmp(&b.kind)));
+    docs
+}
+
+/// The documentation of the function(s) called `name` (case-insensitive).
+pub fn find(ctx: &SessionContext, name: &str) -> Vec<FunctionDoc> {
+    let name = name.to_ascii_lowercase();
+    list(ctx).into_iter().filter(|d| d.name == name).collect()
+}

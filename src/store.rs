@@ -1,0 +1,162 @@
+//! The LanceDB store: one local directory of versioned tables. Opening, creating tables from `schemas/`, listing,
+//! and opening a table at an earlier version live here; writes go through [`write`], run records through [`runs`].
+
+pub mod runs;
+pub mod schema;
+pub mod write;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lancedb::{Connection, Table};
+
+use crate::error::{Error, Result};
+use schema::TableSpec;
+
+/// The store directory used when neither `--db` nor `VLMDB_DB` is given: a visible folder in the current
+/// directory, so a project's store sits beside its code the way a `.git` would, but is easy to find and delete.
+pub const DEFAULT_STORE_DIR: &str = "vlmdb_store";
+
+/// An open store.
+#[derive(Clone)]
+pub struct Store {
+    root: PathBuf,
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish()
+    }
+}
+
+impl Store {
+    /// Open the store at `path`, creating the directory if it does not exist.
+    ///
+    /// Tables are read with strong consistency (read-consistency interval zero): every read checks for a newer
+    /// version, so rows another process wrote are visible on the next statement.
+    pub async fn open(path: &Path) -> Result<Store> {
+        match std::fs::metadata(path) {
+            Ok(meta) if !meta.is_dir() => {
+                return Err(Error::NotADirectory {
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        let uri = path.to_str().ok_or_else(|| {
+            Error::Usage(format!("store path {} is not valid UTF-8", path.display()))
+        })?;
+        let conn = lancedb::connect(uri)
+            .read_consistency_interval(Duration::ZERO)
+            .execute()
+            .await?;
+        Ok(Store {
+            root: path.to_path_buf(),
+            conn,
+        })
+    }
+
+    /// The store directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Fail with [`Error::ReadOnlyStore`] when the directory is marked read-only. The permission bits are checked
+    /// rather than attempting a write, because root can write to a read-only directory and would otherwise
+    /// ignore the user's intent.
+    pub fn ensure_writable(&self, action: &str) -> Result<()> {
+        let meta = std::fs::metadata(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        if meta.permissions().readonly() {
+            return Err(Error::ReadOnlyStore {
+                path: self.root.clone(),
+                action: action.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Names of all tables, sorted.
+    pub async fn table_names(&self) -> Result<Vec<String>> {
+        let mut names = self.conn.table_names().execute().await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// Open the latest version of a table.
+    pub async fn open_table(&self, name: &str) -> Result<Table> {
+        self.conn
+            .open_table(name)
+            .execute()
+            .await
+            .map_err(|e| not_found(name, e))
+    }
+
+    /// Open a table as it was at `version`. The handle is its own (checking out would move a shared handle).
+    pub async fn open_table_at(&self, name: &str, version: u64) -> Result<Table> {
+        let table = self.open_table(name).await?;
+        let latest = table.version().await?;
+        if version == 0 || version > latest {
+            return Err(Error::Usage(format!(
+                "table '{name}' has versions 1 to {latest}; there is no version {version}"
+            )));
+        }
+        self.conn
+            .open_table(name)
+            .version(version)
+            .execute()
+            .await
+            .map_err(|e| not_found(name, e))
+    }
+
+    /// Open the table `spec` describes, creating it empty from the spec when it does not exist yet.
+    pub async fn table_for(&self, spec: &TableSpec) -> Result<Table> {
+        match self.open_table(&spec.name).await {
+            Ok(table) => Ok(table),
+            Err(Error::UnknownTable { .. }) => self.create_table(spec).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Create the table `spec` describes. Another process creating it at the same moment is not an error.
+    pub async fn create_table(&self, spec: &TableSpec) -> Result<Table> {
+        self.ensure_writable(&format!("creating table '{}'", spec.name))?;
+        match self
+            .conn
+            .create_empty_table(&spec.name, spec.arrow_schema())
+            .execute()
+            .await
+        {
+            Ok(table) => Ok(table),
+            Err(lancedb::Error::TableAlreadyExists { .. }) => self.open_table(&spec.name).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Create every fixed table that is missing; returns the names created.
+    pub async fn init(&self) -> Result<Vec<String>> {
+        self.ensure_writable("init")?;
+        let existing = self.table_names().await?;
+        let mut created = Vec::new();
+        for spec in schema::fixed_tables()? {
+            if !existing.contains(&spec.name) {
+                self.create_table(&spec).await?;
+                created.push(spec.name);
+            }
+        }
+        Ok(created)
+    }
+}
+
+fn not_found(name: &str, e: lancedb::Error) -> Error {
+    match e {
+        lancedb::Error::TableNotFound { .. } => Error::UnknownTable {
+            name: name.to_string(),
+        },
+        other => other.into(),
+    }
+}

@@ -1,0 +1,152 @@
+//! Run records. Every command that computes or writes opens a `runs` row before it starts (status `running`)
+//! and closes it as `finished` or `failed` with the error, so every output can be traced to its configuration,
+//! seed, input table versions, model revisions and code version.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use chrono::Utc;
+
+use super::Store;
+use super::schema::{TableSpec, fixed_table};
+use super::write::{batch_for, upsert};
+use crate::error::{Error, Result};
+
+/// The version of the running binary: crate version and the git commit it was built from.
+pub const CODE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("VLMDB_GIT_COMMIT"));
+
+/// What a run is: recorded in its row when it opens.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Command family: `init`, `sql`, `ingest`, `embed`, …
+    pub kind: String,
+    /// Human-readable name: a file name, a dataset, …
+    pub name: String,
+    /// The full configuration (command-line arguments, bound parameters).
+    pub config: serde_json::Value,
+    /// Seed of the run's RNG, when it uses one.
+    pub seed: Option<i64>,
+}
+
+/// An open run.
+#[derive(Debug)]
+pub struct Run {
+    id: String,
+    spec: RunSpec,
+    started_at: i64,
+    inputs: BTreeMap<String, u64>,
+    models: BTreeMap<String, String>,
+}
+
+impl Run {
+    /// A fresh run id: UTC start time (sortable) plus random hex.
+    pub fn new_id() -> String {
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        format!("{}-{}", Utc::now().format("%Y%m%d-%H%M%S"), &random[..8])
+    }
+
+    /// Open a run with a fresh id: writes its `running` row.
+    pub async fn open(store: &Store, spec: RunSpec) -> Result<Run> {
+        Run::open_with_id(store, Run::new_id(), spec).await
+    }
+
+    /// Open a run whose id was chosen beforehand (e.g. already bound as `$run_id`).
+    pub async fn open_with_id(store: &Store, id: String, spec: RunSpec) -> Result<Run> {
+        store.ensure_writable(&format!("recording run of `{}`", spec.kind))?;
+        let run = Run {
+            id,
+            spec,
+            started_at: Utc::now().timestamp_micros(),
+            inputs: BTreeMap::new(),
+            models: BTreeMap::new(),
+        };
+        run.write(store, "running", None, None).await?;
+        Ok(run)
+    }
+
+    /// The run id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Record the version of a table the run read.
+    pub fn record_input(&mut self, table: &str, version: u64) {
+        self.inputs.insert(table.to_string(), version);
+    }
+
+    /// Record a model the run used and its resolved revision.
+    pub fn record_model(&mut self, model: &str, revision: &str) {
+        self.models.insert(model.to_string(), revision.to_string());
+    }
+
+    /// Close the run as finished.
+    pub async fn finish(self, store: &Store) -> Result<()> {
+        let now = Utc::now().timestamp_micros();
+        self.write(store, "finished", Some(now), None).await
+    }
+
+    /// Close the run according to `outcome` and pass the outcome on. When the work failed, its error is what the
+    /// caller gets: a failure to record the failure is dropped rather than hiding the original error.
+    pub async fn close<T>(self, store: &Store, outcome: Result<T>) -> Result<T> {
+        match outcome {
+            Ok(value) => {
+                self.finish(store).await?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = self.fail(store, &error).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Close the run as failed with `error`.
+    pub async fn fail(self, store: &Store, error: &Error) -> Result<()> {
+        let now = Utc::now().timestamp_micros();
+        self.write(store, "failed", Some(now), Some(error.to_string()))
+            .await
+    }
+
+    async fn write(
+        &self,
+        store: &Store,
+        status: &str,
+        finished_at: Option<i64>,
+        error: Option<String>,
+    ) -> Result<()> {
+        let spec = runs_spec()?;
+        let text = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+        let utc = |v: Option<i64>| {
+            Arc::new(TimestampMicrosecondArray::from(vec![v]).with_timezone("UTC")) as ArrayRef
+        };
+        let columns = vec![
+            ("run_id", text(&self.id)),
+            ("kind", text(&self.spec.kind)),
+            ("name", text(&self.spec.name)),
+            ("status", text(status)),
+            ("config", text(&self.spec.config.to_string())),
+            (
+                "seed",
+                Arc::new(Int64Array::from(vec![self.spec.seed])) as ArrayRef,
+            ),
+            ("inputs", text(&serde_json::to_string(&self.inputs)?)),
+            ("models", text(&serde_json::to_string(&self.models)?)),
+            ("code_version", text(CODE_VERSION)),
+            ("started_at", utc(Some(self.started_at))),
+            ("finished_at", utc(finished_at)),
+            (
+                "error",
+                Arc::new(StringArray::from(vec![error])) as ArrayRef,
+            ),
+        ];
+        upsert(store, &spec, batch_for(&spec, columns)?).await?;
+        Ok(())
+    }
+}
+
+fn runs_spec() -> Result<TableSpec> {
+    fixed_table("runs")?.ok_or_else(|| Error::UnknownTable {
+        name: "runs".into(),
+    })
+}

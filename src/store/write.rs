@@ -1,0 +1,119 @@
+//! The one way rows get into the store. Every write is checked against the table's schema file, shaped to the
+//! table's column order, and committed as one Lance version: `append` adds rows, `upsert` merges on the table's key.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchIterator, new_null_array};
+
+use super::Store;
+use super::schema::{TableSpec, check_compatible};
+use crate::error::{Error, Result};
+
+/// Build a batch in `spec`'s column order from named columns; nullable columns not given are filled with NULLs.
+pub fn batch_for(spec: &TableSpec, columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
+    let rows = columns.first().map(|(_, a)| a.len()).unwrap_or(0);
+    if let Some((unknown, _)) = columns.iter().find(|(n, _)| spec.column(n).is_none()) {
+        return Err(Error::SchemaMismatch {
+            table: spec.name.clone(),
+            message: format!("unexpected column '{unknown}'"),
+        });
+    }
+    let arrays = spec
+        .columns
+        .iter()
+        .map(|c| {
+            columns
+                .iter()
+                .find(|(n, _)| *n == c.name)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_else(|| new_null_array(&c.data_type, rows))
+        })
+        .collect();
+    conform(spec, arrays)
+}
+
+/// Append `batch` to the table of `spec` (created if missing) as one commit; returns the new version.
+pub async fn append(store: &Store, spec: &TableSpec, batch: RecordBatch) -> Result<u64> {
+    let batch = shape(spec, batch)?;
+    let table = store.table_for(spec).await?;
+    if batch.num_rows() == 0 {
+        return Ok(table.version().await?);
+    }
+    store.ensure_writable(&format!("writing to '{}'", spec.name))?;
+    let result = table.add(batch).execute().await?;
+    Ok(result.version)
+}
+
+/// Insert or replace rows of the table of `spec` by its key columns, as one commit; returns the new version.
+pub async fn upsert(store: &Store, spec: &TableSpec, batch: RecordBatch) -> Result<u64> {
+    if spec.key.is_empty() {
+        return Err(Error::SchemaMismatch {
+            table: spec.name.clone(),
+            message: "table has no key: use append".into(),
+        });
+    }
+    let batch = shape(spec, batch)?;
+    let table = store.table_for(spec).await?;
+    if batch.num_rows() == 0 {
+        return Ok(table.version().await?);
+    }
+    store.ensure_writable(&format!("writing to '{}'", spec.name))?;
+    let keys: Vec<&str> = spec.key.iter().map(String::as_str).collect();
+    let schema = batch.schema();
+    let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+    let mut merge = table.merge_insert(&keys);
+    merge
+        .when_matched_update_all(None)
+        .when_not_matched_insert_all();
+    let result = merge.execute(Box::new(reader)).await?;
+    Ok(result.version)
+}
+
+/// Check `batch` against the spec and reorder its columns to the table's order.
+fn shape(spec: &TableSpec, batch: RecordBatch) -> Result<RecordBatch> {
+    check_compatible(spec, &batch.schema())?;
+    let arrays = spec
+        .columns
+        .iter()
+        .map(|c| {
+            batch
+                .column_by_name(&c.name)
+                .cloned()
+                .ok_or_else(|| Error::SchemaMismatch {
+                    table: spec.name.clone(),
+                    message: format!("missing column '{}'", c.name),
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    conform(spec, arrays)
+}
+
+/// Put arrays under the spec's schema; a NULL in a `not null` column is reported with its column and row.
+fn conform(spec: &TableSpec, arrays: Vec<ArrayRef>) -> Result<RecordBatch> {
+    for (column, array) in spec.columns.iter().zip(&arrays) {
+        if !column.nullable && array.null_count() > 0 {
+            let row = (0..array.len()).find(|&i| array.is_null(i)).unwrap_or(0);
+            return Err(Error::SchemaMismatch {
+                table: spec.name.clone(),
+                message: format!(
+                    "column '{}' is NULL in row {row} but is declared not null",
+                    column.name
+                ),
+            });
+        }
+    }
+    let schema = spec.arrow_schema();
+    // Cast list item fields to the table's naming; top-level types were already checked.
+    let arrays = arrays
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(a, f)| {
+            if a.data_type() == f.data_type() {
+                Ok(a)
+            } else {
+                arrow::compute::cast(&a, f.data_type()).map_err(Error::from)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(&schema), arrays)?)
+}

@@ -1,0 +1,310 @@
+//! The CLI end to end through the real binary, each test on a fresh temporary store.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use crate::common::{TestStore, assert_fails_with, assert_success, snapshot, stderr, stdout};
+
+#[test]
+fn init_creates_the_tables_once() {
+    let store = TestStore::empty();
+    let out = store.vlmdb(&["init"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("created images, captions, pairs"),
+        "{}",
+        stdout(&out)
+    );
+    let again = store.vlmdb(&["init"]);
+    assert_success(&again);
+    assert!(stdout(&again).contains("up to date"), "{}", stdout(&again));
+    assert_eq!(
+        store.csv("SELECT kind, status FROM runs"),
+        "kind,status\ninit,finished\n",
+        "only the init that created tables is a run"
+    );
+}
+
+#[test]
+fn every_output_format() {
+    let store = TestStore::initialised();
+    let sql = "SELECT 1 AS n, 'a,b' AS s, CAST(NULL AS VARCHAR) AS z";
+    let table = store.vlmdb(&["sql", sql]);
+    assert_success(&table);
+    assert_eq!(
+        stdout(&table),
+        "+---+-----+---+\n| n | s   | z |\n+---+-----+---+\n| 1 | a,b |   |\n+---+-----+---+\n"
+    );
+    let csv = store.vlmdb(&["sql", sql, "--format", "csv"]);
+    assert_eq!(stdout(&csv), "n,s,z\n1,\"a,b\",\n");
+    let json = store.vlmdb(&["sql", sql, "--format", "json"]);
+    assert_eq!(stdout(&json), "[{\"n\":1,\"s\":\"a,b\",\"z\":null}]\n");
+    let ndjson = store.vlmdb(&[
+        "sql",
+        "SELECT * FROM generate_series(1, 2) AS t(v)",
+        "--format",
+        "ndjson",
+    ]);
+    assert_eq!(stdout(&ndjson), "{\"v\":1}\n{\"v\":2}\n");
+    // Empty results keep their header.
+    let empty = store.vlmdb(&["sql", "SELECT caption_id FROM captions", "--format", "csv"]);
+    assert_eq!(stdout(&empty), "caption_id\n");
+    let empty_json = store.vlmdb(&["sql", "SELECT caption_id FROM captions", "--format", "json"]);
+    assert_eq!(stdout(&empty_json), "[]\n");
+}
+
+#[test]
+fn several_statements_run_in_order_from_a_file() {
+    let store = TestStore::initialised();
+    let file = store.dir.path().join("steps.sql");
+    std::fs::write(
+        &file,
+        "-- two inserts and a query\n\
+         INSERT INTO metrics (run_id, name, value) VALUES ($run_id, 'loss', 2.0);\n\
+         INSERT INTO metrics (run_id, name, value) VALUES ($run_id, 'loss', 1.0);\n\
+         SELECT name, sum(value) AS total FROM metrics GROUP BY name;\n",
+    )
+    .expect("write sql file");
+    let out = store.vlmdb(&[
+        "sql",
+        "-f",
+        file.to_str().expect("utf8 path"),
+        "--format",
+        "csv",
+    ]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "count\n1\ncount\n1\nname,total\nloss,3.0\n");
+    // Both rows carry the run id of the one `sql` run that wrote them.
+    let runs = store.csv(
+        "SELECT count(DISTINCT m.run_id) AS runs, min(r.status) AS status, min(r.kind) AS kind \
+         FROM metrics m JOIN runs r ON m.run_id = r.run_id",
+    );
+    assert_eq!(runs, "runs,status,kind\n1,finished,sql\n");
+}
+
+#[test]
+fn hostile_parameters_stay_literal() {
+    let store = TestStore::initialised();
+    let hostile = "v=x' OR '1'='1";
+    let plain = store.vlmdb(&[
+        "sql",
+        "SELECT $v AS v",
+        "--param",
+        hostile,
+        "--format",
+        "csv",
+    ]);
+    assert_success(&plain);
+    assert_eq!(stdout(&plain), "v\nx' OR '1'='1\n");
+
+    let function = store.vlmdb(&[
+        "sql",
+        "SELECT count(*) AS n FROM generate_series(1, $n)",
+        "--param",
+        "n=7",
+        "--format",
+        "csv",
+    ]);
+    assert_success(&function);
+    assert_eq!(stdout(&function), "n\n7\n");
+
+    let ddl = store.vlmdb(&[
+        "sql",
+        "CREATE VIEW h AS SELECT $v AS v; SELECT v, length(v) AS len FROM h",
+        "--param",
+        hostile,
+        "--format",
+        "csv",
+    ]);
+    assert_success(&ddl);
+    assert_eq!(stdout(&ddl), "v,len\nx' OR '1'='1,12\n");
+
+    let forced = store.vlmdb(&[
+        "sql",
+        "SELECT arrow_typeof($n) AS t",
+        "--param",
+        "n:text=5",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(stdout(&forced), "t\nUtf8\n");
+
+    let reserved = store.vlmdb(&["sql", "SELECT 1", "--param", "run_id=mine"]);
+    assert_fails_with(&reserved, "parameter run_id");
+    let unbound = store.vlmdb(&["sql", "SELECT $nope"]);
+    assert_fails_with(&unbound, "parameter $nope: not bound");
+}
+
+#[test]
+fn failed_writes_are_failed_runs_and_change_nothing() {
+    let store = TestStore::initialised();
+    let ok = store.vlmdb(&[
+        "sql",
+        "INSERT INTO captions (caption_id, image_id, dataset, text, source, run_id) \
+         VALUES ('d/1', 'd/i1', 'd', 'a cat', 'human', $run_id)",
+    ]);
+    assert_success(&ok);
+    let before = store.csv("SELECT count(*) AS n FROM captions");
+    assert_eq!(before, "n\n1\n");
+
+    let bad = store.vlmdb(&[
+        "sql",
+        "INSERT INTO captions (caption_id, image_id, dataset, text, source, run_id) \
+         VALUES ('d/2', 'd/i2', 'd', NULL, 'human', $run_id)",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert_eq!(store.csv("SELECT count(*) AS n FROM captions"), before);
+
+    let runs = store.csv(
+        "SELECT status, error IS NOT NULL AS has_error, finished_at IS NOT NULL AS closed, inputs \
+         FROM runs WHERE kind = 'sql' ORDER BY started_at",
+    );
+    let lines: Vec<&str> = runs.lines().collect();
+    assert_eq!(lines.len(), 3, "{runs}");
+    assert!(lines[1].starts_with("finished,false,true,"), "{runs}");
+    assert!(lines[2].starts_with("failed,true,true,"), "{runs}");
+    // The caption row and its run are joined by id.
+    assert_eq!(
+        store.csv("SELECT r.status FROM captions c JOIN runs r ON c.run_id = r.run_id"),
+        "status\nfinished\n"
+    );
+}
+
+#[test]
+fn runs_list_and_show() {
+    let store = TestStore::initialised();
+    let list = store.vlmdb(&["runs", "list", "--format", "csv"]);
+    assert_success(&list);
+    let text = stdout(&list);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("run_id,kind,name,status,started_at,finished_at,error")
+    );
+    let row = lines.next().expect("the init run");
+    let id = row.split(',').next().expect("run id").to_string();
+    assert!(row.contains(",init,init,finished,"), "{row}");
+
+    let show = store.vlmdb(&["runs", "show", &id]);
+    assert_success(&show);
+    let shown = stdout(&show);
+    assert!(shown.contains("| status       | finished"), "{shown}");
+    assert!(shown.contains("| code_version | "), "{shown}");
+
+    let missing = store.vlmdb(&["runs", "show", "x' OR '1'='1"]);
+    assert_fails_with(&missing, "run 'x' OR '1'='1' not found");
+
+    let empty = TestStore::empty();
+    let none = empty.vlmdb(&["runs", "--format", "csv"]);
+    assert_success(&none);
+    assert_eq!(
+        stdout(&none),
+        "run_id,kind,name,status,started_at,finished_at,error\n"
+    );
+}
+
+#[test]
+fn errors_are_one_line_with_exit_code_2() {
+    let store = TestStore::initialised();
+    assert_fails_with(
+        &store.vlmdb(&["sql", "SELECT * FROM nope"]),
+        "table 'vlmdb.store.nope' not found",
+    );
+    assert_fails_with(&store.vlmdb(&["sql", "SELEC 1"]), "SELEC");
+    let bad_format = store.vlmdb(&["sql", "SELECT 1", "--format", "xml"]);
+    assert_eq!(bad_format.status.code(), Some(2));
+    assert!(
+        stderr(&bad_format).contains("xml"),
+        "{}",
+        stderr(&bad_format)
+    );
+    let missing_file = store.vlmdb(&["sql", "-f", "/no/such/file.sql"]);
+    assert_fails_with(&missing_file, "/no/such/file.sql");
+
+    let file = store.dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").expect("write file");
+    let mut command = std::process::Command::new(crate::common::binary());
+    let out = command
+        .args(["--db", file.to_str().expect("utf8"), "sql", "SELECT 1"])
+        .output()
+        .expect("run");
+    assert_fails_with(&out, "is not a directory");
+}
+
+#[test]
+fn read_only_store_refuses_writes_and_changes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let store = TestStore::initialised();
+    let path = store.path();
+    let before = snapshot(&path);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let insert = store.vlmdb(&[
+        "sql",
+        "INSERT INTO metrics (run_id, name, value) VALUES ('r', 'x', 1.0)",
+    ]);
+    let reads = store.vlmdb(&[
+        "sql",
+        "SELECT count(*) AS n FROM metrics",
+        "--format",
+        "csv",
+    ]);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod back");
+    assert_fails_with(&insert, "is read-only");
+    assert_success(&reads);
+    assert_eq!(stdout(&reads), "n\n0\n");
+    assert_eq!(
+        snapshot(&path),
+        before,
+        "a refused write left the store as it was"
+    );
+
+    let fresh = TestStore::empty();
+    std::fs::create_dir(fresh.path()).expect("mkdir");
+    std::fs::set_permissions(fresh.path(), std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let init = fresh.vlmdb(&["init"]);
+    std::fs::set_permissions(fresh.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod back");
+    assert_fails_with(&init, "is read-only");
+    assert!(snapshot(&fresh.path()).is_empty());
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let store = TestStore::initialised();
+    let mut child = store
+        .command(&[
+            "sql",
+            "SELECT * FROM generate_series(1, 300000)",
+            "--format",
+            "csv",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut header = String::new();
+    reader.read_line(&mut header).expect("read header");
+    assert_eq!(header, "value\n");
+    drop(reader);
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        stderr(&out)
+    );
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn db_from_the_environment() {
+    let store = TestStore::initialised();
+    let out = std::process::Command::new(crate::common::binary())
+        .env("VLMDB_DB", store.path())
+        .args(["sql", "SELECT count(*) AS n FROM runs", "--format", "csv"])
+        .output()
+        .expect("run");
+    assert_success(&out);
+    assert_eq!(stdout(&out), "n\n1\n");
+}

@@ -1,0 +1,120 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The vlmdb binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_vlmdb")
+}
+
+/// A fresh store directory that disappears with the test.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    /// An empty temporary directory (no tables).
+    pub fn empty() -> TestStore {
+        TestStore {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    /// A temporary store after `vlmdb init`.
+    pub fn initialised() -> TestStore {
+        let store = TestStore::empty();
+        let out = store.vlmdb(&["init"]);
+        assert_success(&out);
+        store
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// A `vlmdb --db <store> …` command, ready to adjust.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .arg("--db")
+            .arg(self.path())
+            .args(args)
+            .env_remove("VLMDB_DB")
+            .env("VLMDB_HISTORY", self.dir.path().join("history"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Run `vlmdb --db <store> …` to completion.
+    pub fn vlmdb(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run vlmdb")
+    }
+
+    /// Run a query and return its CSV output (asserting success).
+    pub fn csv(&self, sql: &str) -> String {
+        let out = self.vlmdb(&["sql", sql, "--format", "csv"]);
+        assert_success(&out);
+        stdout(&out)
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "vlmdb failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Assert a usage/fatal failure: exit code 2 and a one-line error on stderr containing `needle`.
+pub fn assert_fails_with(out: &Output, needle: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected exit code 2\nstdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    let err = stderr(out);
+    assert!(
+        err.contains(needle),
+        "stderr does not mention {needle:?}:\n{err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "error is not one line:\n{err}"
+    );
+}
+
+/// Every file under `dir` (recursively) with its bytes, for checking that a failed command changed nothing.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push((path.clone(), std::fs::read(&path).expect("read file")));
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -1,0 +1,9 @@
+//! The one integration test binary (every extra binary would link lancedb + datafusion again): SQL behaviour from
+//! the `.slt` files, the store through the library, and the CLI end to end through the real binary, each test on
+//! a fresh temporary store.
+
+mod cli;
+mod common;
+mod shell;
+mod slt;
+mod store;

@@ -1,0 +1,200 @@
+//! The shell driven through piped stdin, as a script would drive it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{ChildStdout, Stdio};
+
+use crate::common::{TestStore, assert_success, stderr, stdout};
+
+fn shell(store: &TestStore, input: &str) -> std::process::Output {
+    let mut child = store
+        .command(&["shell", "--format", "csv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait shell")
+}
+
+#[test]
+fn statements_span_lines_and_no_prompt_is_printed() {
+    let store = TestStore::initialised();
+    let out = shell(&store, "SELECT\n  1 AS a,\n  2 AS b;\nSELECT 3 AS c\n");
+    assert_success(&out);
+    // The last statement has no `;`: end of input runs it.
+    assert_eq!(stdout(&out), "a,b\n1,2\nc\n3\n");
+}
+
+#[test]
+fn an_error_prints_and_the_shell_keeps_going() {
+    let store = TestStore::initialised();
+    let out = shell(
+        &store,
+        "SELECT * FROM nope;\nSELEC 2;\nSELECT 'still here' AS s;\n",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed statement in a script exits 1"
+    );
+    assert_eq!(stdout(&out), "s\nstill here\n");
+    let err = stderr(&out);
+    assert!(err.contains("table 'vlmdb.store.nope' not found"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error: ")).count(),
+        2,
+        "{err}"
+    );
+}
+
+#[test]
+fn meta_commands() {
+    let store = TestStore::initialised();
+    let out = shell(
+        &store,
+        "\\d\n\\d captions\n\\df\n\\df abs\n\\format json\nSELECT 1 AS one;\n\\timing\nSELECT 2 AS two;\n\\?\n\\q\nSELECT 'after quit';\n",
+    );
+    assert_success(&out);
+    let text = stdout(&out);
+    // \d: tables with rows and version.
+    assert!(text.contains("table,rows,version\n"), "{text}");
+    assert!(text.contains("captions,0,1\n"), "{text}");
+    assert!(text.contains("runs,1,"), "{text}");
+    // \d captions: columns, types and the docs from schemas/captions.schema.
+    assert!(
+        text.contains("column,type,nullable,description\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("caption_id,Utf8,false,stable id: <dataset>/<source id>\n"),
+        "{text}"
+    );
+    // \df lists functions with their one-line description; \df NAME shows the whole doc.
+    assert!(text.contains("function,kind,description\n"), "{text}");
+    assert!(text.contains("generate_series,table,"), "{text}");
+    assert!(
+        text.contains("abs (scalar function)\nReturns the absolute value of a number."),
+        "{text}"
+    );
+    assert!(text.contains("Syntax: abs(numeric_expression)"), "{text}");
+    // \format json switches the format.
+    assert!(text.contains("[{\"one\":1}]\n"), "{text}");
+    assert!(text.contains("[{\"two\":2}]\n"), "{text}");
+    // \timing prints times on stderr, keeping stdout clean.
+    let err = stderr(&out);
+    assert!(err.contains("Timing is on."), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("Time: ")).count(),
+        1,
+        "{err}"
+    );
+    // \? prints help; \q stops before the last statement.
+    assert!(text.contains("\\df [NAME]"), "{text}");
+    assert!(!text.contains("after quit"), "{text}");
+}
+
+#[test]
+fn unknown_meta_command_is_reported() {
+    let store = TestStore::initialised();
+    let out = shell(
+        &store,
+        "\\bogus\n\\d no_such_table\n\\df no_such_function\nSELECT 1 AS x;\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "x\n1\n");
+    let err = stderr(&out);
+    assert!(err.contains("unknown command \\bogus"), "{err}");
+    assert!(err.contains("table 'no_such_table' not found"), "{err}");
+    assert!(
+        err.contains("no function named 'no_such_function'"),
+        "{err}"
+    );
+}
+
+/// Read stdout lines until one equals `marker`, returning the lines before it.
+fn read_until(reader: &mut BufReader<ChildStdout>, marker: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("read shell output");
+        assert!(
+            n > 0,
+            "shell ended before printing {marker:?}; got {lines:?}"
+        );
+        let line = line.trim_end().to_string();
+        if line == marker {
+            return lines;
+        }
+        lines.push(line);
+    }
+}
+
+#[test]
+fn sees_tables_and_rows_written_by_another_process() {
+    let store = TestStore::empty();
+    let mut child = store
+        .command(&["shell", "--format", "csv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut send = |sql: &str| {
+        stdin.write_all(sql.as_bytes()).expect("write");
+        stdin.flush().expect("flush");
+    };
+
+    // The store is empty when the session starts.
+    send("SELECT count(*) AS n FROM captions;\nSELECT 'sync1' AS marker;\n");
+    assert_eq!(read_until(&mut reader, "sync1"), vec!["marker".to_string()]);
+
+    // Another process creates the tables and writes a row.
+    assert_success(&store.vlmdb(&["init"]));
+    assert_success(&store.vlmdb(&[
+        "sql",
+        "INSERT INTO captions (caption_id, image_id, dataset, text, source, run_id) \
+         VALUES ('d/1', 'd/i1', 'd', 'a dog', 'human', $run_id)",
+    ]));
+    send("SELECT count(*) AS n FROM captions;\nSELECT 'sync2' AS marker;\n");
+    assert_eq!(read_until(&mut reader, "sync2"), vec!["n", "1", "marker"]);
+
+    // And again: the same session sees the newer version without reopening anything.
+    assert_success(&store.vlmdb(&[
+        "sql",
+        "INSERT INTO captions (caption_id, image_id, dataset, text, source, run_id) \
+         VALUES ('d/2', 'd/i2', 'd', 'a cat', 'human', $run_id)",
+    ]));
+    send("SELECT count(*) AS n FROM captions;\nSELECT 'sync3' AS marker;\n");
+    assert_eq!(read_until(&mut reader, "sync3"), vec!["n", "2", "marker"]);
+
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    let err = stderr(&out);
+    assert!(
+        err.contains("table 'vlmdb.store.captions' not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn writes_from_the_shell_are_runs() {
+    let store = TestStore::initialised();
+    let out = shell(
+        &store,
+        "INSERT INTO metrics (run_id, name, value) VALUES ($run_id, 'loss', 0.5);\n\
+         SELECT r.kind, r.name, r.status FROM metrics m JOIN runs r ON m.run_id = r.run_id;\n",
+    );
+    assert_success(&out);
+    assert_eq!(
+        stdout(&out),
+        "count\n1\nkind,name,status\nsql,shell,finished\n"
+    );
+}

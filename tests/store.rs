@@ -1,0 +1,216 @@
+//! The store through the library: schemas on disk match the schema files, writes are single commits, runs
+//! open and close.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field};
+use vlmdb::Error;
+use vlmdb::sql::{Engine, Params};
+use vlmdb::store::Store;
+use vlmdb::store::runs::{Run, RunSpec};
+use vlmdb::store::schema::{self, check_compatible};
+use vlmdb::store::write::{append, batch_for, upsert};
+
+async fn fresh() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = Store::open(&dir.path().join("store"))
+        .await
+        .expect("open store");
+    (dir, store)
+}
+
+async fn query_csv(store: &Store, sql: &str) -> String {
+    let engine = Engine::new(store.clone()).await.expect("engine");
+    let results = engine
+        .execute_sql(sql, &Params::default())
+        .await
+        .expect("query");
+    let mut out = Vec::new();
+    for result in &results {
+        vlmdb::cli::format::write_result(&mut out, vlmdb::cli::format::Format::Csv, result)
+            .expect("csv");
+    }
+    String::from_utf8(out).expect("utf8")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_on_disk_match_the_schema_files() {
+    let (_dir, store) = fresh().await;
+    let created = store.init().await.expect("init");
+    let specs = schema::fixed_tables().expect("schema files");
+    assert_eq!(created.len(), specs.len());
+    for spec in &specs {
+        let table = store.open_table(&spec.name).await.expect("open");
+        let actual = table.schema().await.expect("schema");
+        let expected = spec.arrow_schema();
+        let describe = |s: &arrow::datatypes::Schema| {
+            s.fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            describe(&actual),
+            describe(&expected),
+            "table {}",
+            spec.name
+        );
+        check_compatible(spec, &actual).expect("compatible");
+    }
+    // A second init creates nothing and keeps what is there.
+    assert!(store.init().await.expect("second init").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedding_tables_take_the_model_width() {
+    let (_dir, store) = fresh().await;
+    let spec = schema::embedding_table("test_space", 3).expect("spec");
+    let values = Float32Array::from(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    let vectors = FixedSizeListArray::try_new(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        3,
+        Arc::new(values),
+        None,
+    )
+    .expect("vectors");
+    let text = |v: Vec<&str>| Arc::new(StringArray::from(v)) as ArrayRef;
+    let batch = batch_for(
+        &spec,
+        vec![
+            ("item_id", text(vec!["a", "b"])),
+            ("kind", text(vec!["image", "image"])),
+            ("vector", Arc::new(vectors) as ArrayRef),
+            ("run_id", text(vec!["r", "r"])),
+        ],
+    )
+    .expect("batch");
+    upsert(&store, &spec, batch.clone())
+        .await
+        .expect("first upsert");
+    let version = upsert(&store, &spec, batch).await.expect("second upsert");
+    let table = store.open_table("emb_test_space").await.expect("open");
+    assert_eq!(
+        table.count_rows(None).await.expect("count"),
+        2,
+        "upsert by key keeps one row per item"
+    );
+    // create (1), first upsert (2), second upsert (3): one commit per write.
+    assert_eq!(version, 3);
+    let table_schema = table.schema().await.expect("schema");
+    let found = schema::spec_for("emb_test_space", &table_schema).expect("spec_for");
+    assert_eq!(
+        found.as_ref().map(|s| s.name.as_str()),
+        Some("emb_test_space")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_are_checked_against_the_schema() {
+    let (_dir, store) = fresh().await;
+    store.init().await.expect("init");
+    let spec = schema::fixed_table("metrics")
+        .expect("parse")
+        .expect("metrics");
+    let wrong = RecordBatch::try_from_iter(vec![
+        ("run_id", Arc::new(StringArray::from(vec!["r"])) as ArrayRef),
+        (
+            "name",
+            Arc::new(StringArray::from(vec!["r_at_1"])) as ArrayRef,
+        ),
+        (
+            "value",
+            Arc::new(StringArray::from(vec!["0.5"])) as ArrayRef,
+        ),
+    ])
+    .expect("batch");
+    let err = append(&store, &spec, wrong).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::SchemaMismatch { table, .. } if table == "metrics"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "table 'metrics': column 'value' has type Utf8, expected Float64"
+    );
+    let null_name = batch_for(
+        &spec,
+        vec![
+            ("run_id", Arc::new(StringArray::from(vec!["r"])) as ArrayRef),
+            (
+                "value",
+                Arc::new(arrow::array::Float64Array::from(vec![0.5])) as ArrayRef,
+            ),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        null_name.to_string(),
+        "table 'metrics': column 'name' is NULL in row 0 but is declared not null"
+    );
+    let table = store.open_table("metrics").await.expect("metrics");
+    assert_eq!(
+        table.version().await.expect("version"),
+        1,
+        "nothing was committed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_are_opened_running_and_closed() {
+    let (_dir, store) = fresh().await;
+    let spec = RunSpec {
+        kind: "test".into(),
+        name: "open-close".into(),
+        config: serde_json::json!({ "k": 5 }),
+        seed: Some(42),
+    };
+    let mut run = Run::open(&store, spec.clone()).await.expect("open run");
+    let id = run.id().to_string();
+    let running = query_csv(
+        &store,
+        "SELECT status, seed, finished_at IS NULL AS open FROM runs",
+    )
+    .await;
+    assert_eq!(running, "status,seed,open\nrunning,42,true\n");
+    run.record_input("captions", 7);
+    run.record_model("minilm", "abc123");
+    run.finish(&store).await.expect("finish");
+    let finished = query_csv(
+        &store,
+        "SELECT status, kind, name, config, inputs, models, finished_at >= started_at AS ordered FROM runs",
+    )
+    .await;
+    assert_eq!(
+        finished,
+        "status,kind,name,config,inputs,models,ordered\n\
+         finished,test,open-close,\"{\"\"k\"\":5}\",\"{\"\"captions\"\":7}\",\"{\"\"minilm\"\":\"\"abc123\"\"}\",true\n"
+    );
+
+    let failing = Run::open(&store, spec).await.expect("open second run");
+    let failed_id = failing.id().to_string();
+    let outcome: vlmdb::Result<()> = Err(Error::Usage("planted failure".into()));
+    let err = failing.close(&store, outcome).await.unwrap_err();
+    assert_eq!(err.to_string(), "planted failure");
+    let engine = Engine::new(store.clone()).await.expect("engine");
+    let mut params = Params::default();
+    params
+        .set("id", vlmdb::sql::ParamValue::Text(failed_id))
+        .expect("param");
+    let results = engine
+        .execute_sql("SELECT status, error FROM runs WHERE run_id = $id", &params)
+        .await
+        .expect("query");
+    let mut out = Vec::new();
+    vlmdb::cli::format::write_result(&mut out, vlmdb::cli::format::Format::Csv, &results[0])
+        .expect("csv");
+    assert_eq!(
+        String::from_utf8(out).expect("utf8"),
+        "status,error\nfailed,planted failure\n"
+    );
+    let both = query_csv(&store, "SELECT count(DISTINCT run_id) AS runs FROM runs").await;
+    assert_eq!(
+        both, "runs\n2\n",
+        "the finished run {id} is kept beside the failed one"
+    );
+}
