@@ -24,6 +24,20 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An input file (dataset annotations, SQL file, …) is malformed.
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+
+    /// `--strict` ingest stopped at its first bad item.
+    #[error(
+        "{source_file}: {item}: {reason} (--strict stops at the first bad item; nothing was written)"
+    )]
+    Rejected {
+        source_file: String,
+        item: String,
+        reason: String,
+    },
+
     /// A table the command needs is not in the store.
     #[error("table '{name}' not found in the store (run `vlmdb init`, or `\\d` to list tables)")]
     UnknownTable { name: String },

@@ -3,8 +3,12 @@
 //! Every caption, image, embedding, metric, run and artifact lands in a LanceDB store ([`store`]); experiments are
 //! DataFusion SQL over that store ([`sql`]); people use it through the CLI and the SQL shell ([`cli`]).
 
+pub mod bench;
 pub mod cli;
 pub mod error;
+pub mod export;
+pub mod ingest;
+pub mod progress;
 pub mod sql;
 pub mod store;
 

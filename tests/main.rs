@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod ingest;
 mod shell;
 mod slt;
 mod store;

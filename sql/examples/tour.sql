@@ -1,18 +1,29 @@
--- tour.sql — a first look at a vlmdb store.
--- Purpose: record a toy retrieval result for dataset $dataset under the current run, then read it back the way
---          researchers query the store: metrics joined to the run that produced them.
--- Parameters: $dataset (text, e.g. --param dataset=demo); $run_id is bound by vlmdb.
--- Output: 1) row counts of the insert; 2) the run's metrics per direction; 3) the store's runs.
+-- tour.sql — a first look at a dataset in a vlmdb store.
+-- Purpose: the shape of dataset $dataset (images and captions per split, image formats and sizes), an example
+--          caption per split, and the runs that wrote the store.
+-- Parameters: $dataset (text, e.g. --param dataset=shapes); $run_id is bound by vlmdb but not used here.
+-- Output: 1) per split: images, captions, captions per image; 2) formats and sizes; 3) one caption per split;
+--         4) the store's runs.
 
-INSERT INTO metrics (run_id, name, value, split, direction, k) VALUES
-  ($run_id, 'recall_at_k', 0.50, 'test', 't2i', 1),
-  ($run_id, 'recall_at_k', 0.75, 'test', 't2i', 5),
-  ($run_id, 'recall_at_k', 0.40, 'test', 'i2t', 1),
-  ($run_id, 'recall_at_k', 0.90, 'test', 'i2t', 5);
+SELECT i.split,
+       count(DISTINCT i.image_id) AS images,
+       count(c.caption_id) AS captions,
+       round(CAST(count(c.caption_id) AS DOUBLE) / count(DISTINCT i.image_id), 2) AS captions_per_image
+FROM images i LEFT JOIN captions c ON c.image_id = i.image_id
+WHERE i.dataset = $dataset
+GROUP BY i.split
+ORDER BY i.split;
 
-SELECT m.direction, m.k, m.value AS recall, r.kind, $dataset AS dataset
-FROM metrics m JOIN runs r ON m.run_id = r.run_id
-WHERE m.run_id = $run_id
-ORDER BY m.direction, m.k;
+SELECT format, width, height, count(*) AS images
+FROM images
+WHERE dataset = $dataset
+GROUP BY format, width, height
+ORDER BY images DESC, format;
 
-SELECT kind, status, count(*) AS runs FROM runs GROUP BY kind, status ORDER BY kind;
+SELECT split, min(text) AS example_caption
+FROM captions
+WHERE dataset = $dataset
+GROUP BY split
+ORDER BY split;
+
+SELECT kind, name, status, count(*) AS runs FROM runs GROUP BY kind, name, status ORDER BY kind, name;

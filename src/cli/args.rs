@@ -26,8 +26,88 @@ pub enum Command {
     Sql(SqlArgs),
     /// Interactive SQL shell (also reads statements from piped stdin).
     Shell(ShellArgs),
+    /// Ingest a dataset: images, captions and composed-retrieval pairs.
+    Ingest(IngestArgs),
+    /// Write a dataset's captions, or any table, out as JSONL, Parquet or CSV.
+    Export(ExportArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
+    /// Speed figures beside the peer an issue names (run on an optimised build).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// Ingest N small JPEGs, beside a Python peer (PIL decode + pylance write_dataset).
+    Ingest {
+        /// How many images.
+        #[arg(long, default_value_t = 10_000)]
+        images: usize,
+        /// The Python that runs the peer (needs pillow and pylance).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Skip the peer.
+        #[arg(long)]
+        no_peer: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Input format.
+    #[arg(value_enum)]
+    pub format: crate::ingest::InputFormat,
+    /// The annotation file, dataset root, folder, Parquet file/directory, or shard pattern (`shards/{000..009}.tar`).
+    pub path: PathBuf,
+    /// Dataset name; ids are `<dataset>/<source id>`.
+    #[arg(long)]
+    pub dataset: String,
+    /// Images root (default depends on the format: the annotation file's directory, or the dataset root).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Split for images whose source gives none.
+    #[arg(long, conflicts_with = "split_ratio")]
+    pub split: Option<String>,
+    /// Assign splits by seeded hash of the image id, e.g. train=0.9,val=0.1.
+    #[arg(long, value_name = "NAME=RATIO,...")]
+    pub split_ratio: Option<String>,
+    /// Seed of --split-ratio.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Store images resized so their longest side is PX (original size kept in orig_width/orig_height).
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=16384))]
+    pub resize: Option<u32>,
+    /// Validate every item before writing anything; stop at the first bad one.
+    #[arg(long)]
+    pub strict: bool,
+    /// Caption field of JSON/JSONL/Parquet inputs (default: text, then caption).
+    #[arg(long, value_name = "NAME")]
+    pub caption_field: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(value_enum)]
+    pub format: crate::export::ExportFormat,
+    /// Export this dataset's captions (with --table: only this dataset's rows).
+    #[arg(long, required_unless_present = "table")]
+    pub dataset: Option<String>,
+    /// Export this table instead of captions.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Only this split.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Write here instead of stdout (required for parquet).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

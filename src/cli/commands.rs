@@ -1,4 +1,4 @@
-//! The commands of the foundation: `init`, `sql`, `runs list`, `runs show`.
+//! The commands: `init`, `sql`, `ingest`, `export`, `runs list`, `runs show`.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -8,9 +8,11 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::sql::parser::Statement;
 
-use super::args::SqlArgs;
+use super::args::{ExportArgs, IngestArgs, SqlArgs};
 use super::format::{Format, write_result};
 use crate::error::{Error, Result};
+use crate::export::{self, ExportFormat, ExportOptions};
+use crate::ingest::{self, IngestOptions, ReadOptions, SplitRule};
 use crate::sql::{Engine, ParamValue, Params, StatementResult, writes_store};
 use crate::store::Store;
 use crate::store::runs::{Run, RunSpec};
@@ -211,4 +213,77 @@ fn transpose_first_row(result: &StatementResult) -> Result<(Vec<String>, Vec<Opt
         }
     }
     Ok((fields, values))
+}
+
+/// `vlmdb ingest`: exit code 1 when any item was rejected (they are in `ingest_errors`), else 0.
+pub async fn ingest(store: &Store, args: IngestArgs, out: &mut dyn Write) -> Result<u8> {
+    let split = match (&args.split, &args.split_ratio) {
+        (_, Some(ratio)) => SplitRule::ratio(ratio, args.seed)?,
+        (Some(split), None) => SplitRule::Fixed(split.clone()),
+        (None, None) => SplitRule::Source,
+    };
+    let options = IngestOptions {
+        format: args.format,
+        path: args.path,
+        dataset: args.dataset,
+        read: ReadOptions {
+            images: args.images,
+            caption_field: args.caption_field,
+        },
+        split,
+        resize: args.resize,
+        strict: args.strict,
+    };
+    let dataset = options.dataset.clone();
+    let s = ingest::ingest(store, options).await?;
+    writeln!(
+        out,
+        "ingested {dataset} (run {}): images {} ({} new or changed), captions {} ({} new or changed), \
+         pairs {} ({} new or changed), rejected {}",
+        s.run_id,
+        s.images,
+        s.images_written,
+        s.captions,
+        s.captions_written,
+        s.pairs,
+        s.pairs_written,
+        s.rejected
+    )?;
+    if s.rejected > 0 {
+        writeln!(
+            out,
+            "rejected items are in ingest_errors: vlmdb sql \"SELECT * FROM ingest_errors WHERE run_id = '{}'\"",
+            s.run_id
+        )?;
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// `vlmdb export`: to `--out FILE` (written whole, then moved into place) or stdout.
+pub async fn export(store: &Store, args: ExportArgs, out: &mut dyn Write) -> Result<u8> {
+    let options = ExportOptions {
+        format: args.format,
+        dataset: args.dataset,
+        table: args.table,
+        split: args.split,
+    };
+    let result = export::query(store, &options).await?;
+    match &args.out {
+        Some(path) => {
+            let mut buffer = Vec::new();
+            let rows = export::write(&result, options.format, &mut buffer)?;
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, &buffer).map_err(|e| Error::io(&partial, e))?;
+            std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))?;
+            eprintln!("wrote {rows} rows to {}", path.display());
+        }
+        None if options.format == ExportFormat::Parquet => {
+            return Err(Error::Usage("parquet export needs --out FILE".into()));
+        }
+        None => {
+            export::write(&result, options.format, out)?;
+        }
+    }
+    Ok(0)
 }

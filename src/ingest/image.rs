@@ -1,0 +1,153 @@
+//! Image validation: the format comes from the content (never the extension), the whole image is decoded so
+//! truncated files are caught, and decoder limits refuse decompression bombs from their header, before any pixel
+//! buffer is allocated. Also the `--resize` of dataset prep.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+
+/// The largest width or height accepted (a 60,000-pixel side is refused from the header).
+pub const MAX_SIDE: u32 = 16_384;
+/// The most memory one decode may allocate.
+pub const MAX_ALLOC: u64 = 512 * 1024 * 1024;
+
+/// What validation learned about an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub width: u32,
+    pub height: u32,
+    pub format: ImageFormat,
+}
+
+/// The name stored in `images.format`.
+pub fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Png => "png",
+        ImageFormat::Jpeg => "jpeg",
+        ImageFormat::WebP => "webp",
+        ImageFormat::Gif => "gif",
+        ImageFormat::Bmp => "bmp",
+        ImageFormat::Tiff => "tiff",
+        _ => "other",
+    }
+}
+
+fn limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    limits
+}
+
+/// Decode `bytes` fully under the limits; the error is the reason the item is rejected.
+pub fn decode(bytes: &[u8]) -> Result<(DynamicImage, ImageInfo), String> {
+    if bytes.is_empty() {
+        return Err("empty file (0 bytes)".into());
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read image: {e}"))?;
+    let format = reader
+        .format()
+        .ok_or_else(|| "not an image (unrecognised content)".to_string())?;
+    // Reading the header allocates no pixels, so it runs without limits to report the declared size.
+    reader.no_limits();
+    let (width, height) = reader.into_dimensions().map_err(|e| describe(format, e))?;
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(format!(
+            "image of {width}x{height} pixels exceeds the {MAX_SIDE}-pixel limit (decompression bomb?)"
+        ));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(limits());
+    let image = reader.decode().map_err(|e| describe(format, e))?;
+    let info = ImageInfo {
+        width: image.width(),
+        height: image.height(),
+        format,
+    };
+    Ok((image, info))
+}
+
+fn describe(format: ImageFormat, e: image::ImageError) -> String {
+    match e {
+        image::ImageError::Limits(l) => {
+            format!("refused by decoder limits ({l}): decompression bomb?")
+        }
+        other => format!(
+            "corrupt or truncated {} image: {other}",
+            format_name(format)
+        ),
+    }
+}
+
+/// Shrink so the longest side is `longest` (keeping aspect ratio) and re-encode in the same format. Images already
+/// that small are returned unchanged (`None`).
+pub fn resize(
+    image: &DynamicImage,
+    info: ImageInfo,
+    longest: u32,
+) -> Result<Option<(Vec<u8>, u32, u32)>, String> {
+    if info.width.max(info.height) <= longest {
+        return Ok(None);
+    }
+    let resized = image.resize(longest, longest, image::imageops::FilterType::Lanczos3);
+    let format = match info.format {
+        ImageFormat::Jpeg | ImageFormat::Png => info.format,
+        // Formats without a bundled encoder are stored as PNG once resized.
+        _ => ImageFormat::Png,
+    };
+    let mut out = Cursor::new(Vec::new());
+    let encoded = if format == ImageFormat::Jpeg {
+        DynamicImage::ImageRgb8(resized.to_rgb8()).write_to(&mut out, format)
+    } else {
+        resized.write_to(&mut out, format)
+    };
+    encoded.map_err(|e| format!("re-encoding the resized image: {e}"))?;
+    Ok(Some((out.into_inner(), resized.width(), resized.height())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let image = DynamicImage::new_rgb8(width, height);
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, ImageFormat::Png).expect("encode");
+        out.into_inner()
+    }
+
+    #[test]
+    fn format_comes_from_content() {
+        let (_, info) = decode(&png(5, 3)).expect("decode");
+        assert_eq!(
+            (info.width, info.height, format_name(info.format)),
+            (5, 3, "png")
+        );
+        assert_eq!(decode(b"").expect_err("empty"), "empty file (0 bytes)");
+        assert_eq!(
+            decode(b"hello, not an image").expect_err("text"),
+            "not an image (unrecognised content)"
+        );
+        let bytes = png(40, 40);
+        let truncated = &bytes[..bytes.len() / 2];
+        assert!(
+            decode(truncated)
+                .expect_err("truncated")
+                .contains("corrupt or truncated png")
+        );
+    }
+
+    #[test]
+    fn resize_keeps_aspect() {
+        let bytes = png(100, 50);
+        let (image, info) = decode(&bytes).expect("decode");
+        let (out, w, h) = resize(&image, info, 20).expect("resize").expect("smaller");
+        assert_eq!((w, h), (20, 10));
+        let (_, again) = decode(&out).expect("decode resized");
+        assert_eq!((again.width, again.height), (20, 10));
+        assert!(resize(&image, info, 200).expect("no-op").is_none());
+    }
+}

@@ -1,0 +1,97 @@
+//! What a dataset reader produces: source records keyed by the ids the source gives them, and the items it
+//! rejected. Readers only parse; validating images and writing rows happen once, in the pipeline.
+
+use std::path::PathBuf;
+
+/// Where an image's bytes are.
+#[derive(Debug, Clone)]
+pub enum ImageData {
+    /// A file on disk, already resolved inside the images root.
+    File(PathBuf),
+    /// Bytes read from an archive or a Parquet file.
+    Bytes(Vec<u8>),
+}
+
+/// One image of the source.
+#[derive(Debug, Clone)]
+pub struct ImageRecord {
+    /// The source's own id for the image (the stable part of `image_id`).
+    pub key: String,
+    /// The image's path as the source names it.
+    pub path: String,
+    pub split: Option<String>,
+    pub data: ImageData,
+    /// The file the record came from (for error rows).
+    pub origin: String,
+}
+
+/// One caption of the source.
+#[derive(Debug, Clone)]
+pub struct CaptionRecord {
+    /// The source's own id for the caption.
+    pub key: String,
+    /// The key of the image it describes.
+    pub image_key: String,
+    pub text: String,
+}
+
+/// One composed-retrieval triplet.
+#[derive(Debug, Clone)]
+pub struct PairRecord {
+    pub key: String,
+    pub split: Option<String>,
+    pub category: Option<String>,
+    pub reference_key: String,
+    pub target_key: Option<String>,
+    pub text: String,
+    pub candidates: Option<Vec<String>>,
+}
+
+/// An item the reader or the validator refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub source_file: String,
+    pub item: String,
+    pub reason: String,
+}
+
+/// Everything read from one input.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub images: Vec<ImageRecord>,
+    pub captions: Vec<CaptionRecord>,
+    pub pairs: Vec<PairRecord>,
+    pub rejected: Vec<Rejection>,
+}
+
+impl Collected {
+    /// Record a rejected item.
+    pub fn reject(
+        &mut self,
+        source_file: impl Into<String>,
+        item: impl Into<String>,
+        reason: impl Into<String>,
+    ) {
+        self.rejected.push(Rejection {
+            source_file: source_file.into(),
+            item: item.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// Tracks ids seen in one input, so a repeated id is rejected instead of silently overwriting.
+#[derive(Debug, Default)]
+pub struct SeenIds(std::collections::HashSet<String>);
+
+impl SeenIds {
+    /// True the first time `id` is seen.
+    pub fn first(&mut self, id: &str) -> bool {
+        self.0.insert(id.to_string())
+    }
+
+    /// True when `id` was seen.
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+}

@@ -1,0 +1,508 @@
+//! `vlmdb ingest` and `vlmdb export` end to end on the fixture datasets (fixtures/make_datasets.py).
+
+use std::path::PathBuf;
+
+use crate::common::{TestStore, assert_fails_with, assert_success, stderr, stdout};
+
+fn fixture(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/datasets")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+fn ingest(store: &TestStore, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["ingest"];
+    all.extend_from_slice(args);
+    store.vlmdb(&all)
+}
+
+#[test]
+fn coco_joins_annotations_to_images() {
+    let store = TestStore::initialised();
+    let images = fixture("coco/images");
+    let train = fixture("coco/annotations/captions_train.json");
+    let out = ingest(
+        &store,
+        &[
+            "coco",
+            &train,
+            "--dataset",
+            "shapes",
+            "--images",
+            &images,
+            "--split",
+            "train",
+        ],
+    );
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("images 18 (18 new or changed), captions 90"),
+        "{}",
+        stdout(&out)
+    );
+    let val = fixture("coco/annotations/captions_val.json");
+    assert_success(&ingest(
+        &store,
+        &[
+            "coco",
+            &val,
+            "--dataset",
+            "shapes",
+            "--images",
+            &images,
+            "--split",
+            "val",
+        ],
+    ));
+    assert_eq!(
+        store.csv("SELECT split, count(*) AS n FROM images GROUP BY split ORDER BY split"),
+        "split,n\ntrain,18\nval,6\n"
+    );
+    assert_eq!(
+        store.csv("SELECT c.caption_id, c.image_id, i.format, i.width, i.height FROM captions c JOIN images i ON c.image_id = i.image_id ORDER BY c.caption_id LIMIT 2"),
+        "caption_id,image_id,format,width,height\nshapes/1,shapes/1,jpeg,48,64\nshapes/10,shapes/2,png,64,48\n"
+    );
+    // Rows carry the ingest run, which is recorded as finished.
+    assert_eq!(
+        store.csv("SELECT r.kind, r.status, count(*) AS n FROM images i JOIN runs r ON i.run_id = r.run_id GROUP BY r.kind, r.status"),
+        "kind,status,n\ningest,finished,24\n"
+    );
+}
+
+#[test]
+fn karpathy_keeps_its_splits() {
+    let store = TestStore::initialised();
+    let file = fixture("karpathy/dataset_shapes.json");
+    let out = ingest(
+        &store,
+        &[
+            "karpathy",
+            &file,
+            "--dataset",
+            "k",
+            "--images",
+            &fixture("karpathy/images"),
+        ],
+    );
+    assert_success(&out);
+    assert_eq!(
+        store.csv("SELECT split, count(DISTINCT c.image_id) AS images, count(*) AS captions FROM captions c GROUP BY split ORDER BY split"),
+        "split,images,captions\ntest,6,30\ntrain,18,90\nval,6,30\n"
+    );
+}
+
+#[test]
+fn jsonl_folder_webdataset_and_parquet() {
+    let store = TestStore::initialised();
+    assert_success(&ingest(
+        &store,
+        &["jsonl", &fixture("jsonl/metadata.jsonl"), "--dataset", "j"],
+    ));
+    assert_success(&ingest(
+        &store,
+        &[
+            "folder",
+            &fixture("folder"),
+            "--dataset",
+            "f",
+            "--split",
+            "train",
+        ],
+    ));
+    let shards = fixture("webdataset/shards/{000..001}.tar");
+    assert_success(&ingest(
+        &store,
+        &["webdataset", &shards, "--dataset", "w", "--split", "train"],
+    ));
+    assert_success(&ingest(
+        &store,
+        &["hf-parquet", &fixture("hf-parquet"), "--dataset", "p"],
+    ));
+    assert_eq!(
+        store.csv(
+            "SELECT i.dataset, count(DISTINCT i.image_id) AS images, count(c.caption_id) AS captions \
+             FROM images i LEFT JOIN captions c ON c.image_id = i.image_id GROUP BY i.dataset ORDER BY i.dataset"
+        ),
+        "dataset,images,captions\nf,12,11\nj,30,60\np,24,24\nw,30,30\n"
+    );
+    // The folder's 12th image has no caption file and is stored uncaptioned.
+    assert_eq!(
+        store.csv("SELECT image_id FROM images i WHERE dataset = 'f' AND NOT EXISTS (SELECT 1 FROM captions c WHERE c.image_id = i.image_id)"),
+        "image_id\nf/scene_012\n"
+    );
+    // Parquet splits come from the file names; webdataset captions from .txt and .json members.
+    assert_eq!(
+        store.csv("SELECT split, count(*) AS n FROM images WHERE dataset = 'p' GROUP BY split ORDER BY split"),
+        "split,n\ntest,6\ntrain,18\n"
+    );
+    assert_eq!(
+        store.csv(
+            "SELECT caption_id, text FROM captions WHERE dataset = 'w' ORDER BY caption_id LIMIT 2"
+        ),
+        "caption_id,text\nw/scene_001#0,a orange circle on a green background\nw/scene_002#0,a white square on a orange background\n"
+    );
+}
+
+#[test]
+fn composed_retrieval_pairs() {
+    let store = TestStore::initialised();
+    let out = ingest(&store, &["cirr", &fixture("cirr"), "--dataset", "cirr"]);
+    assert_success(&out);
+    assert_eq!(
+        store.csv("SELECT split, count(*) AS n, count(target_id) AS targets, min(cardinality(candidates)) AS set_size FROM pairs GROUP BY split ORDER BY split"),
+        "split,n,targets,set_size\ntest,6,0,4\ntrain,18,18,4\nval,6,6,4\n"
+    );
+    assert_eq!(
+        store.csv(
+            "SELECT pair_id, reference_id, target_id FROM pairs WHERE pair_id = 'cirr/val/18000'"
+        ),
+        "pair_id,reference_id,target_id\ncirr/val/18000,cirr/scene_019,cirr/scene_020\n"
+    );
+    let out = ingest(
+        &store,
+        &["fashioniq", &fixture("fashioniq"), "--dataset", "fiq"],
+    );
+    assert_success(&out);
+    assert_eq!(
+        store.csv("SELECT category, split, count(*) AS n FROM pairs WHERE dataset = 'fiq' GROUP BY category, split ORDER BY category, split"),
+        "category,split,n\ndress,train,9\ndress,val,3\nshirt,train,9\nshirt,val,3\n"
+    );
+    assert_eq!(
+        store.csv("SELECT text FROM pairs WHERE pair_id = 'fiq/dress/train/0'"),
+        "text\nis red and has a triangle\n"
+    );
+}
+
+#[test]
+fn ingesting_twice_changes_nothing() {
+    let store = TestStore::initialised();
+    let file = fixture("jsonl/metadata.jsonl");
+    assert_success(&ingest(
+        &store,
+        &["jsonl", &file, "--dataset", "j", "--split", "train"],
+    ));
+    let before = store.csv("SELECT image_id, sha256, run_id FROM images ORDER BY image_id");
+    let versions = store.csv("SELECT count(*) AS n FROM \"images@2\"");
+    let again = ingest(
+        &store,
+        &["jsonl", &file, "--dataset", "j", "--split", "train"],
+    );
+    assert_success(&again);
+    assert!(
+        stdout(&again).contains("images 30 (0 new or changed), captions 60 (0 new or changed)"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(
+        store.csv("SELECT image_id, sha256, run_id FROM images ORDER BY image_id"),
+        before
+    );
+    assert_eq!(versions, "n\n30\n");
+    let out = store.vlmdb(&["sql", "SELECT count(*) AS n FROM \"images@3\""]);
+    assert_fails_with(&out, "there is no version 3");
+}
+
+#[test]
+fn split_ratio_is_deterministic() {
+    let a = TestStore::initialised();
+    let b = TestStore::initialised();
+    let file = fixture("jsonl/metadata.jsonl");
+    for store in [&a, &b] {
+        let args = [
+            "jsonl",
+            &file,
+            "--dataset",
+            "j",
+            "--split-ratio",
+            "train=0.9,val=0.1",
+            "--seed",
+            "7",
+        ];
+        assert_success(&ingest(store, &args));
+    }
+    let query = "SELECT image_id, split FROM images ORDER BY image_id";
+    assert_eq!(a.csv(query), b.csv(query));
+    let counts = a.csv("SELECT count(*) AS n, count(split) AS with_split FROM images");
+    assert_eq!(counts, "n,with_split\n30,30\n");
+    let bad = ingest(
+        &a,
+        &[
+            "jsonl",
+            &file,
+            "--dataset",
+            "j",
+            "--split-ratio",
+            "train=0.9,val=0.2",
+        ],
+    );
+    assert_fails_with(&bad, "ratios sum to");
+}
+
+#[test]
+fn resize_keeps_aspect_and_original_size() {
+    let store = TestStore::initialised();
+    let out = ingest(
+        &store,
+        &[
+            "folder",
+            &fixture("folder"),
+            "--dataset",
+            "r",
+            "--resize",
+            "32",
+        ],
+    );
+    assert_success(&out);
+    assert_eq!(
+        store.csv("SELECT width, height, orig_width, orig_height, count(*) AS n FROM images GROUP BY width, height, orig_width, orig_height ORDER BY width"),
+        "width,height,orig_width,orig_height,n\n24,32,48,64,3\n32,24,64,48,9\n"
+    );
+}
+
+#[test]
+fn bad_items_are_recorded_and_the_rest_goes_in() {
+    let store = TestStore::initialised();
+    let out = ingest(
+        &store,
+        &["jsonl", &fixture("bad/metadata.jsonl"), "--dataset", "bad"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("images 2 (2 new or changed)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        store.csv("SELECT image_id, format FROM images ORDER BY image_id"),
+        "image_id,format\nbad/images/really_png,png\nbad/images/scene_001,jpeg\n"
+    );
+    let errors = store.csv("SELECT item, reason FROM ingest_errors ORDER BY item");
+    for (item, reason) in [
+        ("line 4", "malformed JSON"),
+        ("images/empty.png", "empty file (0 bytes)"),
+        ("images/truncated.png", "corrupt or truncated png image"),
+        (
+            "images/not_an_image.jpg",
+            "not an image (unrecognised content)",
+        ),
+        ("images/bomb.png", "exceeds the 16384-pixel limit"),
+        ("images/missing.png", "missing image file"),
+        ("../outside.png", "escapes the images root"),
+        ("/etc/hostname", "outside the images root"),
+        ("images/link_out.png", "outside the images root"),
+        ("line 12", "duplicate of line 1"),
+    ] {
+        assert!(
+            errors
+                .lines()
+                .any(|l| l.contains(item) && l.contains(reason)),
+            "no ingest_errors row for {item} with {reason:?}:\n{errors}"
+        );
+    }
+    assert_eq!(errors.lines().count(), 11, "{errors}");
+
+    let out = ingest(
+        &store,
+        &["folder", &fixture("bad/folder"), "--dataset", "badfolder"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        store.csv("SELECT c.text FROM captions c WHERE dataset = 'badfolder'"),
+        "text\na fine caption\n"
+    );
+    assert!(
+        store
+            .csv("SELECT reason FROM ingest_errors WHERE dataset = 'badfolder'")
+            .contains("not valid UTF-8")
+    );
+}
+
+#[test]
+fn strict_stops_before_writing() {
+    let store = TestStore::initialised();
+    assert_success(&ingest(
+        &store,
+        &["jsonl", &fixture("jsonl/metadata.jsonl"), "--dataset", "j"],
+    ));
+    let query = "SELECT image_id FROM images ORDER BY image_id";
+    let before = (
+        store.csv(query),
+        store.csv("SELECT caption_id FROM captions ORDER BY caption_id"),
+    );
+    let out = ingest(
+        &store,
+        &[
+            "jsonl",
+            &fixture("bad/metadata.jsonl"),
+            "--dataset",
+            "j",
+            "--strict",
+        ],
+    );
+    assert_fails_with(&out, "--strict stops at the first bad item");
+    let after = (
+        store.csv(query),
+        store.csv("SELECT caption_id FROM captions ORDER BY caption_id"),
+    );
+    assert_eq!(before, after);
+    assert_eq!(
+        store.csv("SELECT count(*) AS n FROM ingest_errors"),
+        "n\n0\n"
+    );
+    assert_eq!(
+        store.csv("SELECT status FROM runs WHERE kind = 'ingest' ORDER BY started_at"),
+        "status\nfinished\n",
+        "strict validation fails before the run opens"
+    );
+}
+
+#[test]
+// The child is reaped with wait4 (to read its peak RSS), not with std's wait.
+#[allow(clippy::zombie_processes)]
+fn a_decompression_bomb_is_refused_without_allocating_it() {
+    let store = TestStore::initialised();
+    let child = store
+        .command(&[
+            "ingest",
+            "jsonl",
+            &fixture("bad/metadata.jsonl"),
+            "--dataset",
+            "bomb",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for the child we spawned and have not waited for.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid);
+    let peak_mb = usage.ru_maxrss as f64 / 1024.0;
+    assert!(
+        peak_mb < 200.0,
+        "peak RSS {peak_mb:.0} MB while refusing a 60000x60000 PNG"
+    );
+    assert_eq!(
+        store.csv("SELECT reason FROM ingest_errors WHERE item = 'images/bomb.png'"),
+        "reason\nimage of 60000x60000 pixels exceeds the 16384-pixel limit (decompression bomb?)\n"
+    );
+}
+
+#[test]
+fn missing_inputs_name_the_path() {
+    let store = TestStore::initialised();
+    assert_fails_with(
+        &ingest(&store, &["coco", "/no/such.json", "--dataset", "x"]),
+        "/no/such.json",
+    );
+    assert_fails_with(
+        &ingest(
+            &store,
+            &[
+                "jsonl",
+                &fixture("jsonl/metadata.jsonl"),
+                "--dataset",
+                "a/b",
+            ],
+        ),
+        "--dataset 'a/b'",
+    );
+    assert_fails_with(
+        &ingest(&store, &["webdataset", "/no/{0..1}.tar", "--dataset", "x"]),
+        "/no/0.tar",
+    );
+}
+
+#[test]
+fn export_round_trips() {
+    let store = TestStore::initialised();
+    assert_success(&ingest(
+        &store,
+        &[
+            "jsonl",
+            &fixture("jsonl/metadata.jsonl"),
+            "--dataset",
+            "j",
+            "--split-ratio",
+            "train=0.5,val=0.5",
+        ],
+    ));
+    let out = store.vlmdb(&["export", "jsonl", "--dataset", "j", "--split", "val"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let first: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a line")).expect("json");
+    assert!(
+        first["file_name"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("images/scene_")),
+        "{first}"
+    );
+    assert_eq!(first["split"], "val");
+    let exported = store.dir.path().join("metadata.jsonl");
+    let file_out = store.vlmdb(&[
+        "export",
+        "jsonl",
+        "--dataset",
+        "j",
+        "--out",
+        exported.to_str().expect("utf8"),
+    ]);
+    assert_success(&file_out);
+    // The export ingests back (its paths are relative to the original images root).
+    let back = ingest(
+        &store,
+        &[
+            "jsonl",
+            exported.to_str().expect("utf8"),
+            "--dataset",
+            "j2",
+            "--images",
+            &fixture("jsonl"),
+        ],
+    );
+    assert_success(&back);
+    assert_eq!(
+        store.csv("SELECT count(*) AS n FROM captions WHERE dataset = 'j2'"),
+        "n\n60\n"
+    );
+
+    let parquet = store.dir.path().join("images.parquet");
+    let p = store.vlmdb(&[
+        "export",
+        "parquet",
+        "--table",
+        "images",
+        "--dataset",
+        "j",
+        "--out",
+        parquet.to_str().expect("utf8"),
+    ]);
+    assert_success(&p);
+    let bytes = std::fs::read(&parquet).expect("parquet file");
+    assert_eq!(&bytes[..4], b"PAR1");
+    let csv = store.vlmdb(&["export", "csv", "--table", "captions", "--split", "val"]);
+    assert_success(&csv);
+    assert!(
+        stdout(&csv)
+            .starts_with("caption_id,image_id,dataset,split,text,source,run_id,iteration\n")
+    );
+    assert_fails_with(
+        &store.vlmdb(&["export", "csv", "--table", "nope"]),
+        "table 'nope' not found",
+    );
+    assert_fails_with(
+        &store.vlmdb(&["export", "parquet", "--dataset", "j"]),
+        "needs --out",
+    );
+}
