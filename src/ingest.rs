@@ -36,7 +36,7 @@ pub use split::SplitRule;
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"];
 
 /// Images validated and written per chunk (bounds memory on large inputs).
-const CHUNK: usize = 512;
+const CHUNK: usize = 2048;
 
 /// The dataset formats `vlmdb ingest` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

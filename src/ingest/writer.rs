@@ -131,7 +131,8 @@ impl<'a> DatasetWriter<'a> {
         Ok(map)
     }
 
-    /// Upsert the rows of `batch` whose content differs from what is stored; returns how many were written.
+    /// Write the rows of `batch` whose content differs from what is stored: rows with new ids are appended,
+    /// rows whose stored content changed are upserted by id. Returns how many rows were written.
     async fn write_changed(
         &self,
         table: &str,
@@ -141,14 +142,20 @@ impl<'a> DatasetWriter<'a> {
         stored: &HashMap<String, String>,
     ) -> Result<usize> {
         let prints = fingerprints(&batch, id, content)?;
-        let keep: BooleanArray = prints
+        let is_new: BooleanArray = prints.iter().map(|(key, _)| Some(!stored.contains_key(key))).collect();
+        let is_changed: BooleanArray = prints
             .iter()
-            .map(|(key, print)| Some(stored.get(key) != Some(print)))
+            .map(|(key, print)| Some(stored.get(key).is_some_and(|p| p != print)))
             .collect();
-        let changed = filter_record_batch(&batch, &keep)?;
-        let written = changed.num_rows();
-        if written > 0 {
-            upsert(self.store, &spec(table)?, changed).await?;
+        let spec = spec(table)?;
+        let new_rows = filter_record_batch(&batch, &is_new)?;
+        let changed_rows = filter_record_batch(&batch, &is_changed)?;
+        let written = new_rows.num_rows() + changed_rows.num_rows();
+        if new_rows.num_rows() > 0 {
+            append(self.store, &spec, new_rows).await?;
+        }
+        if changed_rows.num_rows() > 0 {
+            upsert(self.store, &spec, changed_rows).await?;
         }
         Ok(written)
     }
