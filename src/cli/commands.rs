@@ -68,19 +68,35 @@ pub async fn sql(store: &Store, args: SqlArgs, out: &mut dyn Write) -> Result<u8
         execute_all(&engine, statements, &params, args.format, out).await?;
         return Ok(0);
     }
-    let spec = RunSpec {
+    let spec = sql_run_spec(&name, &text, &params);
+    let work = execute_all(&engine, statements, &params, args.format, out);
+    recorded(&engine, run_id, spec, work).await?;
+    Ok(0)
+}
+
+/// The run record of SQL that writes to the store.
+pub fn sql_run_spec(name: &str, sql: &str, params: &Params) -> RunSpec {
+    RunSpec {
         kind: "sql".into(),
-        name,
-        config: serde_json::json!({ "sql": text, "params": params.to_json() }),
+        name: name.to_string(),
+        config: serde_json::json!({ "sql": sql, "params": params.to_json() }),
         seed: None,
-    };
-    let mut run = Run::open_with_id(store, run_id, spec).await?;
-    let outcome = execute_all(&engine, statements, &params, args.format, out).await;
+    }
+}
+
+/// Run `work` under a run record with id `run_id`, recording the table versions the session read.
+pub async fn recorded<T>(
+    engine: &Engine,
+    run_id: String,
+    spec: RunSpec,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let mut run = Run::open_with_id(engine.store(), run_id, spec).await?;
+    let outcome = work.await;
     for (table, version) in engine.reads() {
         run.record_input(&table, version);
     }
-    run.close(store, outcome).await?;
-    Ok(0)
+    run.close(engine.store(), outcome).await
 }
 
 /// Bind `$run_id` to a fresh run id; it is reserved, so a user binding is an error.
@@ -91,6 +107,11 @@ pub fn bind_run_id(params: &mut Params) -> Result<String> {
             message: "is bound by vlmdb to the current run and cannot be set".into(),
         });
     }
+    rebind_run_id(params)
+}
+
+/// Bind `$run_id` to a fresh run id, replacing any earlier one (each writing statement of a shell is a run).
+pub fn rebind_run_id(params: &mut Params) -> Result<String> {
     let id = Run::new_id();
     params.set("run_id", ParamValue::Text(id.clone()))?;
     Ok(id)

@@ -10,13 +10,12 @@ use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
 use super::args::ShellArgs;
-use super::commands::bind_run_id;
+use super::commands::{bind_run_id, rebind_run_id, recorded, sql_run_spec};
 use super::format::{Format, write_result};
 use super::meta::{self, MetaCommand};
 use crate::error::{Error, Result};
 use crate::sql::{Engine, Params, writes_store};
 use crate::store::Store;
-use crate::store::runs::{Run, RunSpec};
 
 const PROMPT: &str = "vlmdb> ";
 const CONTINUATION: &str = "  ...> ";
@@ -180,21 +179,11 @@ async fn statements(session: &Session, sql: &str, out: &mut dyn Write) -> Result
     for statement in session.engine.parse(sql)? {
         let started = Instant::now();
         let result = if writes_store(&statement) {
-            let text = statement.to_string();
-            let spec = RunSpec {
-                kind: "sql".into(),
-                name: "shell".into(),
-                config: serde_json::json!({ "sql": text, "params": session.params.to_json() }),
-                seed: None,
-            };
             let mut params = session.params.clone();
-            let run_id = run_id_for_statement(&mut params)?;
-            let mut run = Run::open_with_id(session.engine.store(), run_id, spec).await?;
-            let outcome = session.engine.execute(statement, &params).await;
-            for (table, version) in session.engine.reads() {
-                run.record_input(&table, version);
-            }
-            run.close(session.engine.store(), outcome).await?
+            let run_id = rebind_run_id(&mut params)?;
+            let spec = sql_run_spec("shell", &statement.to_string(), &params);
+            let work = session.engine.execute(statement, &params);
+            recorded(&session.engine, run_id, spec, work).await?
         } else {
             session.engine.execute(statement, &session.params).await?
         };
@@ -204,13 +193,6 @@ async fn statements(session: &Session, sql: &str, out: &mut dyn Write) -> Result
         }
     }
     Ok(())
-}
-
-/// Each writing statement of the shell is its own run, with its own `$run_id`.
-fn run_id_for_statement(params: &mut Params) -> Result<String> {
-    let id = Run::new_id();
-    params.set("run_id", crate::sql::ParamValue::Text(id.clone()))?;
-    Ok(id)
 }
 
 async fn meta_command(

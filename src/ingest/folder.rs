@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::record::{CaptionRecord, Collected, ImageData, ImageRecord, SeenIds};
+use super::record::{Collected, ImageData, ImageRecord, SeenIds};
 use super::{IMAGE_EXTENSIONS, ReadOptions, strip_extension};
 use crate::error::{Error, Result};
 
@@ -58,20 +58,14 @@ pub fn read(path: &Path, _options: &ReadOptions) -> Result<Collected> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io(&caption_file, e)),
         };
-        if let Some(text) = caption {
-            out.captions.push(CaptionRecord {
-                key: format!("{key}#0"),
-                image_key: key.clone(),
-                text,
-            });
-        }
-        out.images.push(ImageRecord {
+        let image = ImageRecord {
             key,
             path: relative,
             split: None,
             data: ImageData::File(file),
             origin: origin.clone(),
-        });
+        };
+        out.push_sample(image, caption);
     }
     Ok(out)
 }

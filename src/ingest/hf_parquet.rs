@@ -9,7 +9,7 @@ use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::ReadOptions;
-use super::record::{CaptionRecord, Collected, ImageData, ImageRecord};
+use super::record::{Collected, ImageData, ImageRecord};
 use crate::error::{Error, Result};
 
 const SPLITS: &[&str] = &["train", "validation", "val", "test"];
@@ -86,21 +86,15 @@ fn read_file(file: &Path, options: &ReadOptions, out: &mut Collected) -> Result<
                         .map(|a| a.value(i).to_string())
                 })
                 .unwrap_or_else(|| key.clone());
-            let text = texts.and_then(|t| t.is_valid(i).then(|| t.value(i).trim().to_string()));
-            if let Some(text) = text.filter(|t| !t.is_empty()) {
-                out.captions.push(CaptionRecord {
-                    key: format!("{key}#0"),
-                    image_key: key.clone(),
-                    text,
-                });
-            }
-            out.images.push(ImageRecord {
+            let text = texts.and_then(|t| t.is_valid(i).then(|| t.value(i).to_string()));
+            let image = ImageRecord {
                 key,
                 path,
                 split: split.clone(),
                 data: ImageData::Bytes(bytes),
                 origin: origin.clone(),
-            });
+            };
+            out.push_sample(image, text);
         }
     }
     Ok(())

@@ -65,6 +65,21 @@ pub struct Collected {
 }
 
 impl Collected {
+    /// Add an image with at most one caption (formats with one caption per sample: folder, webdataset, Parquet).
+    pub fn push_sample(&mut self, image: ImageRecord, caption: Option<String>) {
+        if let Some(text) = caption
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+        {
+            self.captions.push(CaptionRecord {
+                key: format!("{}#0", image.key),
+                image_key: image.key.clone(),
+                text,
+            });
+        }
+        self.images.push(image);
+    }
+
     /// Record a rejected item.
     pub fn reject(
         &mut self,

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::jsonl::caption_of;
-use super::record::{CaptionRecord, Collected, ImageData, ImageRecord, SeenIds};
+use super::record::{Collected, ImageData, ImageRecord, SeenIds};
 use super::{IMAGE_EXTENSIONS, ReadOptions};
 use crate::error::{Error, Result};
 
@@ -152,20 +152,14 @@ fn finish(
         out.reject(origin, &key, "sample has no image member");
         return;
     };
-    if let Some(text) = caption {
-        out.captions.push(CaptionRecord {
-            key: format!("{key}#0"),
-            image_key: key.clone(),
-            text,
-        });
-    }
-    out.images.push(ImageRecord {
+    let image = ImageRecord {
         path: format!("{key}.{extension}"),
         key,
         split: None,
         data: ImageData::Bytes(bytes),
         origin: origin.to_string(),
-    });
+    };
+    out.push_sample(image, caption);
 }
 
 #[cfg(test)]

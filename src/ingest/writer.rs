@@ -142,7 +142,10 @@ impl<'a> DatasetWriter<'a> {
         stored: &HashMap<String, String>,
     ) -> Result<usize> {
         let prints = fingerprints(&batch, id, content)?;
-        let is_new: BooleanArray = prints.iter().map(|(key, _)| Some(!stored.contains_key(key))).collect();
+        let is_new: BooleanArray = prints
+            .iter()
+            .map(|(key, _)| Some(!stored.contains_key(key)))
+            .collect();
         let is_changed: BooleanArray = prints
             .iter()
             .map(|(key, print)| Some(stored.get(key).is_some_and(|p| p != print)))
