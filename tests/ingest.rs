@@ -506,3 +506,57 @@ fn export_round_trips() {
         "needs --out",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_write_restores_every_table() {
+    let store = TestStore::initialised();
+    assert_success(&ingest(
+        &store,
+        &["jsonl", &fixture("jsonl/metadata.jsonl"), "--dataset", "j"],
+    ));
+    let ids = "SELECT image_id FROM images ORDER BY image_id";
+    let captions = "SELECT caption_id FROM captions ORDER BY caption_id";
+    let before = (store.csv(ids), store.csv(captions));
+
+    // Replace `pairs` with a table of another shape: a CIRR ingest writes images and captions, then fails on pairs.
+    let lance = vlmdb::store::Store::open(&store.path())
+        .await
+        .expect("open store");
+    lance.open_table("pairs").await.expect("pairs");
+    let conn = lancedb::connect(store.path().to_str().expect("utf8"))
+        .execute()
+        .await
+        .expect("connect");
+    conn.drop_table("pairs", &[]).await.expect("drop pairs");
+    let odd =
+        vlmdb::store::schema::parse("odd.schema", "table pairs\nx int32\n", &Default::default())
+            .expect("schema");
+    lance.create_table(&odd).await.expect("odd pairs");
+
+    let out = ingest(&store, &["cirr", &fixture("cirr"), "--dataset", "cirr"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        (store.csv(ids), store.csv(captions)),
+        before,
+        "no row of the failed ingest remains"
+    );
+    // The images had been written (version 3) before the pairs write failed, and were undone (version 4).
+    assert_eq!(
+        store.csv("SELECT count(*) AS n FROM \"images@3\" WHERE dataset = 'cirr'"),
+        "n\n30\n"
+    );
+    assert_eq!(
+        store.csv("SELECT count(*) AS n FROM \"images@4\" WHERE dataset = 'cirr'"),
+        "n\n0\n"
+    );
+    assert_eq!(
+        store.csv("SELECT status, error IS NOT NULL AS has_error FROM runs WHERE kind = 'ingest' ORDER BY started_at"),
+        "status,has_error\nfinished,false\nfailed,true\n"
+    );
+}
