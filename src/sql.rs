@@ -1,9 +1,11 @@
-//! The SQL engine: a DataFusion session over the store ([`catalog`]), its function docs ([`functions`]), and
-//! parameters bound on the parsed statement ([`params`]).
+//! The SQL engine: a DataFusion session over the store ([`catalog`]) with vlmdb's functions ([`udf`]) and their
+//! docs ([`functions`]), and parameters bound on the parsed statement ([`params`]).
 
 pub mod catalog;
 pub mod functions;
 pub mod params;
+pub mod udaf;
+pub mod udf;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,6 +69,12 @@ impl Engine {
             Error::Usage(format!("DataFusion session has no catalog '{CATALOG}'"))
         })?;
         catalog.register_schema(SCHEMA, tables.clone())?;
+        for function in udf::functions() {
+            ctx.register_udf(function);
+        }
+        for function in udaf::functions() {
+            ctx.register_udaf(function);
+        }
         Ok(Engine { ctx, store, tables })
     }
 

@@ -560,3 +560,25 @@ async fn a_failed_write_restores_every_table() {
         "status,has_error\nfinished,false\nfailed,true\n"
     );
 }
+
+#[test]
+fn image_functions_over_ingested_images() {
+    let store = TestStore::initialised();
+    assert_success(&ingest(
+        &store,
+        &["folder", &fixture("folder"), "--dataset", "f"],
+    ));
+    assert_eq!(
+        store.csv(
+            "SELECT count(*) AS n, sum(CASE WHEN image_size(data)['width'] = width AND image_size(data)['height'] = height THEN 1 ELSE 0 END) AS agree FROM images"
+        ),
+        "n,agree\n12,12\n"
+    );
+    assert_eq!(
+        store.csv(
+            "SELECT image_size(thumbnail(data, 16))['width'] AS w, image_size(thumbnail(data, 16))['height'] AS h, count(*) AS n \
+             FROM images GROUP BY 1, 2 ORDER BY w"
+        ),
+        "w,h,n\n12,16,3\n16,12,9\n"
+    );
+}

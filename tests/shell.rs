@@ -58,7 +58,7 @@ fn meta_commands() {
     let store = TestStore::initialised();
     let out = shell(
         &store,
-        "\\d\n\\d captions\n\\df\n\\df abs\n\\format json\nSELECT 1 AS one;\n\\timing\nSELECT 2 AS two;\n\\?\n\\q\nSELECT 'after quit';\n",
+        "\\d\n\\d captions\n\\df\n\\df abs\n\\df truncate_dim\n\\format json\nSELECT 1 AS one;\n\\timing\nSELECT 2 AS two;\n\\?\n\\q\nSELECT 'after quit';\n",
     );
     assert_success(&out);
     let text = stdout(&out);
@@ -83,6 +83,19 @@ fn meta_commands() {
         "{text}"
     );
     assert!(text.contains("Syntax: abs(numeric_expression)"), "{text}");
+    // vlmdb's own functions are listed and documented the same way.
+    assert!(
+        text.contains("cosine_similarity,scalar,\"Cosine similarity of two vectors"),
+        "{text}"
+    );
+    assert!(
+        text.contains("truncate_dim (scalar function)\nThe first d dimensions of a vector"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  d: The number of leading dimensions to keep"),
+        "{text}"
+    );
     // \format json switches the format.
     assert!(text.contains("[{\"one\":1}]\n"), "{text}");
     assert!(text.contains("[{\"two\":2}]\n"), "{text}");
