@@ -18,9 +18,9 @@ use datafusion::logical_expr::ScalarUDF;
 /// Every scalar function vlmdb adds to a session.
 pub fn functions() -> Vec<ScalarUDF> {
     vec![
-        ScalarUDF::from(cosine_similarity::CosineSimilarity::new()),
-        ScalarUDF::from(dot_product::DotProduct::new()),
-        ScalarUDF::from(l2_distance::L2Distance::new()),
+        cosine_similarity::udf(),
+        dot_product::udf(),
+        l2_distance::udf(),
         ScalarUDF::from(l2_normalize::L2Normalize::new()),
         ScalarUDF::from(truncate_dim::TruncateDim::new()),
         ScalarUDF::from(image_size::ImageSize::new()),

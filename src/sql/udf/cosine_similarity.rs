@@ -2,13 +2,9 @@
 
 use std::sync::LazyLock;
 
-use arrow::datatypes::DataType;
-use datafusion::error::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{Documentation, ScalarUDF};
 
-use super::vectors::{DOC_SECTION, check_vector, dot, pairwise};
+use super::vectors::{DOC_SECTION, PairwiseScore, dot};
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -25,48 +21,12 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct CosineSimilarity {
-    signature: Signature,
+/// dot(a, b) / (|a| |b|); a zero vector gives a non-finite result, which `pairwise` reports with its row.
+fn score(a: &[f32], b: &[f32]) -> f64 {
+    dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt())
 }
 
-impl CosineSimilarity {
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::any(2, Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for CosineSimilarity {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ScalarUDFImpl for CosineSimilarity {
-    fn name(&self) -> &str {
-        "cosine_similarity"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        for (i, t) in args.iter().enumerate() {
-            check_vector(self.name(), i, t)?;
-        }
-        Ok(DataType::Float64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        pairwise(self.name(), &args.args, args.number_rows, |a, b| {
-            dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt())
-        })
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
+/// The `cosine_similarity` SQL function.
+pub fn udf() -> ScalarUDF {
+    PairwiseScore::udf("cosine_similarity", &DOC, score)
 }

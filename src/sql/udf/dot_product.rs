@@ -2,13 +2,9 @@
 
 use std::sync::LazyLock;
 
-use arrow::datatypes::DataType;
-use datafusion::error::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{Documentation, ScalarUDF};
 
-use super::vectors::{DOC_SECTION, check_vector, dot, pairwise};
+use super::vectors::{DOC_SECTION, PairwiseScore, dot};
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -25,46 +21,7 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct DotProduct {
-    signature: Signature,
-}
-
-impl DotProduct {
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::any(2, Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for DotProduct {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ScalarUDFImpl for DotProduct {
-    fn name(&self) -> &str {
-        "dot_product"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        for (i, t) in args.iter().enumerate() {
-            check_vector(self.name(), i, t)?;
-        }
-        Ok(DataType::Float64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        pairwise(self.name(), &args.args, args.number_rows, dot)
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
+/// The `dot_product` SQL function.
+pub fn udf() -> ScalarUDF {
+    PairwiseScore::udf("dot_product", &DOC, dot)
 }

@@ -2,13 +2,9 @@
 
 use std::sync::LazyLock;
 
-use arrow::datatypes::DataType;
-use datafusion::error::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{Documentation, ScalarUDF};
 
-use super::vectors::{DOC_SECTION, check_vector, pairwise};
+use super::vectors::{DOC_SECTION, PairwiseScore};
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -25,52 +21,16 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct L2Distance {
-    signature: Signature,
+/// sqrt(sum((a[i] - b[i])^2)), in f64.
+fn score(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }
 
-impl L2Distance {
-    pub fn new() -> Self {
-        Self {
-            signature: Signature::any(2, Volatility::Immutable),
-        }
-    }
-}
-
-impl Default for L2Distance {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ScalarUDFImpl for L2Distance {
-    fn name(&self) -> &str {
-        "l2_distance"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        for (i, t) in args.iter().enumerate() {
-            check_vector(self.name(), i, t)?;
-        }
-        Ok(DataType::Float64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        pairwise(self.name(), &args.args, args.number_rows, |a, b| {
-            a.iter()
-                .zip(b)
-                .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-                .sum::<f64>()
-                .sqrt()
-        })
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOC)
-    }
+/// The `l2_distance` SQL function.
+pub fn udf() -> ScalarUDF {
+    PairwiseScore::udf("l2_distance", &DOC, score)
 }

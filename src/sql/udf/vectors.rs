@@ -1,13 +1,16 @@
 //! The shared argument handling of the vector functions: reading vector arguments row by row (arrays or
 //! broadcast scalars), NULL in → NULL out, and errors that name the function, the argument and the row.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, Float32Array, Float64Array, ListArray};
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Float32Type};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{ColumnarValue, DocSection};
+use datafusion::logical_expr::{
+    ColumnarValue, DocSection, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
 
 /// The `\df` section of the vector functions.
 pub const DOC_SECTION: DocSection = DocSection {
@@ -164,4 +167,69 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
         .zip(b)
         .map(|(x, y)| f64::from(*x) * f64::from(*y))
         .sum()
+}
+
+/// A function of two vectors returning a float64 score (cosine similarity, dot product, L2 distance): the three
+/// share everything but their name, documentation and scoring rule, which their own files supply.
+#[derive(Debug)]
+pub struct PairwiseScore {
+    name: &'static str,
+    doc: &'static LazyLock<Documentation>,
+    score: fn(&[f32], &[f32]) -> f64,
+    signature: Signature,
+}
+
+impl PairwiseScore {
+    pub fn udf(
+        name: &'static str,
+        doc: &'static LazyLock<Documentation>,
+        score: fn(&[f32], &[f32]) -> f64,
+    ) -> ScalarUDF {
+        ScalarUDF::from(PairwiseScore {
+            name,
+            doc,
+            score,
+            signature: Signature::any(2, Volatility::Immutable),
+        })
+    }
+}
+
+// Functions are identified by name (function pointers do not compare reliably).
+impl PartialEq for PairwiseScore {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for PairwiseScore {}
+
+impl std::hash::Hash for PairwiseScore {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for PairwiseScore {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        for (i, t) in args.iter().enumerate() {
+            check_vector(self.name, i, t)?;
+        }
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        pairwise(self.name, &args.args, args.number_rows, self.score)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(self.doc)
+    }
 }
