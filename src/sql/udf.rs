@@ -27,3 +27,22 @@ pub fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::from(thumbnail::Thumbnail::new()),
     ]
 }
+
+/// An integer argument given as a constant (the same for every row), e.g. `truncate_dim`'s `d`.
+pub fn integer_constant(arg: &datafusion::logical_expr::ColumnarValue) -> Option<i64> {
+    use datafusion::scalar::ScalarValue;
+    let datafusion::logical_expr::ColumnarValue::Scalar(scalar) = arg else {
+        return None;
+    };
+    match scalar {
+        ScalarValue::Int64(Some(v)) => Some(*v),
+        ScalarValue::Int32(Some(v)) => Some(i64::from(*v)),
+        ScalarValue::Int16(Some(v)) => Some(i64::from(*v)),
+        ScalarValue::Int8(Some(v)) => Some(i64::from(*v)),
+        ScalarValue::UInt64(Some(v)) => i64::try_from(*v).ok(),
+        ScalarValue::UInt32(Some(v)) => Some(i64::from(*v)),
+        ScalarValue::UInt16(Some(v)) => Some(i64::from(*v)),
+        ScalarValue::UInt8(Some(v)) => Some(i64::from(*v)),
+        _ => None,
+    }
+}

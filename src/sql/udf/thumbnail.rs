@@ -9,9 +9,9 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::scalar::ScalarValue;
 
 use super::images::{DOC_SECTION, check_binary, image_bytes, row_bytes, unreadable};
+use super::integer_constant;
 use super::vectors::columnar;
 use crate::ingest::image::decode;
 
@@ -49,24 +49,16 @@ impl Default for Thumbnail {
     }
 }
 
+/// `px` as a side length from 1 to 4096, the same for every row (a constant).
 fn side(arg: &ColumnarValue) -> Result<u32> {
-    let bad = || {
-        DataFusionError::Execution(
-            "thumbnail: px must be an integer constant from 1 to 4096".into(),
-        )
-    };
-    let ColumnarValue::Scalar(scalar) = arg else {
-        return Err(bad());
-    };
-    let px = match scalar {
-        ScalarValue::Int64(Some(v)) => *v,
-        ScalarValue::Int32(Some(v)) => i64::from(*v),
-        _ => return Err(bad()),
-    };
-    u32::try_from(px)
-        .ok()
-        .filter(|p| (1..=4096).contains(p))
-        .ok_or_else(bad)
+    integer_constant(arg)
+        .and_then(|px| u32::try_from(px).ok())
+        .filter(|px| (1..=4096).contains(px))
+        .ok_or_else(|| {
+            DataFusionError::Execution(
+                "thumbnail: px must be an integer constant from 1 to 4096".into(),
+            )
+        })
 }
 
 impl ScalarUDFImpl for Thumbnail {

@@ -7,8 +7,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use datafusion::scalar::ScalarValue;
 
+use super::integer_constant;
 use super::vectors::{
     DOC_SECTION, check_vector, columnar, normalized, vector_array, vector_type, vectors,
 };
@@ -50,21 +50,12 @@ impl Default for TruncateDim {
 
 /// `d` as a positive width; it must be the same for every row (a constant).
 fn width(arg: &ColumnarValue) -> Result<usize> {
-    let bad =
-        || DataFusionError::Execution("truncate_dim: d must be a positive integer constant".into());
-    let ColumnarValue::Scalar(scalar) = arg else {
-        return Err(bad());
-    };
-    let d = match scalar {
-        ScalarValue::Int64(Some(d)) => *d,
-        ScalarValue::Int32(Some(d)) => i64::from(*d),
-        ScalarValue::Int16(Some(d)) => i64::from(*d),
-        ScalarValue::Int8(Some(d)) => i64::from(*d),
-        ScalarValue::UInt64(Some(d)) => i64::try_from(*d).map_err(|_| bad())?,
-        ScalarValue::UInt32(Some(d)) => i64::from(*d),
-        _ => return Err(bad()),
-    };
-    usize::try_from(d).ok().filter(|d| *d > 0).ok_or_else(bad)
+    integer_constant(arg)
+        .and_then(|d| usize::try_from(d).ok())
+        .filter(|d| *d > 0)
+        .ok_or_else(|| {
+            DataFusionError::Execution("truncate_dim: d must be a positive integer constant".into())
+        })
 }
 
 impl ScalarUDFImpl for TruncateDim {
