@@ -18,34 +18,32 @@ use args::{BenchWhat, Command, RunsAction};
 
 /// Run one command line; returns the process exit code (errors are returned, not printed).
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
-    // Benchmarks make their own temporary stores.
-    if let Command::Bench(args) = cli.command {
-        match args.what {
+    let store_path = cli.db.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_DIR));
+    // The store is opened (and created) only by the commands that use it; benchmarks make their own.
+    let store = || Store::open(&store_path);
+    let code = match cli.command {
+        Command::Init => commands::init(&store().await?, out).await?,
+        Command::Sql(args) => commands::sql(&store().await?, args, out).await?,
+        Command::Shell(args) => shell::run(&store().await?, args, out).await?,
+        Command::Ingest(args) => commands::ingest(&store().await?, args, out).await?,
+        Command::Export(args) => commands::export(&store().await?, args, out).await?,
+        Command::Runs(args) => match args.action {
+            None | Some(RunsAction::List) => {
+                commands::runs_list(&store().await?, args.format, out).await?
+            }
+            Some(RunsAction::Show { id }) => {
+                commands::runs_show(&store().await?, &id, args.format, out).await?
+            }
+        },
+        Command::Bench(args) => match args.what {
             BenchWhat::Ingest {
                 images,
                 python,
                 no_peer,
             } => {
                 crate::bench::ingest_bench(images, (!no_peer).then_some(python.as_str()), out)
-                    .await?
-            }
-        }
-        out.flush()?;
-        return Ok(0);
-    }
-    let path = cli.db.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_DIR));
-    let store = Store::open(&path).await?;
-    let code = match cli.command {
-        Command::Init => commands::init(&store, out).await?,
-        Command::Sql(args) => commands::sql(&store, args, out).await?,
-        Command::Shell(args) => shell::run(&store, args, out).await?,
-        Command::Ingest(args) => commands::ingest(&store, args, out).await?,
-        Command::Export(args) => commands::export(&store, args, out).await?,
-        Command::Bench(_) => 0,
-        Command::Runs(args) => match args.action {
-            None | Some(RunsAction::List) => commands::runs_list(&store, args.format, out).await?,
-            Some(RunsAction::Show { id }) => {
-                commands::runs_show(&store, &id, args.format, out).await?
+                    .await?;
+                0
             }
         },
     };
