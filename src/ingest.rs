@@ -140,40 +140,49 @@ pub fn read(options: &IngestOptions) -> Result<Collected> {
 
 /// Validate one image: read its bytes, decode under limits, resize if asked, hash what is stored.
 pub fn prepare(record: ImageRecord, resize: Option<u32>) -> Result<PreparedImage, Rejection> {
+    let ImageRecord {
+        key,
+        path,
+        split,
+        data,
+        origin,
+    } = record;
     let reject = |reason: String| Rejection {
-        source_file: record.origin.clone(),
-        item: record.path.clone(),
+        source_file: origin.clone(),
+        item: path.clone(),
         reason,
     };
-    let bytes = match &record.data {
-        ImageData::Bytes(b) => b.clone(),
+    let bytes = match data {
+        ImageData::Bytes(b) => b,
         ImageData::File(p) => {
-            std::fs::read(p).map_err(|e| reject(format!("cannot read {}: {e}", p.display())))?
+            std::fs::read(&p).map_err(|e| reject(format!("cannot read {}: {e}", p.display())))?
         }
     };
     let (decoded, info) = image::decode(&bytes).map_err(&reject)?;
-    let (bytes, width, height, original) = match resize {
-        Some(longest) => match image::resize(&decoded, info, longest).map_err(&reject)? {
-            Some((small, w, h)) => (small, w, h, Some((info.width, info.height))),
-            None => (bytes, info.width, info.height, None),
-        },
-        None => (bytes, info.width, info.height, None),
+    let resized = match resize {
+        Some(longest) => image::resize(&decoded, info, longest).map_err(&reject)?,
+        None => None,
     };
-    let format = if original.is_some() && !matches!(info.format, ::image::ImageFormat::Jpeg) {
-        "png"
-    } else {
-        image::format_name(info.format)
+    let (bytes, width, height, format, original) = match resized {
+        Some(small) => (
+            small.bytes,
+            small.width,
+            small.height,
+            small.format,
+            Some((info.width, info.height)),
+        ),
+        None => (bytes, info.width, info.height, info.format, None),
     };
     Ok(PreparedImage {
         sha256: hex::encode(Sha256::digest(&bytes)),
-        key: record.key,
-        path: record.path,
-        split: record.split,
+        key,
+        path,
+        split,
         bytes,
         width,
         height,
         original,
-        format,
+        format: image::format_name(format),
     })
 }
 
@@ -250,6 +259,7 @@ async fn validate_all(collected: &Collected, options: &IngestOptions) -> Result<
     let progress = Progress::new(collected.images.len() as u64, "validating");
     for chunk in collected.images.chunks(CHUNK) {
         let chunk = chunk.to_vec();
+        let chunk_len = chunk.len();
         let resize = options.resize;
         let failure = tokio::task::spawn_blocking(move || {
             chunk
@@ -262,7 +272,7 @@ async fn validate_all(collected: &Collected, options: &IngestOptions) -> Result<
         if let Some(first) = failure.into_iter().next() {
             return Err(rejected(first));
         }
-        progress.inc(CHUNK as u64);
+        progress.inc(chunk_len as u64);
     }
     progress.finish();
     Ok(())
@@ -289,7 +299,7 @@ async fn write(
         mut rejected,
     } = collected;
     let dataset = &options.dataset;
-    let mut sink = writer::DatasetWriter::open(store, dataset, run_id).await?;
+    let sink = writer::DatasetWriter::open(store, dataset, run_id).await?;
     let progress = Progress::new(images.len() as u64, "ingesting");
     let mut accepted: HashMap<String, Option<String>> = HashMap::new();
     let mut summary = IngestSummary {

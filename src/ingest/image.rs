@@ -82,20 +82,29 @@ fn describe(format: ImageFormat, e: image::ImageError) -> String {
     }
 }
 
-/// Shrink so the longest side is `longest` (keeping aspect ratio) and re-encode in the same format. Images already
-/// that small are returned unchanged (`None`).
+/// An image re-encoded at a smaller size.
+#[derive(Debug, Clone)]
+pub struct Resized {
+    pub bytes: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    /// The format of `bytes`: the original's for JPEG and PNG, PNG for formats without a bundled encoder.
+    pub format: ImageFormat,
+}
+
+/// Shrink so the longest side is `longest` (keeping aspect ratio) and re-encode. Images already that small are
+/// left as they are (`None`).
 pub fn resize(
     image: &DynamicImage,
     info: ImageInfo,
     longest: u32,
-) -> Result<Option<(Vec<u8>, u32, u32)>, String> {
+) -> Result<Option<Resized>, String> {
     if info.width.max(info.height) <= longest {
         return Ok(None);
     }
     let resized = image.resize(longest, longest, image::imageops::FilterType::Lanczos3);
     let format = match info.format {
         ImageFormat::Jpeg | ImageFormat::Png => info.format,
-        // Formats without a bundled encoder are stored as PNG once resized.
         _ => ImageFormat::Png,
     };
     let mut out = Cursor::new(Vec::new());
@@ -105,7 +114,12 @@ pub fn resize(
         resized.write_to(&mut out, format)
     };
     encoded.map_err(|e| format!("re-encoding the resized image: {e}"))?;
-    Ok(Some((out.into_inner(), resized.width(), resized.height())))
+    Ok(Some(Resized {
+        bytes: out.into_inner(),
+        width: resized.width(),
+        height: resized.height(),
+        format,
+    }))
 }
 
 #[cfg(test)]
@@ -144,9 +158,12 @@ mod tests {
     fn resize_keeps_aspect() {
         let bytes = png(100, 50);
         let (image, info) = decode(&bytes).expect("decode");
-        let (out, w, h) = resize(&image, info, 20).expect("resize").expect("smaller");
-        assert_eq!((w, h), (20, 10));
-        let (_, again) = decode(&out).expect("decode resized");
+        let small = resize(&image, info, 20).expect("resize").expect("smaller");
+        assert_eq!(
+            (small.width, small.height, small.format),
+            (20, 10, ImageFormat::Png)
+        );
+        let (_, again) = decode(&small.bytes).expect("decode resized");
         assert_eq!((again.width, again.height), (20, 10));
         assert!(resize(&image, info, 200).expect("no-op").is_none());
     }

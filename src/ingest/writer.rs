@@ -163,7 +163,7 @@ impl<'a> DatasetWriter<'a> {
         Ok(written)
     }
 
-    pub async fn write_images(&mut self, images: Vec<PreparedImage>) -> Result<usize> {
+    pub async fn write_images(&self, images: Vec<PreparedImage>) -> Result<usize> {
         if images.is_empty() {
             return Ok(0);
         }
@@ -224,12 +224,14 @@ impl<'a> DatasetWriter<'a> {
                 ("run_id", text(vec![self.run_id.clone(); n])),
             ],
         )?;
-        let stored = std::mem::take(&mut self.stored_images);
-        let written = self
-            .write_changed("images", "image_id", IMAGE_CONTENT, batch, &stored)
-            .await;
-        self.stored_images = stored;
-        written
+        self.write_changed(
+            "images",
+            "image_id",
+            IMAGE_CONTENT,
+            batch,
+            &self.stored_images,
+        )
+        .await
     }
 
     /// Captions with the split of their image.
