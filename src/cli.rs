@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::error::Result;
+use crate::models::DeviceChoice;
 use crate::store::{DEFAULT_STORE_DIR, Store};
 pub use args::Cli;
 use args::{BenchWhat, Command, RunsAction};
@@ -19,6 +20,8 @@ use args::{BenchWhat, Command, RunsAction};
 /// Run one command line; returns the process exit code (errors are returned, not printed).
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     let store_path = cli.db.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_DIR));
+    let device: DeviceChoice = cli.device.parse()?;
+    crate::models::device::set_default_choice(device);
     // The store is opened (and created) only by the commands that use it; benchmarks make their own.
     let store = || Store::open(&store_path);
     let code = match cli.command {
@@ -27,6 +30,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         Command::Shell(args) => shell::run(&store().await?, args, out).await?,
         Command::Ingest(args) => commands::ingest(&store().await?, args, out).await?,
         Command::Export(args) => commands::export(&store().await?, args, out).await?,
+        Command::Embed(args) => commands::embed(&store().await?, args, device, out).await?,
+        Command::Search(args) => commands::search(&store().await?, args, device, out).await?,
         Command::Runs(args) => match args.action {
             None | Some(RunsAction::List) => {
                 commands::runs_list(&store().await?, args.format, out).await?
@@ -43,6 +48,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             } => {
                 crate::bench::ingest_bench(images, (!no_peer).then_some(python.as_str()), out)
                     .await?;
+                0
+            }
+            BenchWhat::Embed(args) => {
+                crate::bench::embed_bench(&args, device, out).await?;
                 0
             }
         },

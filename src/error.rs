@@ -66,6 +66,36 @@ pub enum Error {
     #[error("run '{id}' not found")]
     UnknownRun { id: String },
 
+    /// A model could not be resolved, loaded or run; `model` is what the user named (alias, `hf:` id or directory).
+    #[error("model {model}: {message}")]
+    Model { model: String, message: String },
+
+    /// One input of a model call is bad (an image that does not decode, a non-finite output); `input` is its
+    /// position in the call, which callers translate to their row.
+    #[error("model {model}: input {input}: {message}")]
+    ModelInput {
+        model: String,
+        input: usize,
+        message: String,
+    },
+
+    /// A model file is neither local nor in the Hugging Face cache, and downloading is not allowed or failed.
+    #[error("model {repo}@{revision}: {file}: {message}")]
+    ModelFile {
+        repo: String,
+        revision: String,
+        file: String,
+        message: String,
+    },
+
+    /// Candle failed while loading or running a model.
+    #[error("model {model}: {source}")]
+    Candle {
+        model: String,
+        #[source]
+        source: candle_core::Error,
+    },
+
     /// LanceDB failed.
     #[error("store: {source}")]
     Lance {

@@ -5,10 +5,13 @@
 
 pub mod bench;
 pub mod cli;
+pub mod embed;
 pub mod error;
 pub mod export;
 pub mod ingest;
+pub mod models;
 pub mod progress;
+pub mod search;
 pub mod sql;
 pub mod store;
 

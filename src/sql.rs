@@ -18,6 +18,7 @@ use datafusion::sql::sqlparser::ast::{ObjectType, Statement as SqlStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use crate::error::{Error, Result};
+use crate::models::DeviceChoice;
 use crate::store::Store;
 use catalog::StoreSchema;
 pub use params::{ParamValue, Params};
@@ -56,8 +57,14 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// A session in which every table of `store` is queryable by name.
+    /// A session in which every table of `store` is queryable by name; models run on the process's default device
+    /// (the CLI's `--device`, else the best one available).
     pub async fn new(store: Store) -> Result<Engine> {
+        Engine::with_device(store, crate::models::device::default_choice()).await
+    }
+
+    /// A session whose model functions (`embed_text`, `embed_image`) run on `device`.
+    pub async fn with_device(store: Store, device: DeviceChoice) -> Result<Engine> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
@@ -72,6 +79,8 @@ impl Engine {
         for function in udf::functions() {
             ctx.register_udf(function);
         }
+        ctx.register_udf(udf::embed_text::udf(Some(store.clone()), device));
+        ctx.register_udf(udf::embed_image::udf(Some(store.clone()), device));
         for function in udaf::functions() {
             ctx.register_udaf(function);
         }

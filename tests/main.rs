@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod ingest;
+mod models;
 mod shell;
 mod slt;
 mod store;

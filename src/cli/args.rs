@@ -14,6 +14,10 @@ pub struct Cli {
     #[arg(long, env = "VLMDB_DB", global = true, value_name = "DIR")]
     pub db: Option<PathBuf>,
 
+    /// Where models run: auto (a CUDA GPU when built with the cuda feature and present, else CPU), cpu, cuda[:N].
+    #[arg(long, env = "VLMDB_DEVICE", global = true, default_value = "auto", value_name = "DEVICE")]
+    pub device: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -30,6 +34,10 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Write a dataset's captions, or any table, out as JSONL, Parquet or CSV.
     Export(ExportArgs),
+    /// Embed a dataset's images, captions or pair texts into the model's space table emb_<space>.
+    Embed(EmbedArgs),
+    /// Exact cosine top-k over a model's space for a text or an image.
+    Search(SearchArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
     /// Speed figures beside the peer an issue names (run on an optimised build).
@@ -56,6 +64,88 @@ pub enum BenchWhat {
         #[arg(long)]
         no_peer: bool,
     },
+    /// Texts/s of a sentence-transformers model and images/s of a CLIP image tower, beside PyTorch.
+    Embed(BenchEmbedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchEmbedArgs {
+    /// The text model (a sentence-transformers directory, alias or hf: id).
+    #[arg(long, default_value = "fixtures/models/all-MiniLM-L6-v2")]
+    pub text_model: String,
+    /// The CLIP model whose image tower is timed (omit to skip).
+    #[arg(long)]
+    pub image_model: Option<String>,
+    /// How many captions.
+    #[arg(long, default_value_t = 10_000)]
+    pub texts: usize,
+    /// How many images.
+    #[arg(long, default_value_t = 256)]
+    pub images: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// The Python that runs the peer (needs torch, transformers, sentence-transformers).
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Skip the peer.
+    #[arg(long)]
+    pub no_peer: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("items").required(true).args(["images", "captions", "pairs"])))]
+pub struct EmbedArgs {
+    /// The model: alias (minilm, clip-vit-b32, clip-vit-l14, siglip-b16), hf:org/repo[@rev], or a directory.
+    #[arg(long)]
+    pub model: String,
+    /// Embed images (images.data).
+    #[arg(long)]
+    pub images: bool,
+    /// Embed captions (captions.text).
+    #[arg(long)]
+    pub captions: bool,
+    /// Embed the modification texts of composed-retrieval pairs (pairs.text).
+    #[arg(long)]
+    pub pairs: bool,
+    /// Only this dataset.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Inputs per forward pass.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub batch: u32,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("query").required(true).args(["text", "image"])))]
+pub struct SearchArgs {
+    /// The model whose space is searched.
+    #[arg(long)]
+    pub model: String,
+    /// A text query.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// An image file as the query.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// How many results.
+    #[arg(short = 'k', long = "k", default_value_t = 10)]
+    pub k: usize,
+    /// Only this dataset.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Only this split.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Only items of this kind: image, caption, pair_text.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

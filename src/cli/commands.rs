@@ -8,9 +8,12 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::sql::parser::Statement;
 
-use super::args::{ExportArgs, IngestArgs, SqlArgs};
+use super::args::{EmbedArgs, ExportArgs, IngestArgs, SearchArgs, SqlArgs};
 use super::format::{Format, write_result};
+use crate::embed::{EmbedOptions, Items};
 use crate::error::{Error, Result};
+use crate::models::DeviceChoice;
+use crate::search::{Query, SearchOptions};
 use crate::export::{self, ExportFormat, ExportOptions};
 use crate::ingest::{self, IngestOptions, ReadOptions, SplitRule};
 use crate::sql::{Engine, ParamValue, Params, StatementResult, writes_store};
@@ -306,5 +309,75 @@ pub async fn export(store: &Store, args: ExportArgs, out: &mut dyn Write) -> Res
             export::write(&result, options.format, out)?;
         }
     }
+    Ok(0)
+}
+
+/// `vlmdb embed`: one run that fills the model's space with the dataset's items.
+pub async fn embed(
+    store: &Store,
+    args: EmbedArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let items = if args.images {
+        Items::Images
+    } else if args.captions {
+        Items::Captions
+    } else {
+        Items::Pairs
+    };
+    let options = EmbedOptions {
+        model: args.model,
+        items,
+        dataset: args.dataset,
+        batch: args.batch as usize,
+        device,
+        progress: !args.quiet,
+    };
+    let s = crate::embed::run(store, &options).await?;
+    writeln!(
+        out,
+        "embedded {} {} into {} (run {}, {} {} dim {}): {} already there, {} from the model cache, {} computed",
+        s.embedded,
+        items.kind(),
+        s.table,
+        s.run_id,
+        s.model_id,
+        s.revision.chars().take(12).collect::<String>(),
+        s.dim,
+        s.already_present,
+        s.from_cache,
+        s.computed
+    )?;
+    Ok(0)
+}
+
+/// `vlmdb search`: the k nearest items of the model's space to a text or an image.
+pub async fn search(
+    store: &Store,
+    args: SearchArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let query = match (args.text, args.image) {
+        (Some(text), None) => Query::Text(text),
+        (None, Some(path)) => Query::Image(path),
+        _ => return Err(Error::Usage("give either --text or --image".into())),
+    };
+    let options = SearchOptions {
+        model: args.model,
+        query,
+        k: args.k,
+        dataset: args.dataset,
+        split: args.split,
+        kind: args.kind,
+        device,
+    };
+    let batch = crate::search::search(store, &options).await?;
+    let result = StatementResult {
+        schema: batch.schema(),
+        batches: vec![batch],
+    };
+    write_result(out, args.format, &result)?;
     Ok(0)
 }

@@ -5,6 +5,9 @@
 
 pub mod cosine_similarity;
 pub mod dot_product;
+pub mod embed_image;
+pub mod embed_text;
+pub mod embedding;
 pub mod image_size;
 pub mod images;
 pub mod l2_distance;

@@ -72,6 +72,8 @@ pub struct TableSpec {
     /// Upsert key columns; empty for append-only tables.
     pub key: Vec<String>,
     pub columns: Vec<ColumnSpec>,
+    /// Schema-level metadata the table is created with (an embedding space's model id, revision, width, …).
+    pub metadata: std::collections::HashMap<String, String>,
 }
 
 impl TableSpec {
@@ -82,7 +84,7 @@ impl TableSpec {
             .iter()
             .map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable))
             .collect();
-        Arc::new(Schema::new(fields))
+        Arc::new(Schema::new_with_metadata(fields, self.metadata.clone()))
     }
 
     /// The column called `name`, if any.
@@ -212,6 +214,7 @@ pub fn parse(file: &str, text: &str, vars: &HashMap<&str, String>) -> Result<Tab
         doc: doc.join(" "),
         key,
         columns,
+        metadata: HashMap::new(),
     })
 }
 

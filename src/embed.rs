@@ -1,0 +1,355 @@
+//! `vlmdb embed`: a dataset's images, captions or pair texts into the model's space table `emb_<space>`, with the
+//! item's dataset and split copied into each row. Items already in the space are skipped, and rows are committed a
+//! chunk at a time, so a run that was interrupted resumes where it stopped. Vectors go through the model cache
+//! ([`crate::models::cache`]), so inputs seen before (another dataset, an earlier store run) are not recomputed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Float32Type};
+use datafusion::prelude::{col, lit};
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+
+use crate::error::{Error, Result};
+use crate::models::cache::{CacheStats, Input, embed as embed_cached};
+use crate::models::{DeviceChoice, Modality, Model, shared};
+use crate::progress::Progress;
+use crate::store::Store;
+use crate::store::runs::{Run, RunSpec};
+use crate::store::schema::{TableSpec, embedding_table};
+use crate::store::write::{append, batch_for};
+
+/// Which items to embed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Items {
+    Images,
+    Captions,
+    Pairs,
+}
+
+impl Items {
+    /// The `kind` written in the space table.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Items::Images => "image",
+            Items::Captions => "caption",
+            Items::Pairs => "pair_text",
+        }
+    }
+
+    fn source(self) -> (&'static str, &'static str, &'static str) {
+        // table, id column, input column
+        match self {
+            Items::Images => ("images", "image_id", "data"),
+            Items::Captions => ("captions", "caption_id", "text"),
+            Items::Pairs => ("pairs", "pair_id", "text"),
+        }
+    }
+
+    fn modality(self) -> Modality {
+        match self {
+            Items::Images => Modality::Image,
+            Items::Captions | Items::Pairs => Modality::Text,
+        }
+    }
+}
+
+/// What `vlmdb embed` does.
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    pub model: String,
+    pub items: Items,
+    pub dataset: Option<String>,
+    pub batch: usize,
+    pub device: DeviceChoice,
+    pub progress: bool,
+}
+
+/// What `vlmdb embed` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EmbedSummary {
+    pub run_id: String,
+    pub table: String,
+    pub model_id: String,
+    pub revision: String,
+    pub dim: usize,
+    pub embedded: usize,
+    pub already_present: usize,
+    pub from_cache: usize,
+    pub computed: usize,
+}
+
+/// Rows written per commit (and per progress step).
+const CHUNK: usize = 512;
+
+/// The table spec of `model`'s space, with the model recorded in the schema metadata.
+pub fn space_spec(model: &Model) -> Result<TableSpec> {
+    let mut spec = embedding_table(&model.space(), model.dim())?;
+    spec.metadata = HashMap::from([
+        ("vlmdb.model_id".to_string(), model.files.id.clone()),
+        ("vlmdb.model_spec".to_string(), model.files.spec.clone()),
+        ("vlmdb.revision".to_string(), model.files.revision.clone()),
+        ("vlmdb.family".to_string(), model.family.to_string()),
+        ("vlmdb.dim".to_string(), model.dim().to_string()),
+        ("vlmdb.normalization".to_string(), "l2".to_string()),
+    ]);
+    Ok(spec)
+}
+
+/// Load a model (once per process) on a blocking thread.
+pub async fn load_model(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
+    let spec = spec.to_string();
+    tokio::task::spawn_blocking(move || shared(&spec, device))
+        .await
+        .map_err(|e| Error::Usage(format!("loading the model failed: {e}")))?
+}
+
+/// Run `vlmdb embed` as a run of its own.
+pub async fn run(store: &Store, options: &EmbedOptions) -> Result<EmbedSummary> {
+    store.ensure_writable("embed")?;
+    let model = load_model(&options.model, options.device).await?;
+    if !model.supports(options.items.modality()) {
+        return Err(Error::Model {
+            model: options.model.clone(),
+            message: format!(
+                "this {} model cannot embed {} (it has no {} tower)",
+                model.family,
+                options.items.source().0,
+                if options.items == Items::Images { "image" } else { "text" }
+            ),
+        });
+    }
+    let spec = RunSpec {
+        kind: "embed".into(),
+        name: format!("{} {}", model.space(), options.items.source().0),
+        config: serde_json::json!({
+            "model": options.model,
+            "items": options.items.source().0,
+            "dataset": options.dataset,
+            "batch": options.batch,
+            "device": options.device.to_string(),
+        }),
+        seed: None,
+    };
+    let mut run = Run::open(store, spec).await?;
+    run.record_model(&model.files.id, &model.files.revision);
+    let outcome = embed_items(store, &model, options, &mut run).await;
+    run.close(store, outcome).await
+}
+
+async fn embed_items(
+    store: &Store,
+    model: &Arc<Model>,
+    options: &EmbedOptions,
+    run: &mut Run,
+) -> Result<EmbedSummary> {
+    let space = space_spec(model)?;
+    let table = store.table_for(&space).await?;
+    crate::store::schema::check_compatible(&space, table.schema().await?.as_ref())?;
+    let kind = options.items.kind();
+    let present = existing_ids(&table, kind).await?;
+
+    let (source_name, id_column, input_column) = options.items.source();
+    let source = store.open_table(source_name).await?;
+    run.record_input(source_name, source.version().await?);
+    let dataset_filter = options.dataset.as_ref().map(|d| col("dataset").eq(lit(d.as_str())));
+    let mut count = source.query().select(Select::columns(&[id_column]));
+    if let Some(filter) = &dataset_filter {
+        count = count.only_if_expr(filter.clone());
+    }
+    let total: usize = count
+        .execute()
+        .await?
+        .try_fold(0, |n, batch| async move { Ok(n + batch.num_rows()) })
+        .await?;
+    let mut query = source
+        .query()
+        .select(Select::columns(&[id_column, "dataset", "split", input_column]));
+    if let Some(filter) = dataset_filter {
+        query = query.only_if_expr(filter);
+    }
+    let mut stream = query.execute().await?;
+
+    let progress = options
+        .progress
+        .then(|| Progress::new(total as u64, &format!("embed {source_name}")));
+    let mut summary = EmbedSummary {
+        run_id: run.id().to_string(),
+        table: space.name.clone(),
+        model_id: model.files.id.clone(),
+        revision: model.files.revision.clone(),
+        dim: model.dim(),
+        embedded: 0,
+        already_present: 0,
+        from_cache: 0,
+        computed: 0,
+    };
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut pending_rows = 0;
+    while let Some(batch) = stream.try_next().await? {
+        let batch = skip_present(&batch, id_column, &present, &mut summary)?;
+        if let Some(progress) = &progress {
+            progress.inc((batch.1) as u64);
+        }
+        let batch = batch.0;
+        pending_rows += batch.num_rows();
+        pending.push(batch);
+        if pending_rows >= CHUNK {
+            let rows = arrow::compute::concat_batches(&pending[0].schema(), &pending)?;
+            pending.clear();
+            pending_rows = 0;
+            write_chunk(store, model, options, &space, &rows, run.id(), &mut summary, progress.as_ref()).await?;
+        }
+    }
+    if pending_rows > 0 {
+        let rows = arrow::compute::concat_batches(&pending[0].schema(), &pending)?;
+        write_chunk(store, model, options, &space, &rows, run.id(), &mut summary, progress.as_ref()).await?;
+    }
+    if let Some(progress) = progress {
+        progress.finish();
+    }
+    Ok(summary)
+}
+
+/// Item ids of `kind` already in the space table.
+async fn existing_ids(table: &lancedb::Table, kind: &str) -> Result<HashSet<String>> {
+    let batches: Vec<RecordBatch> = table
+        .query()
+        .only_if_expr(col("kind").eq(lit(kind)))
+        .select(Select::columns(&["item_id"]))
+        .execute()
+        .await?
+        .try_collect()
+        .await?;
+    let mut ids = HashSet::new();
+    for batch in batches {
+        if let Some(column) = batch.column_by_name("item_id") {
+            let column = arrow::compute::cast(column, &DataType::Utf8)?;
+            ids.extend(column.as_string::<i32>().iter().flatten().map(str::to_string));
+        }
+    }
+    Ok(ids)
+}
+
+/// The rows of `batch` whose id is not in `present`; the second value counts the rows skipped.
+fn skip_present(
+    batch: &RecordBatch,
+    id_column: &str,
+    present: &HashSet<String>,
+    summary: &mut EmbedSummary,
+) -> Result<(RecordBatch, usize)> {
+    let ids = batch
+        .column_by_name(id_column)
+        .map(|c| arrow::compute::cast(c, &DataType::Utf8))
+        .transpose()?
+        .ok_or_else(|| Error::SchemaMismatch {
+            table: id_column.into(),
+            message: format!("missing column '{id_column}'"),
+        })?;
+    let ids = ids.as_string::<i32>();
+    let keep: arrow::array::BooleanArray = ids
+        .iter()
+        .map(|id| Some(id.is_some_and(|id| !present.contains(id))))
+        .collect();
+    let kept = arrow::compute::filter_record_batch(batch, &keep)?;
+    let skipped = batch.num_rows() - kept.num_rows();
+    summary.already_present += skipped;
+    Ok((kept, skipped))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_chunk(
+    store: &Store,
+    model: &Arc<Model>,
+    options: &EmbedOptions,
+    space: &TableSpec,
+    rows: &RecordBatch,
+    run_id: &str,
+    summary: &mut EmbedSummary,
+    progress: Option<&Progress>,
+) -> Result<()> {
+    let (_, id_column, input_column) = options.items.source();
+    let input = rows
+        .column_by_name(input_column)
+        .ok_or_else(|| Error::SchemaMismatch {
+            table: options.items.source().0.into(),
+            message: format!("missing column '{input_column}'"),
+        })?;
+    let ids = arrow::compute::cast(
+        rows.column_by_name(id_column).ok_or_else(|| Error::SchemaMismatch {
+            table: options.items.source().0.into(),
+            message: format!("missing column '{id_column}'"),
+        })?,
+        &DataType::Utf8,
+    )?;
+    let ids = ids.as_string::<i32>();
+    let (vectors, stats): (Vec<Option<Vec<f32>>>, CacheStats) = match options.items.modality() {
+        Modality::Text => {
+            let text = arrow::compute::cast(input, &DataType::LargeUtf8)?;
+            let text = text.as_string::<i64>();
+            let inputs: Vec<Option<Input<'_>>> = (0..rows.num_rows())
+                .map(|r| text.is_valid(r).then(|| Input::Text(text.value(r))))
+                .collect();
+            embed_cached(Some(store), model, Modality::Text, &inputs, options.batch).await
+        }
+        Modality::Image => {
+            let data = arrow::compute::cast(input, &DataType::LargeBinary)?;
+            let data = data.as_binary::<i64>();
+            let inputs: Vec<Option<Input<'_>>> = (0..rows.num_rows())
+                .map(|r| data.is_valid(r).then(|| Input::Image(data.value(r))))
+                .collect();
+            embed_cached(Some(store), model, Modality::Image, &inputs, options.batch).await
+        }
+    }
+    .map_err(|e| match e {
+        Error::ModelInput { model, input, message } => Error::ModelInput {
+            model,
+            input,
+            message: format!("{} '{}': {message}", id_column, ids.value(input.min(ids.len().saturating_sub(1)))),
+        },
+        other => other,
+    })?;
+    summary.from_cache += stats.cached;
+    summary.computed += stats.computed;
+    // Items with no input (NULL text or bytes) get no vector and no row.
+    let keep: Vec<usize> = (0..rows.num_rows()).filter(|&r| vectors[r].is_some()).collect();
+    let dim = model.dim() as i32;
+    let values: Vec<f32> = keep
+        .iter()
+        .flat_map(|&r| vectors[r].clone().unwrap_or_default())
+        .collect();
+    let vector = FixedSizeListArray::try_new(
+        Arc::new(Field::new_list_field(DataType::Float32, true)),
+        dim,
+        Arc::new(arrow::array::PrimitiveArray::<Float32Type>::from(values)),
+        None,
+    )?;
+    let take = arrow::array::UInt32Array::from(keep.iter().map(|&r| r as u32).collect::<Vec<_>>());
+    let pick = |name: &str| -> Result<Arc<dyn Array>> {
+        let column = rows.column_by_name(name).ok_or_else(|| Error::SchemaMismatch {
+            table: options.items.source().0.into(),
+            message: format!("missing column '{name}'"),
+        })?;
+        Ok(arrow::compute::take(column, &take, None)?)
+    };
+    let n = keep.len();
+    let batch = batch_for(
+        space,
+        vec![
+            ("item_id", pick(id_column)?),
+            ("kind", Arc::new(StringArray::from(vec![options.items.kind(); n]))),
+            ("dataset", pick("dataset")?),
+            ("split", pick("split")?),
+            ("vector", Arc::new(vector)),
+            ("run_id", Arc::new(StringArray::from(vec![run_id; n]))),
+        ],
+    )?;
+    append(store, space, batch).await?;
+    summary.embedded += n;
+    if let Some(progress) = progress {
+        progress.inc(rows.num_rows() as u64);
+    }
+    Ok(())
+}

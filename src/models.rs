@@ -1,0 +1,338 @@
+//! Candle models behind vlmdb's embedding spaces. Each family (one file each: [`bert`], [`clip`], [`siglip`]) has the
+//! same constructor shape, [`Encoder::load`] from resolved files ([`hub`]) onto a device ([`device`]); [`Model`] adds
+//! what every family shares: batching texts by length, decoding and preprocessing images ([`preprocess`]),
+//! L2 normalisation, checks that outputs are finite, and the key under which results are cached ([`cache`]).
+//! [`shared`] loads each model once per process.
+
+pub mod bert;
+pub mod cache;
+pub mod clip;
+pub mod device;
+pub mod hub;
+pub mod preprocess;
+pub mod siglip;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use image::DynamicImage;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+pub use device::DeviceChoice;
+pub use hub::ModelFiles;
+use preprocess::ImageProcessor;
+use tokens::{TextTokenizer, TokenBatch, length_sorted_batches};
+
+/// What every model family implements.
+pub trait Encoder: Send + Sync {
+    /// Load the model from its files onto `device`.
+    fn load(files: &mut ModelFiles, device: &Device) -> Result<Self>
+    where
+        Self: Sized;
+    /// Width of the output vectors.
+    fn dim(&self) -> usize;
+    /// The text tokenizer, when the model has a text tower.
+    fn tokenizer(&self) -> Option<&TextTokenizer>;
+    /// Raw (not normalised) text features of a padded batch: `batch × dim`.
+    fn text_features(&self, batch: &TokenBatch) -> candle_core::Result<Tensor>;
+    /// The image preprocessing, when the model has an image tower.
+    fn image_processor(&self) -> Option<&ImageProcessor>;
+    /// Raw (not normalised) image features of preprocessed pixels (`batch × 3 × H × W`): `batch × dim`.
+    fn image_features(&self, pixels: &Tensor) -> candle_core::Result<Tensor>;
+    /// The text preprocessing, for the cache key (truncation, padding, pooling).
+    fn text_key(&self) -> String;
+}
+
+/// Which input a vector was computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Modality {
+    Text,
+    Image,
+}
+
+/// A loaded model.
+pub struct Model {
+    /// Where it came from: id, resolved revision, space name.
+    pub files: ModelFiles,
+    /// `bert`, `clip` or `siglip`.
+    pub family: &'static str,
+    pub device: Device,
+    encoder: Box<dyn Encoder>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("id", &self.files.id)
+            .field("revision", &self.files.revision)
+            .field("family", &self.family)
+            .finish()
+    }
+}
+
+/// Default number of inputs per forward pass.
+pub const DEFAULT_BATCH: usize = 64;
+
+impl Model {
+    /// Resolve `spec` (alias, `hf:org/repo[@rev]` or directory) and load it on `device`.
+    pub fn load(spec: &str, device: DeviceChoice) -> Result<Model> {
+        let mut files = ModelFiles::resolve(spec)?;
+        let device = device.device()?;
+        #[derive(serde::Deserialize)]
+        struct Kind {
+            model_type: Option<String>,
+        }
+        let kind: Kind = read_json(&mut files, "config.json")?;
+        let (family, encoder): (&'static str, Box<dyn Encoder>) = match kind.model_type.as_deref() {
+            Some("bert") => ("bert", Box::new(bert::SentenceBert::load(&mut files, &device)?)),
+            Some("clip") => ("clip", Box::new(clip::Clip::load(&mut files, &device)?)),
+            Some("siglip") => ("siglip", Box::new(siglip::Siglip::load(&mut files, &device)?)),
+            other => {
+                return Err(Error::Model {
+                    model: spec.into(),
+                    message: format!(
+                        "config.json model_type {other:?} is not supported (bert, clip or siglip)"
+                    ),
+                });
+            }
+        };
+        Ok(Model {
+            files,
+            family,
+            device,
+            encoder,
+        })
+    }
+
+    /// Width of the vectors.
+    pub fn dim(&self) -> usize {
+        self.encoder.dim()
+    }
+
+    /// The space name (`emb_<space>` holds its vectors).
+    pub fn space(&self) -> String {
+        self.files.space()
+    }
+
+    /// True when the model embeds this modality.
+    pub fn supports(&self, modality: Modality) -> bool {
+        match modality {
+            Modality::Text => self.encoder.tokenizer().is_some(),
+            Modality::Image => self.encoder.image_processor().is_some(),
+        }
+    }
+
+    /// The key results are cached under: model id, revision and the preprocessing of `modality`.
+    pub fn cache_key(&self, modality: Modality) -> String {
+        let preprocessing = match modality {
+            Modality::Text => self.encoder.text_key(),
+            Modality::Image => self
+                .encoder
+                .image_processor()
+                .map(ImageProcessor::key)
+                .unwrap_or_default(),
+        };
+        format!("{}@{}|{}", self.files.id, self.files.revision, preprocessing)
+    }
+
+    fn candle(&self, source: candle_core::Error) -> Error {
+        Error::Candle {
+            model: self.files.spec.clone(),
+            source,
+        }
+    }
+
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Model {
+            model: self.files.spec.clone(),
+            message: format!("this {} model has no {what} tower", self.family),
+        }
+    }
+
+    /// Raw text features (not normalised), in input order; batches of `batch_size` texts of similar length.
+    pub fn text_features(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let tokenizer = self.encoder.tokenizer().ok_or_else(|| self.unsupported("text"))?;
+        let encoded = tokenizer.encode(texts)?;
+        let lengths: Vec<usize> = encoded.iter().map(Vec::len).collect();
+        let mut out = vec![Vec::new(); texts.len()];
+        for indices in length_sorted_batches(&lengths, batch_size) {
+            let rows = indices.iter().map(|&i| encoded[i].clone()).collect();
+            let batch = tokenizer.batch(rows, &self.device)?;
+            let features = self
+                .encoder
+                .text_features(&batch)
+                .and_then(|t| t.to_dtype(DType::F32)?.to_vec2::<f32>())
+                .map_err(|e| self.candle(e))?;
+            for (i, vector) in indices.into_iter().zip(features) {
+                out[i] = vector;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Preprocessed pixels of one image (channel-first, `3 × H × W`).
+    pub fn pixels(&self, image: &DynamicImage) -> Result<Vec<f32>> {
+        let processor = self
+            .encoder
+            .image_processor()
+            .ok_or_else(|| self.unsupported("image"))?;
+        Ok(processor.pixels(image))
+    }
+
+    /// Raw image features (not normalised) of decoded images, in input order.
+    pub fn image_features(&self, images: &[DynamicImage], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let processor = self
+            .encoder
+            .image_processor()
+            .ok_or_else(|| self.unsupported("image"))?;
+        let (h, w) = processor.output_size();
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(batch_size.max(1)) {
+            let mut pixels = Vec::with_capacity(chunk.len() * 3 * (h * w) as usize);
+            for image in chunk {
+                pixels.extend(processor.pixels(image));
+            }
+            let tensor = Tensor::from_vec(pixels, (chunk.len(), 3, h as usize, w as usize), &self.device)
+                .map_err(|e| self.candle(e))?;
+            let features = self
+                .encoder
+                .image_features(&tensor)
+                .and_then(|t| t.to_dtype(DType::F32)?.to_vec2::<f32>())
+                .map_err(|e| self.candle(e))?;
+            out.extend(features);
+        }
+        Ok(out)
+    }
+
+    /// L2-normalised text embeddings. A non-finite output is an error naming the input's position.
+    pub fn embed_texts(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let features = self.text_features(texts, batch_size)?;
+        normalize_all(&self.files.spec, features)
+    }
+
+    /// L2-normalised image embeddings of encoded images (PNG, JPEG, …). An image that cannot be decoded, or a
+    /// non-finite output, is an error naming the input's position.
+    pub fn embed_images(&self, images: &[&[u8]], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let decoded = images
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                crate::ingest::image::decode(bytes)
+                    .map(|(image, _)| image)
+                    .map_err(|reason| Error::ModelInput {
+                        model: self.files.spec.clone(),
+                        input: i,
+                        message: format!("the image cannot be read: {reason}"),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let features = self.image_features(&decoded, batch_size)?;
+        normalize_all(&self.files.spec, features)
+    }
+}
+
+fn normalize_all(model: &str, vectors: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
+    vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut v)| {
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(Error::ModelInput {
+                    model: model.into(),
+                    input: i,
+                    message: "the model produced a non-finite value".into(),
+                });
+            }
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+static LOADED: LazyLock<Mutex<HashMap<(String, DeviceChoice), Arc<Model>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The model for `spec` on `device`, loaded at most once per process.
+pub fn shared(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
+    let mut loaded = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(model) = loaded.get(&(spec.to_string(), device)) {
+        return Ok(model.clone());
+    }
+    let model = Arc::new(Model::load(spec, device)?);
+    loaded.insert((spec.to_string(), device), model.clone());
+    Ok(model)
+}
+
+/// Parse a JSON file of the model.
+fn read_json<T: DeserializeOwned>(files: &mut ModelFiles, name: &str) -> Result<T> {
+    let path = files.require(name)?;
+    read_json_path(&files.spec, &path)
+}
+
+/// Parse a JSON file of the model. `null` values are dropped first: Hugging Face configs write `null` for "the
+/// default", which serde would otherwise reject for plain fields.
+fn read_json_path<T: DeserializeOwned>(model: &str, path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |e: serde_json::Error| Error::Model {
+        model: model.into(),
+        message: format!("{}: {e}", path.display()),
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+    drop_nulls(&mut value);
+    serde_json::from_value(value).map_err(bad)
+}
+
+fn drop_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// The model's image preprocessing: `preprocessor_config.json` over the family's defaults.
+fn image_processor(files: &mut ModelFiles, defaults: ImageProcessor) -> Result<ImageProcessor> {
+    match files.optional("preprocessor_config.json")? {
+        None => Ok(defaults),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            ImageProcessor::from_config(&text, defaults).map_err(|e| Error::Model {
+                model: files.spec.clone(),
+                message: e.to_string(),
+            })
+        }
+    }
+}
+
+/// The weights as f32 on `device`: `model.safetensors`, else `pytorch_model.bin`.
+fn weights(files: &mut ModelFiles, device: &Device) -> Result<VarBuilder<'static>> {
+    let spec = files.spec.clone();
+    let candle = |source| Error::Candle {
+        model: spec.clone(),
+        source,
+    };
+    if let Some(path) = files.optional("model.safetensors")? {
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        return VarBuilder::from_buffered_safetensors(bytes, DType::F32, device).map_err(candle);
+    }
+    if let Some(path) = files.optional("pytorch_model.bin")? {
+        return VarBuilder::from_pth(&path, DType::F32, device).map_err(candle);
+    }
+    Err(Error::ModelFile {
+        repo: files.id.clone(),
+        revision: files.revision.clone(),
+        file: "model.safetensors".into(),
+        message: "the model has neither model.safetensors nor pytorch_model.bin".into(),
+    })
+}

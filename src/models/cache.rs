@@ -1,0 +1,217 @@
+//! Model results cached in the store's `model_cache` table, keyed by (model id + revision + preprocessing, sha256 of
+//! the input): asking for the same text or image twice, in this process or another one, computes it once.
+//! [`embed`] is the one path from inputs to vectors for the SQL functions and `vlmdb embed` alike.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, ListArray, StringArray};
+use arrow::datatypes::{Float32Type};
+use datafusion::prelude::{col, lit};
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+use sha2::{Digest, Sha256};
+
+use super::{Modality, Model};
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::store::schema::fixed_table;
+use crate::store::write::{append, batch_for};
+
+const TABLE: &str = "model_cache";
+/// Inputs per lookup query (the size of its `IN` list).
+const LOOKUP_CHUNK: usize = 1024;
+
+/// Hex sha256 of an input's bytes (UTF-8 for texts).
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Cached vectors of `key` for the given input hashes (those found).
+pub async fn lookup(store: &Store, key: &str, hashes: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+    let mut found = HashMap::new();
+    let table = match store.open_table(TABLE).await {
+        Ok(table) => table,
+        Err(Error::UnknownTable { .. }) => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    for chunk in hashes.chunks(LOOKUP_CHUNK) {
+        let filter = col("model_key")
+            .eq(lit(key))
+            .and(col("input_sha256").in_list(chunk.iter().map(|h| lit(h.as_str())).collect(), false));
+        let batches: Vec<_> = table
+            .query()
+            .only_if_expr(filter)
+            .select(Select::columns(&["input_sha256", "vector"]))
+            .execute()
+            .await?
+            .try_collect()
+            .await?;
+        for batch in batches {
+            let (Some(hashes), Some(vectors)) = (
+                batch.column_by_name("input_sha256").and_then(|c| c.as_string_opt::<i32>()),
+                batch.column_by_name("vector").and_then(|c| c.as_list_opt::<i32>()),
+            ) else {
+                continue;
+            };
+            for row in 0..batch.num_rows() {
+                if hashes.is_null(row) || vectors.is_null(row) {
+                    continue;
+                }
+                let values = vectors.value(row);
+                let values = values.as_primitive::<Float32Type>();
+                found.insert(hashes.value(row).to_string(), values.values().to_vec());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Store computed vectors under `key` (one commit). A read-only store keeps nothing and is not an error: reads
+/// with model functions still work there, they only miss the cache.
+pub async fn insert(store: &Store, key: &str, entries: &[(String, Vec<f32>)]) -> Result<()> {
+    if entries.is_empty() || store.ensure_writable("caching model results").is_err() {
+        return Ok(());
+    }
+    let spec = fixed_table(TABLE)?.ok_or_else(|| Error::UnknownTable { name: TABLE.into() })?;
+    let keys = StringArray::from(vec![key; entries.len()]);
+    let hashes = StringArray::from_iter_values(entries.iter().map(|(h, _)| h.as_str()));
+    let vectors = ListArray::from_iter_primitive::<Float32Type, _, _>(
+        entries.iter().map(|(_, v)| Some(v.iter().copied().map(Some))),
+    );
+    let batch = batch_for(
+        &spec,
+        vec![
+            ("model_key", Arc::new(keys)),
+            ("input_sha256", Arc::new(hashes)),
+            ("vector", Arc::new(vectors)),
+        ],
+    )?;
+    append(store, &spec, batch).await?;
+    Ok(())
+}
+
+/// One input: text or encoded image bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    Text(&'a str),
+    Image(&'a [u8]),
+}
+
+impl Input<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Input::Text(t) => t.as_bytes(),
+            Input::Image(b) => b,
+        }
+    }
+}
+
+/// What [`embed`] did: how many vectors came from the cache and how many were computed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub cached: usize,
+    pub computed: usize,
+}
+
+/// L2-normalised embeddings of `inputs` (all of one modality), `None` in → `None` out. Looks each distinct input
+/// up in `model_cache` (when a store is given), computes only the misses (once each, on a blocking thread), and
+/// caches them. Errors name the position of the input in `inputs`.
+pub async fn embed(
+    store: Option<&Store>,
+    model: &Arc<Model>,
+    modality: Modality,
+    inputs: &[Option<Input<'_>>],
+    batch_size: usize,
+) -> Result<(Vec<Option<Vec<f32>>>, CacheStats)> {
+    let key = model.cache_key(modality);
+    let hashes: Vec<Option<String>> = inputs
+        .iter()
+        .map(|i| i.as_ref().map(|i| sha256(i.bytes())))
+        .collect();
+    let mut distinct: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    for hash in hashes.iter().flatten() {
+        if seen.insert(hash.as_str()) {
+            distinct.push(hash.clone());
+        }
+    }
+    let mut known = match store {
+        Some(store) => lookup(store, &key, &distinct).await?,
+        None => HashMap::new(),
+    };
+    let mut stats = CacheStats {
+        cached: known.len(),
+        computed: 0,
+    };
+    // First position of each input still missing.
+    let mut missing: Vec<usize> = Vec::new();
+    let mut queued = HashSet::new();
+    for (i, hash) in hashes.iter().enumerate() {
+        if let Some(hash) = hash {
+            if !known.contains_key(hash) && queued.insert(hash.as_str()) {
+                missing.push(i);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let computed = compute(model, modality, inputs, &missing, batch_size).await?;
+        stats.computed = computed.len();
+        let entries: Vec<(String, Vec<f32>)> = missing
+            .iter()
+            .zip(computed)
+            .filter_map(|(&i, v)| hashes[i].clone().map(|h| (h, v)))
+            .collect();
+        if let Some(store) = store {
+            insert(store, &key, &entries).await?;
+        }
+        known.extend(entries);
+    }
+    let vectors = hashes
+        .iter()
+        .map(|h| h.as_ref().and_then(|h| known.get(h).cloned()))
+        .collect();
+    Ok((vectors, stats))
+}
+
+async fn compute(
+    model: &Arc<Model>,
+    modality: Modality,
+    inputs: &[Option<Input<'_>>],
+    positions: &[usize],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let owned: Vec<Vec<u8>> = positions
+        .iter()
+        .map(|&i| inputs[i].map(|x| x.bytes().to_vec()).unwrap_or_default())
+        .collect();
+    let model = Arc::clone(model);
+    let result = tokio::task::spawn_blocking(move || match modality {
+        Modality::Text => {
+            let texts: Vec<&str> = owned
+                .iter()
+                .map(|b| std::str::from_utf8(b).unwrap_or_default())
+                .collect();
+            model.embed_texts(&texts, batch_size)
+        }
+        Modality::Image => {
+            let images: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+            model.embed_images(&images, batch_size)
+        }
+    })
+    .await
+    .map_err(|e| Error::Usage(format!("model task failed: {e}")))?;
+    // Errors from the model name the position among the misses: translate it to the caller's position.
+    result.map_err(|e| match e {
+        Error::ModelInput {
+            model,
+            input,
+            message,
+        } => Error::ModelInput {
+            model,
+            input: positions.get(input).copied().unwrap_or(input),
+            message,
+        },
+        other => other,
+    })
+}
