@@ -257,8 +257,10 @@ fn normalize_all(model: &str, vectors: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
         .collect()
 }
 
-static LOADED: LazyLock<Mutex<HashMap<(String, DeviceChoice), Arc<Model>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Models loaded by this process, by (spec, device).
+type Loaded = HashMap<(String, DeviceChoice), Arc<Model>>;
+
+static LOADED: LazyLock<Mutex<Loaded>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The model for `spec` on `device`, loaded at most once per process.
 pub fn shared(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
@@ -335,4 +337,18 @@ fn weights(files: &mut ModelFiles, device: &Device) -> Result<VarBuilder<'static
         file: "model.safetensors".into(),
         message: "the model has neither model.safetensors nor pytorch_model.bin".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_are_unit_length_and_non_finite_output_names_the_input() {
+        let out = normalize_all("m", vec![vec![3.0, 4.0], vec![0.0, 0.0]]).expect("finite");
+        assert_eq!(out[0], vec![0.6, 0.8]);
+        assert_eq!(out[1], vec![0.0, 0.0]);
+        let err = normalize_all("m", vec![vec![1.0], vec![f32::NAN]]).expect_err("NaN");
+        assert!(matches!(err, Error::ModelInput { input: 1, .. }), "{err}");
+    }
 }

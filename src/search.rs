@@ -103,7 +103,9 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
         query = query.only_if_expr(filter);
     }
     let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
-    let mut rows: Vec<(f32, String, String, Option<String>, Option<String>)> = Vec::new();
+    // (score, item_id, kind, dataset, split)
+    type Hit = (f32, String, String, Option<String>, Option<String>);
+    let mut rows: Vec<Hit> = Vec::new();
     for batch in &batches {
         let text = |name: &str| -> Result<arrow::array::ArrayRef> {
             let column = batch.column_by_name(name).ok_or_else(|| Error::SchemaMismatch {

@@ -201,17 +201,7 @@ fn hub_cache_hit_and_fast_offline_miss() {
     let store = TestStore::initialised();
     let cache = store.dir.path().join("hf-cache");
     let commit = hub_cache(&cache);
-    let fixtures = fixture("datasets/karpathy");
-    let out = store.vlmdb(&[
-        "ingest",
-        "karpathy",
-        &fixtures.join("dataset_shapes.json").display().to_string(),
-        "--images",
-        &fixtures.join("images").display().to_string(),
-        "--dataset",
-        "shapes",
-    ]);
-    assert_success(&out);
+    ingest_shapes(&store, "shapes");
 
     // Cache hit through refs/main, offline: the space carries the commit, the run records repo and commit.
     let out = store
@@ -278,6 +268,18 @@ fn embed_search_and_the_cache_across_processes() {
     let n = images.lines().nth(1).expect("count");
     assert_eq!(vectors.lines().nth(1), Some(format!("{n},{n},image,image").as_str()));
 
+    // The space records its model in the table's schema metadata.
+    let metadata = tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+        let store = vlmdb::store::Store::open(&store.path()).await.expect("store");
+        let table = store.open_table(&space).await.expect("space table");
+        table.schema().await.expect("schema").metadata().clone()
+    });
+    assert!(metadata["vlmdb.model_id"].ends_with("tiny-clip"), "{metadata:?}");
+    assert_eq!(metadata["vlmdb.dim"], "16");
+    assert_eq!(metadata["vlmdb.normalization"], "l2");
+    assert_eq!(metadata["vlmdb.family"], "clip");
+    assert!(space.ends_with(&metadata["vlmdb.revision"][..7]), "{space} {metadata:?}");
+
     // Running again embeds nothing (resume / idempotence).
     let out = store.vlmdb(&["embed", "--model", &clip, "--images", "--quiet"]);
     assert_success(&out);
@@ -343,4 +345,29 @@ fn model_errors_are_clear() {
     let out = store.vlmdb(&["embed", "--model", &siglip, "--images", "--device", "cuda:3", "--quiet"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cuda"));
+}
+
+#[test]
+fn pair_texts_embed_into_the_space() {
+    let store = TestStore::initialised();
+    let out = store.vlmdb(&[
+        "ingest",
+        "cirr",
+        &fixture("datasets/cirr").display().to_string(),
+        "--dataset",
+        "cirr",
+    ]);
+    assert_success(&out);
+    let siglip = fixture("models/tiny-siglip").display().to_string();
+    let out = store.vlmdb(&["embed", "--model", &siglip, "--pairs", "--quiet", "--batch", "4"]);
+    assert_success(&out);
+    let pairs = store.csv("SELECT count(*) FROM pairs");
+    let space = store.csv(
+        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'emb_tiny_siglip_%'",
+    );
+    let space = space.lines().nth(1).expect("a space table").trim().to_string();
+    let embedded = store.csv(&format!(
+        "SELECT count(*) FROM {space} WHERE kind = 'pair_text' AND split IS NOT NULL"
+    ));
+    assert_eq!(pairs.lines().nth(1), embedded.lines().nth(1), "{pairs} vs {embedded}");
 }

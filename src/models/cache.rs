@@ -148,10 +148,11 @@ pub async fn embed(
     let mut missing: Vec<usize> = Vec::new();
     let mut queued = HashSet::new();
     for (i, hash) in hashes.iter().enumerate() {
-        if let Some(hash) = hash {
-            if !known.contains_key(hash) && queued.insert(hash.as_str()) {
-                missing.push(i);
-            }
+        if let Some(hash) = hash
+            && !known.contains_key(hash)
+            && queued.insert(hash.as_str())
+        {
+            missing.push(i);
         }
     }
     if !missing.is_empty() {

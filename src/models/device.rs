@@ -56,10 +56,10 @@ impl DeviceChoice {
         match self {
             DeviceChoice::Cpu => Ok(Device::Cpu),
             DeviceChoice::Auto => {
-                if candle_core::utils::cuda_is_available() {
-                    if let Ok(device) = Device::new_cuda(0) {
-                        return Ok(device);
-                    }
+                if candle_core::utils::cuda_is_available()
+                    && let Ok(device) = Device::new_cuda(0)
+                {
+                    return Ok(device);
                 }
                 Ok(Device::Cpu)
             }

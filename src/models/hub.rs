@@ -194,7 +194,7 @@ impl ModelFiles {
                 let path = dir.join(name);
                 Ok(path.is_file().then_some(path))
             }
-            Source::Hub { .. } => self.from_hub(name),
+            Source::Hub { .. } => self.hub_file(name),
         }
     }
 
@@ -211,7 +211,7 @@ impl ModelFiles {
         }
     }
 
-    fn from_hub(&mut self, name: &str) -> Result<Option<PathBuf>> {
+    fn hub_file(&mut self, name: &str) -> Result<Option<PathBuf>> {
         let Source::Hub {
             repo,
             requested,
