@@ -108,25 +108,49 @@ const EMBED_PEER: &str = include_str!("../tests/peers/embed_peer.py");
 /// `count` captions of varied length and wording, deterministic (a small linear congruential generator).
 pub fn captions(count: usize) -> Vec<String> {
     const SUBJECTS: &[&str] = &[
-        "a dog", "two children", "an old man", "a red bicycle", "a group of people", "a small bird",
-        "a woman in a blue coat", "a train", "a bowl of soup", "three horses",
+        "a dog",
+        "two children",
+        "an old man",
+        "a red bicycle",
+        "a group of people",
+        "a small bird",
+        "a woman in a blue coat",
+        "a train",
+        "a bowl of soup",
+        "three horses",
     ];
     const VERBS: &[&str] = &[
-        "standing next to", "running across", "sitting on", "looking at", "parked beside", "flying over",
-        "waiting near", "walking through",
+        "standing next to",
+        "running across",
+        "sitting on",
+        "looking at",
+        "parked beside",
+        "flying over",
+        "waiting near",
+        "walking through",
     ];
     const PLACES: &[&str] = &[
-        "a wooden bench", "the beach at sunset", "a busy city street", "a snowy mountain trail",
-        "a kitchen table covered with fruit", "the entrance of an old brick building", "a field of tall grass",
+        "a wooden bench",
+        "the beach at sunset",
+        "a busy city street",
+        "a snowy mountain trail",
+        "a kitchen table covered with fruit",
+        "the entrance of an old brick building",
+        "a field of tall grass",
         "a crowded market with colourful stalls",
     ];
     const EXTRAS: &[&str] = &[
-        "", " on a cloudy day", " while the sun sets behind the hills and the light turns orange",
-        " in a photograph taken from far away", " with people in the background",
+        "",
+        " on a cloudy day",
+        " while the sun sets behind the hills and the light turns orange",
+        " in a photograph taken from far away",
+        " with people in the background",
     ];
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = |n: usize| {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((state >> 33) as usize) % n
     };
     (0..count)
@@ -169,7 +193,9 @@ pub async fn embed_bench(
     device: crate::models::DeviceChoice,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let work = std::env::temp_dir().join(format!("vlmdb-bench-embed-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
@@ -210,7 +236,10 @@ pub async fn embed_bench(
             ],
         )?;
         let peer = report["texts_per_s"].as_f64().unwrap_or(f64::NAN);
-        writeln!(out, "text   pytorch peer {peer:9.1} texts/s  (sentence-transformers)")?;
+        writeln!(
+            out,
+            "text   pytorch peer {peer:9.1} texts/s  (sentence-transformers)"
+        )?;
         writeln!(out, "text   ratio        {:9.2}x", ours / peer)?;
     }
 
@@ -235,7 +264,11 @@ pub async fn embed_bench(
         let started = Instant::now();
         model.embed_images(&slices, args.batch)?;
         let ours = slices.len() as f64 / started.elapsed().as_secs_f64();
-        writeln!(out, "image  vlmdb        {ours:9.1} images/s  ({} image tower)", model.files.id)?;
+        writeln!(
+            out,
+            "image  vlmdb        {ours:9.1} images/s  ({} image tower)",
+            model.files.id
+        )?;
         if !args.no_peer {
             let report = run_peer(
                 &args.python,
@@ -252,7 +285,10 @@ pub async fn embed_bench(
                 ],
             )?;
             let peer = report["images_per_s"].as_f64().unwrap_or(f64::NAN);
-            writeln!(out, "image  pytorch peer {peer:9.1} images/s  (transformers CLIPModel)")?;
+            writeln!(
+                out,
+                "image  pytorch peer {peer:9.1} images/s  (transformers CLIPModel)"
+            )?;
             writeln!(out, "image  ratio        {:9.2}x", ours / peer)?;
         }
     }

@@ -117,7 +117,11 @@ pub async fn run(store: &Store, options: &EmbedOptions) -> Result<EmbedSummary> 
                 "this {} model cannot embed {} (it has no {} tower)",
                 model.family,
                 options.items.source().0,
-                if options.items == Items::Images { "image" } else { "text" }
+                if options.items == Items::Images {
+                    "image"
+                } else {
+                    "text"
+                }
             ),
         });
     }
@@ -154,7 +158,10 @@ async fn embed_items(
     let (source_name, id_column, input_column) = options.items.source();
     let source = store.open_table(source_name).await?;
     run.record_input(source_name, source.version().await?);
-    let dataset_filter = options.dataset.as_ref().map(|d| col("dataset").eq(lit(d.as_str())));
+    let dataset_filter = options
+        .dataset
+        .as_ref()
+        .map(|d| col("dataset").eq(lit(d.as_str())));
     let mut count = source.query().select(Select::columns(&[id_column]));
     if let Some(filter) = &dataset_filter {
         count = count.only_if_expr(filter.clone());
@@ -164,9 +171,12 @@ async fn embed_items(
         .await?
         .try_fold(0, |n, batch| async move { Ok(n + batch.num_rows()) })
         .await?;
-    let mut query = source
-        .query()
-        .select(Select::columns(&[id_column, "dataset", "split", input_column]));
+    let mut query = source.query().select(Select::columns(&[
+        id_column,
+        "dataset",
+        "split",
+        input_column,
+    ]));
     if let Some(filter) = dataset_filter {
         query = query.only_if_expr(filter);
     }
@@ -200,12 +210,32 @@ async fn embed_items(
             let rows = arrow::compute::concat_batches(&pending[0].schema(), &pending)?;
             pending.clear();
             pending_rows = 0;
-            write_chunk(store, model, options, &space, &rows, run.id(), &mut summary, progress.as_ref()).await?;
+            write_chunk(
+                store,
+                model,
+                options,
+                &space,
+                &rows,
+                run.id(),
+                &mut summary,
+                progress.as_ref(),
+            )
+            .await?;
         }
     }
     if pending_rows > 0 {
         let rows = arrow::compute::concat_batches(&pending[0].schema(), &pending)?;
-        write_chunk(store, model, options, &space, &rows, run.id(), &mut summary, progress.as_ref()).await?;
+        write_chunk(
+            store,
+            model,
+            options,
+            &space,
+            &rows,
+            run.id(),
+            &mut summary,
+            progress.as_ref(),
+        )
+        .await?;
     }
     if let Some(progress) = progress {
         progress.finish();
@@ -227,7 +257,13 @@ async fn existing_ids(table: &lancedb::Table, kind: &str) -> Result<HashSet<Stri
     for batch in batches {
         if let Some(column) = batch.column_by_name("item_id") {
             let column = arrow::compute::cast(column, &DataType::Utf8)?;
-            ids.extend(column.as_string::<i32>().iter().flatten().map(str::to_string));
+            ids.extend(
+                column
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string),
+            );
         }
     }
     Ok(ids)
@@ -278,10 +314,11 @@ async fn write_chunk(
             message: format!("missing column '{input_column}'"),
         })?;
     let ids = arrow::compute::cast(
-        rows.column_by_name(id_column).ok_or_else(|| Error::SchemaMismatch {
-            table: options.items.source().0.into(),
-            message: format!("missing column '{id_column}'"),
-        })?,
+        rows.column_by_name(id_column)
+            .ok_or_else(|| Error::SchemaMismatch {
+                table: options.items.source().0.into(),
+                message: format!("missing column '{id_column}'"),
+            })?,
         &DataType::Utf8,
     )?;
     let ids = ids.as_string::<i32>();
@@ -304,17 +341,27 @@ async fn write_chunk(
         }
     }
     .map_err(|e| match e {
-        Error::ModelInput { model, input, message } => Error::ModelInput {
+        Error::ModelInput {
             model,
             input,
-            message: format!("{} '{}': {message}", id_column, ids.value(input.min(ids.len().saturating_sub(1)))),
+            message,
+        } => Error::ModelInput {
+            model,
+            input,
+            message: format!(
+                "{} '{}': {message}",
+                id_column,
+                ids.value(input.min(ids.len().saturating_sub(1)))
+            ),
         },
         other => other,
     })?;
     summary.from_cache += stats.cached;
     summary.computed += stats.computed;
     // Items with no input (NULL text or bytes) get no vector and no row.
-    let keep: Vec<usize> = (0..rows.num_rows()).filter(|&r| vectors[r].is_some()).collect();
+    let keep: Vec<usize> = (0..rows.num_rows())
+        .filter(|&r| vectors[r].is_some())
+        .collect();
     let dim = model.dim() as i32;
     let values: Vec<f32> = keep
         .iter()
@@ -328,10 +375,12 @@ async fn write_chunk(
     )?;
     let take = arrow::array::UInt32Array::from(keep.iter().map(|&r| r as u32).collect::<Vec<_>>());
     let pick = |name: &str| -> Result<Arc<dyn Array>> {
-        let column = rows.column_by_name(name).ok_or_else(|| Error::SchemaMismatch {
-            table: options.items.source().0.into(),
-            message: format!("missing column '{name}'"),
-        })?;
+        let column = rows
+            .column_by_name(name)
+            .ok_or_else(|| Error::SchemaMismatch {
+                table: options.items.source().0.into(),
+                message: format!("missing column '{name}'"),
+            })?;
         Ok(arrow::compute::take(column, &take, None)?)
     };
     let n = keep.len();
@@ -339,7 +388,10 @@ async fn write_chunk(
         space,
         vec![
             ("item_id", pick(id_column)?),
-            ("kind", Arc::new(StringArray::from(vec![options.items.kind(); n]))),
+            (
+                "kind",
+                Arc::new(StringArray::from(vec![options.items.kind(); n])),
+            ),
             ("dataset", pick("dataset")?),
             ("split", pick("split")?),
             ("vector", Arc::new(vector)),

@@ -89,9 +89,15 @@ impl Model {
         }
         let kind: Kind = read_json(&mut files, "config.json")?;
         let (family, encoder): (&'static str, Box<dyn Encoder>) = match kind.model_type.as_deref() {
-            Some("bert") => ("bert", Box::new(bert::SentenceBert::load(&mut files, &device)?)),
+            Some("bert") => (
+                "bert",
+                Box::new(bert::SentenceBert::load(&mut files, &device)?),
+            ),
             Some("clip") => ("clip", Box::new(clip::Clip::load(&mut files, &device)?)),
-            Some("siglip") => ("siglip", Box::new(siglip::Siglip::load(&mut files, &device)?)),
+            Some("siglip") => (
+                "siglip",
+                Box::new(siglip::Siglip::load(&mut files, &device)?),
+            ),
             other => {
                 return Err(Error::Model {
                     model: spec.into(),
@@ -137,7 +143,10 @@ impl Model {
                 .map(ImageProcessor::key)
                 .unwrap_or_default(),
         };
-        format!("{}@{}|{}", self.files.id, self.files.revision, preprocessing)
+        format!(
+            "{}@{}|{}",
+            self.files.id, self.files.revision, preprocessing
+        )
     }
 
     fn candle(&self, source: candle_core::Error) -> Error {
@@ -156,7 +165,10 @@ impl Model {
 
     /// Raw text features (not normalised), in input order; batches of `batch_size` texts of similar length.
     pub fn text_features(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
-        let tokenizer = self.encoder.tokenizer().ok_or_else(|| self.unsupported("text"))?;
+        let tokenizer = self
+            .encoder
+            .tokenizer()
+            .ok_or_else(|| self.unsupported("text"))?;
         let encoded = tokenizer.encode(texts)?;
         let lengths: Vec<usize> = encoded.iter().map(Vec::len).collect();
         let mut out = vec![Vec::new(); texts.len()];
@@ -185,7 +197,11 @@ impl Model {
     }
 
     /// Raw image features (not normalised) of decoded images, in input order.
-    pub fn image_features(&self, images: &[DynamicImage], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+    pub fn image_features(
+        &self,
+        images: &[DynamicImage],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f32>>> {
         let processor = self
             .encoder
             .image_processor()
@@ -197,8 +213,12 @@ impl Model {
             for image in chunk {
                 pixels.extend(processor.pixels(image));
             }
-            let tensor = Tensor::from_vec(pixels, (chunk.len(), 3, h as usize, w as usize), &self.device)
-                .map_err(|e| self.candle(e))?;
+            let tensor = Tensor::from_vec(
+                pixels,
+                (chunk.len(), 3, h as usize, w as usize),
+                &self.device,
+            )
+            .map_err(|e| self.candle(e))?;
             let features = self
                 .encoder
                 .image_features(&tensor)
@@ -264,7 +284,9 @@ static LOADED: LazyLock<Mutex<Loaded>> = LazyLock::new(|| Mutex::new(HashMap::ne
 
 /// The model for `spec` on `device`, loaded at most once per process.
 pub fn shared(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
-    let mut loaded = LOADED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut loaded = LOADED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(model) = loaded.get(&(spec.to_string(), device)) {
         return Ok(model.clone());
     }

@@ -77,10 +77,14 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
             },
             (other, _) => other,
         })?;
-    let query_vector = vectors.into_iter().flatten().next().ok_or_else(|| Error::Model {
-        model: options.model.clone(),
-        message: "the query produced no vector".into(),
-    })?;
+    let query_vector = vectors
+        .into_iter()
+        .flatten()
+        .next()
+        .ok_or_else(|| Error::Model {
+            model: options.model.clone(),
+            message: "the query produced no vector".into(),
+        })?;
 
     let mut filters: Vec<Expr> = Vec::new();
     if let Some(dataset) = &options.dataset {
@@ -108,13 +112,20 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
     let mut rows: Vec<Hit> = Vec::new();
     for batch in &batches {
         let text = |name: &str| -> Result<arrow::array::ArrayRef> {
-            let column = batch.column_by_name(name).ok_or_else(|| Error::SchemaMismatch {
-                table: space.name.clone(),
-                message: format!("search result has no column '{name}'"),
-            })?;
+            let column = batch
+                .column_by_name(name)
+                .ok_or_else(|| Error::SchemaMismatch {
+                    table: space.name.clone(),
+                    message: format!("search result has no column '{name}'"),
+                })?;
             Ok(arrow::compute::cast(column, &DataType::Utf8)?)
         };
-        let (ids, kinds, datasets, splits) = (text("item_id")?, text("kind")?, text("dataset")?, text("split")?);
+        let (ids, kinds, datasets, splits) = (
+            text("item_id")?,
+            text("kind")?,
+            text("dataset")?,
+            text("split")?,
+        );
         let distance = batch
             .column_by_name("_distance")
             .map(|c| arrow::compute::cast(c, &DataType::Float32))
@@ -151,10 +162,18 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
     ]));
     let columns: Vec<arrow::array::ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(1..=rows.len() as i64)),
-        Arc::new(arrow::array::StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
-        Arc::new(arrow::array::StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
-        Arc::new(arrow::array::StringArray::from_iter(rows.iter().map(|r| r.3.as_deref()))),
-        Arc::new(arrow::array::StringArray::from_iter(rows.iter().map(|r| r.4.as_deref()))),
+        Arc::new(arrow::array::StringArray::from_iter_values(
+            rows.iter().map(|r| r.1.as_str()),
+        )),
+        Arc::new(arrow::array::StringArray::from_iter_values(
+            rows.iter().map(|r| r.2.as_str()),
+        )),
+        Arc::new(arrow::array::StringArray::from_iter(
+            rows.iter().map(|r| r.3.as_deref()),
+        )),
+        Arc::new(arrow::array::StringArray::from_iter(
+            rows.iter().map(|r| r.4.as_deref()),
+        )),
         Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.0))),
     ];
     Ok(RecordBatch::try_new(schema, columns)?)

@@ -12,7 +12,9 @@ use vlmdb::models::{DeviceChoice, Model};
 use crate::common::{TestStore, assert_success, stdout};
 
 fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(path)
 }
 
 fn reference(name: &str) -> Value {
@@ -31,7 +33,11 @@ fn floats(value: &Value) -> Vec<f32> {
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
@@ -39,7 +45,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "vector lengths differ");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// The real all-MiniLM-L6-v2 (`fixtures/models/fetch_minilm.sh` puts it there). Without it the MiniLM tests say
@@ -75,7 +84,10 @@ fn minilm_matches_sentence_transformers() {
     let reference = reference("minilm");
     let sentences = reference["sentences"].as_array().expect("sentences");
     assert!(sentences.len() >= 20);
-    let texts: Vec<&str> = sentences.iter().map(|s| s["text"].as_str().expect("text")).collect();
+    let texts: Vec<&str> = sentences
+        .iter()
+        .map(|s| s["text"].as_str().expect("text"))
+        .collect();
     let vectors = model.embed_texts(&texts, 8).expect("embeds");
     for (sentence, vector) in sentences.iter().zip(&vectors) {
         let expected = floats(&sentence["vector"]);
@@ -96,7 +108,9 @@ fn minilm_is_batch_invariant() {
     let long = "a very long caption about a crowded market with colourful stalls, people carrying baskets, \
                 children running between the tables and a musician playing an accordion near the fountain";
     let alone = model.embed_texts(&[short], 64).expect("alone");
-    let batch = model.embed_texts(&[long, short, long, "x"], 64).expect("batch");
+    let batch = model
+        .embed_texts(&[long, short, long, "x"], 64)
+        .expect("batch");
     let diff = max_abs_diff(&alone[0], &batch[1]);
     assert!(diff <= 1e-5, "alone vs padded batch differ by {diff}");
 }
@@ -108,11 +122,18 @@ fn check_tiny(name: &str) {
     let reference = reference(name);
 
     let texts = reference["texts"].as_array().expect("texts");
-    let strings: Vec<&str> = texts.iter().map(|t| t["text"].as_str().expect("text")).collect();
+    let strings: Vec<&str> = texts
+        .iter()
+        .map(|t| t["text"].as_str().expect("text"))
+        .collect();
     let features = model.text_features(&strings, 3).expect("text features");
     for (text, got) in texts.iter().zip(&features) {
         let diff = max_abs_diff(got, &floats(&text["features"]));
-        assert!(diff <= 1e-4, "{name}: text {:?}: features differ by {diff}", text["text"]);
+        assert!(
+            diff <= 1e-4,
+            "{name}: text {:?}: features differ by {diff}",
+            text["text"]
+        );
     }
 
     // Pixels: where our decoder gives the same RGB as Pillow's (every PNG), the preprocessing must reproduce the
@@ -125,14 +146,25 @@ fn check_tiny(name: &str) {
         let image = image::open(&file).expect("fixture image");
         let rgb = image.to_rgb8();
         let same_decode = vlmdb::models::cache::sha256(rgb.as_raw())
-            == item["decoded_rgb_sha256"].as_str().expect("decoded_rgb_sha256");
+            == item["decoded_rgb_sha256"]
+                .as_str()
+                .expect("decoded_rgb_sha256");
         let got = model.pixels(&image).expect("pixels");
         let expected = floats(&item["values"]);
         let diff = max_abs_diff(&got, &expected);
-        let mean = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).sum::<f32>() / got.len() as f32;
+        let mean = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / got.len() as f32;
         let is_png = file.extension().is_some_and(|e| e == "png");
         if is_png {
-            assert!(same_decode, "{}: PNG decodes differently from Pillow", file.display());
+            assert!(
+                same_decode,
+                "{}: PNG decodes differently from Pillow",
+                file.display()
+            );
             let (w, h) = rgb.dimensions();
             downscaled_png |= w != h && w.min(h) > 32;
         }
@@ -151,7 +183,10 @@ fn check_tiny(name: &str) {
             );
         }
     }
-    assert!(downscaled_png, "the fixtures must include a non-square PNG that needs downscaling");
+    assert!(
+        downscaled_png,
+        "the fixtures must include a non-square PNG that needs downscaling"
+    );
 
     let images = reference["images"].as_array().expect("images");
     let decoded: Vec<_> = images
@@ -163,10 +198,18 @@ fn check_tiny(name: &str) {
         let expected = floats(&item["features"]);
         if exact.contains(item["file"].as_str().expect("file")) {
             let diff = max_abs_diff(got, &expected);
-            assert!(diff <= 1e-4, "{name}: image {}: features differ by {diff}", item["file"]);
+            assert!(
+                diff <= 1e-4,
+                "{name}: image {}: features differ by {diff}",
+                item["file"]
+            );
         } else {
             let similarity = cosine(got, &expected);
-            assert!(similarity >= 0.99, "{name}: image {}: cosine {similarity}", item["file"]);
+            assert!(
+                similarity >= 0.99,
+                "{name}: image {}: cosine {similarity}",
+                item["file"]
+            );
         }
     }
 }
@@ -205,15 +248,28 @@ fn hub_cache_hit_and_fast_offline_miss() {
 
     // Cache hit through refs/main, offline: the space carries the commit, the run records repo and commit.
     let out = store
-        .command(&["embed", "--model", "hf:vlmdb-test/tiny-clip", "--captions", "--quiet"])
+        .command(&[
+            "embed",
+            "--model",
+            "hf:vlmdb-test/tiny-clip",
+            "--captions",
+            "--quiet",
+        ])
         .env("HF_HUB_CACHE", &cache)
         .env("HF_HUB_OFFLINE", "1")
         .output()
         .expect("run vlmdb");
     assert_success(&out);
-    assert!(stdout(&out).contains("emb_tiny_clip_0123456"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("emb_tiny_clip_0123456"),
+        "{}",
+        stdout(&out)
+    );
     let runs = store.csv("SELECT models FROM runs WHERE kind = 'embed'");
-    assert!(runs.contains("vlmdb-test/tiny-clip") && runs.contains(commit), "{runs}");
+    assert!(
+        runs.contains("vlmdb-test/tiny-clip") && runs.contains(commit),
+        "{runs}"
+    );
 
     // A miss offline fails at once, naming the repo, the revision and the file.
     let started = Instant::now();
@@ -256,40 +312,81 @@ fn embed_search_and_the_cache_across_processes() {
     let out = store.vlmdb(&["embed", "--model", &clip, "--images", "--quiet"]);
     assert_success(&out);
     let text = stdout(&out);
-    assert!(text.contains("0 already there, 0 from the model cache"), "{text}");
+    assert!(
+        text.contains("0 already there, 0 from the model cache"),
+        "{text}"
+    );
     let images = store.csv("SELECT count(*) FROM images");
     let space = store.csv(
         "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'emb_tiny_clip_%'",
     );
-    let space = space.lines().nth(1).expect("a space table").trim().to_string();
+    let space = space
+        .lines()
+        .nth(1)
+        .expect("a space table")
+        .trim()
+        .to_string();
     let vectors = store.csv(&format!(
         "SELECT count(*), count(DISTINCT item_id), min(kind), max(kind) FROM {space}"
     ));
     let n = images.lines().nth(1).expect("count");
-    assert_eq!(vectors.lines().nth(1), Some(format!("{n},{n},image,image").as_str()));
+    assert_eq!(
+        vectors.lines().nth(1),
+        Some(format!("{n},{n},image,image").as_str())
+    );
 
     // The space records its model in the table's schema metadata.
-    let metadata = tokio::runtime::Runtime::new().expect("runtime").block_on(async {
-        let store = vlmdb::store::Store::open(&store.path()).await.expect("store");
-        let table = store.open_table(&space).await.expect("space table");
-        table.schema().await.expect("schema").metadata().clone()
-    });
-    assert!(metadata["vlmdb.model_id"].ends_with("tiny-clip"), "{metadata:?}");
+    let metadata = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let store = vlmdb::store::Store::open(&store.path())
+                .await
+                .expect("store");
+            let table = store.open_table(&space).await.expect("space table");
+            table.schema().await.expect("schema").metadata().clone()
+        });
+    assert!(
+        metadata["vlmdb.model_id"].ends_with("tiny-clip"),
+        "{metadata:?}"
+    );
     assert_eq!(metadata["vlmdb.dim"], "16");
     assert_eq!(metadata["vlmdb.normalization"], "l2");
     assert_eq!(metadata["vlmdb.family"], "clip");
-    assert!(space.ends_with(&metadata["vlmdb.revision"][..7]), "{space} {metadata:?}");
+    assert!(
+        space.ends_with(&metadata["vlmdb.revision"][..7]),
+        "{space} {metadata:?}"
+    );
 
     // Running again embeds nothing (resume / idempotence).
     let out = store.vlmdb(&["embed", "--model", &clip, "--images", "--quiet"]);
     assert_success(&out);
-    assert!(stdout(&out).starts_with("embedded 0 image"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("embedded 0 image"),
+        "{}",
+        stdout(&out)
+    );
 
     // Captions; then the same captions under another dataset name: a second process computes nothing.
-    let out = store.vlmdb(&["embed", "--model", &clip, "--captions", "--quiet", "--dataset", "shapes"]);
+    let out = store.vlmdb(&[
+        "embed",
+        "--model",
+        &clip,
+        "--captions",
+        "--quiet",
+        "--dataset",
+        "shapes",
+    ]);
     assert_success(&out);
     ingest_shapes(&store, "shapes_again");
-    let out = store.vlmdb(&["embed", "--model", &clip, "--captions", "--quiet", "--dataset", "shapes_again"]);
+    let out = store.vlmdb(&[
+        "embed",
+        "--model",
+        &clip,
+        "--captions",
+        "--quiet",
+        "--dataset",
+        "shapes_again",
+    ]);
     assert_success(&out);
     let text = stdout(&out);
     assert!(text.contains(" 0 computed"), "{text}");
@@ -304,7 +401,17 @@ fn embed_search_and_the_cache_across_processes() {
 
     // search: k results, best first, the top image's own caption text finds a caption of that image.
     let out = store.vlmdb(&[
-        "search", "--model", &clip, "--text", "a red square", "-k", "3", "--kind", "image", "--format", "csv",
+        "search",
+        "--model",
+        &clip,
+        "--text",
+        "a red square",
+        "-k",
+        "3",
+        "--kind",
+        "image",
+        "--format",
+        "csv",
     ]);
     assert_success(&out);
     let rows: Vec<String> = stdout(&out).lines().skip(1).map(str::to_string).collect();
@@ -318,13 +425,29 @@ fn embed_search_and_the_cache_across_processes() {
     // An image query finds that very image first (cosine 1).
     let first = fixture("datasets/karpathy/images/scene_002.png");
     let out = store.vlmdb(&[
-        "search", "--model", &clip, "--image", &first.display().to_string(), "-k", "1", "--kind", "image",
-        "--dataset", "shapes", "--format", "csv",
+        "search",
+        "--model",
+        &clip,
+        "--image",
+        &first.display().to_string(),
+        "-k",
+        "1",
+        "--kind",
+        "image",
+        "--dataset",
+        "shapes",
+        "--format",
+        "csv",
     ]);
     assert_success(&out);
     let row = stdout(&out).lines().nth(1).expect("a result").to_string();
     assert!(row.contains("scene_002"), "{row}");
-    let score: f32 = row.rsplit(',').next().expect("score").parse().expect("float");
+    let score: f32 = row
+        .rsplit(',')
+        .next()
+        .expect("score")
+        .parse()
+        .expect("float");
     assert!((score - 1.0).abs() < 1e-4, "{row}");
 }
 
@@ -335,14 +458,19 @@ fn model_errors_are_clear() {
     let out = store.vlmdb(&["embed", "--model", "no-such-model", "--captions"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no-such-model") && err.contains("minilm"), "{err}");
+    assert!(
+        err.contains("no-such-model") && err.contains("minilm"),
+        "{err}"
+    );
 
     let siglip = fixture("models/tiny-siglip").display().to_string();
     let out = store.vlmdb(&["search", "--model", &siglip, "--text", "x"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("vlmdb embed"));
 
-    let out = store.vlmdb(&["embed", "--model", &siglip, "--images", "--device", "cuda:3", "--quiet"]);
+    let out = store.vlmdb(&[
+        "embed", "--model", &siglip, "--images", "--device", "cuda:3", "--quiet",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cuda"));
 }
@@ -359,15 +487,26 @@ fn pair_texts_embed_into_the_space() {
     ]);
     assert_success(&out);
     let siglip = fixture("models/tiny-siglip").display().to_string();
-    let out = store.vlmdb(&["embed", "--model", &siglip, "--pairs", "--quiet", "--batch", "4"]);
+    let out = store.vlmdb(&[
+        "embed", "--model", &siglip, "--pairs", "--quiet", "--batch", "4",
+    ]);
     assert_success(&out);
     let pairs = store.csv("SELECT count(*) FROM pairs");
     let space = store.csv(
         "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'emb_tiny_siglip_%'",
     );
-    let space = space.lines().nth(1).expect("a space table").trim().to_string();
+    let space = space
+        .lines()
+        .nth(1)
+        .expect("a space table")
+        .trim()
+        .to_string();
     let embedded = store.csv(&format!(
         "SELECT count(*) FROM {space} WHERE kind = 'pair_text' AND split IS NOT NULL"
     ));
-    assert_eq!(pairs.lines().nth(1), embedded.lines().nth(1), "{pairs} vs {embedded}");
+    assert_eq!(
+        pairs.lines().nth(1),
+        embedded.lines().nth(1),
+        "{pairs} vs {embedded}"
+    );
 }

@@ -15,7 +15,13 @@ pub struct Cli {
     pub db: Option<PathBuf>,
 
     /// Where models run: auto (a CUDA GPU when built with the cuda feature and present, else CPU), cpu, cuda[:N].
-    #[arg(long, env = "VLMDB_DEVICE", global = true, default_value = "auto", value_name = "DEVICE")]
+    #[arg(
+        long,
+        env = "VLMDB_DEVICE",
+        global = true,
+        default_value = "auto",
+        value_name = "DEVICE"
+    )]
     pub device: String,
 
     #[command(subcommand)]

@@ -49,13 +49,18 @@ impl Encoder for SentenceBert {
             None => Pooling::Mean,
             Some(path) => {
                 let p: PoolingConfig = super::read_json_path(&files.spec, &path)?;
-                match (p.pooling_mode_mean_tokens, p.pooling_mode_cls_token, p.pooling_mode_max_tokens) {
+                match (
+                    p.pooling_mode_mean_tokens,
+                    p.pooling_mode_cls_token,
+                    p.pooling_mode_max_tokens,
+                ) {
                     (true, false, false) => Pooling::Mean,
                     (false, true, false) => Pooling::Cls,
                     _ => {
                         return Err(Error::Model {
                             model: files.spec.clone(),
-                            message: "1_Pooling/config.json: only mean or CLS pooling is supported".into(),
+                            message: "1_Pooling/config.json: only mean or CLS pooling is supported"
+                                .into(),
                         });
                     }
                 }
@@ -97,7 +102,9 @@ impl Encoder for SentenceBert {
 
     fn text_features(&self, batch: &TokenBatch) -> candle_core::Result<Tensor> {
         let token_types = batch.ids.zeros_like()?;
-        let hidden = self.model.forward(&batch.ids, &token_types, Some(&batch.mask))?;
+        let hidden = self
+            .model
+            .forward(&batch.ids, &token_types, Some(&batch.mask))?;
         match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1),
             Pooling::Mean => {
@@ -118,6 +125,9 @@ impl Encoder for SentenceBert {
     }
 
     fn text_key(&self) -> String {
-        format!("bert:max_len={}:pool={:?}", self.tokenizer.max_len, self.pooling)
+        format!(
+            "bert:max_len={}:pool={:?}",
+            self.tokenizer.max_len, self.pooling
+        )
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, ListArray, StringArray};
-use arrow::datatypes::{Float32Type};
+use arrow::datatypes::Float32Type;
 use datafusion::prelude::{col, lit};
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
@@ -28,7 +28,11 @@ pub fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Cached vectors of `key` for the given input hashes (those found).
-pub async fn lookup(store: &Store, key: &str, hashes: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+pub async fn lookup(
+    store: &Store,
+    key: &str,
+    hashes: &[String],
+) -> Result<HashMap<String, Vec<f32>>> {
     let mut found = HashMap::new();
     let table = match store.open_table(TABLE).await {
         Ok(table) => table,
@@ -36,9 +40,9 @@ pub async fn lookup(store: &Store, key: &str, hashes: &[String]) -> Result<HashM
         Err(e) => return Err(e),
     };
     for chunk in hashes.chunks(LOOKUP_CHUNK) {
-        let filter = col("model_key")
-            .eq(lit(key))
-            .and(col("input_sha256").in_list(chunk.iter().map(|h| lit(h.as_str())).collect(), false));
+        let filter = col("model_key").eq(lit(key)).and(
+            col("input_sha256").in_list(chunk.iter().map(|h| lit(h.as_str())).collect(), false),
+        );
         let batches: Vec<_> = table
             .query()
             .only_if_expr(filter)
@@ -49,8 +53,12 @@ pub async fn lookup(store: &Store, key: &str, hashes: &[String]) -> Result<HashM
             .await?;
         for batch in batches {
             let (Some(hashes), Some(vectors)) = (
-                batch.column_by_name("input_sha256").and_then(|c| c.as_string_opt::<i32>()),
-                batch.column_by_name("vector").and_then(|c| c.as_list_opt::<i32>()),
+                batch
+                    .column_by_name("input_sha256")
+                    .and_then(|c| c.as_string_opt::<i32>()),
+                batch
+                    .column_by_name("vector")
+                    .and_then(|c| c.as_list_opt::<i32>()),
             ) else {
                 continue;
             };
@@ -77,7 +85,9 @@ pub async fn insert(store: &Store, key: &str, entries: &[(String, Vec<f32>)]) ->
     let keys = StringArray::from(vec![key; entries.len()]);
     let hashes = StringArray::from_iter_values(entries.iter().map(|(h, _)| h.as_str()));
     let vectors = ListArray::from_iter_primitive::<Float32Type, _, _>(
-        entries.iter().map(|(_, v)| Some(v.iter().copied().map(Some))),
+        entries
+            .iter()
+            .map(|(_, v)| Some(v.iter().copied().map(Some))),
     );
     let batch = batch_for(
         &spec,

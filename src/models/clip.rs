@@ -7,7 +7,9 @@
 
 use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
-use candle_transformers::models::clip::text_model::{Activation, ClipTextConfig, ClipTextTransformer};
+use candle_transformers::models::clip::text_model::{
+    Activation, ClipTextConfig, ClipTextTransformer,
+};
 use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
 use serde::Deserialize;
 
@@ -118,13 +120,17 @@ fn check_supported(files: &ModelFiles, tower: &str, act: &str, eps: f64) -> Resu
     if act != "quick_gelu" {
         return Err(Error::Model {
             model: files.spec.clone(),
-            message: format!("{tower}: hidden_act {act:?} is not supported (candle's CLIP has quick_gelu only)"),
+            message: format!(
+                "{tower}: hidden_act {act:?} is not supported (candle's CLIP has quick_gelu only)"
+            ),
         });
     }
     if (eps - 1e-5).abs() > 1e-12 {
         return Err(Error::Model {
             model: files.spec.clone(),
-            message: format!("{tower}: layer_norm_eps {eps} is not supported (candle's CLIP uses 1e-5)"),
+            message: format!(
+                "{tower}: layer_norm_eps {eps} is not supported (candle's CLIP uses 1e-5)"
+            ),
         });
     }
     Ok(())
@@ -159,7 +165,12 @@ impl Encoder for Clip {
             patch_size: v.patch_size,
         };
         let tokenizer_path = files.require("tokenizer.json")?;
-        let probe = TextTokenizer::load(&tokenizer_path, t.max_position_embeddings, 0, Padding::Longest)?;
+        let probe = TextTokenizer::load(
+            &tokenizer_path,
+            t.max_position_embeddings,
+            0,
+            Padding::Longest,
+        )?;
         let eot = probe.token_id("<|endoftext|>");
         let pool = match t.eos_token_id {
             Some(2) | None => Pool::LargestId,
@@ -181,9 +192,12 @@ impl Encoder for Clip {
         let text = ClipTextTransformer::new(vb.pp("text_model"), &text_config).map_err(candle)?;
         let vision =
             ClipVisionTransformer::new(vb.pp("vision_model"), &vision_config).map_err(candle)?;
-        let text_projection =
-            candle_nn::linear_no_bias(t.hidden_size, config.projection_dim, vb.pp("text_projection"))
-                .map_err(candle)?;
+        let text_projection = candle_nn::linear_no_bias(
+            t.hidden_size,
+            config.projection_dim,
+            vb.pp("text_projection"),
+        )
+        .map_err(candle)?;
         let visual_projection = candle_nn::linear_no_bias(
             v.hidden_size,
             config.projection_dim,
@@ -230,7 +244,9 @@ impl Encoder for Clip {
             })
             .collect();
         let index = Tensor::new(positions, hidden.device())?;
-        let pooled = hidden.reshape((rows * len, width))?.index_select(&index, 0)?;
+        let pooled = hidden
+            .reshape((rows * len, width))?
+            .index_select(&index, 0)?;
         self.text_projection.forward(&pooled)
     }
 
@@ -239,10 +255,14 @@ impl Encoder for Clip {
     }
 
     fn image_features(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
-        self.visual_projection.forward(&self.vision.forward(pixels)?)
+        self.visual_projection
+            .forward(&self.vision.forward(pixels)?)
     }
 
     fn text_key(&self) -> String {
-        format!("clip:max_len={}:pool={:?}", self.tokenizer.max_len, self.pool)
+        format!(
+            "clip:max_len={}:pool={:?}",
+            self.tokenizer.max_len, self.pool
+        )
     }
 }

@@ -78,7 +78,9 @@ pub fn hub_cache_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("HF_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(home).join("hub");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     home.join(".cache").join("huggingface").join("hub")
 }
 
@@ -106,32 +108,37 @@ impl ModelFiles {
     /// Resolve `spec`. A local directory must exist and hold `config.json`; a hub repo's commit is found in the
     /// cache (or by downloading `config.json`), so an offline miss fails here, at once, naming repo and revision.
     pub fn resolve(spec: &str) -> Result<ModelFiles> {
-        let (repo, requested, base_name) = if let Some(alias) =
-            ALIASES.iter().find(|a| a.name == spec)
-        {
-            (alias.repo.to_string(), alias.revision.to_string(), alias.name.to_string())
-        } else if let Some(rest) = spec.strip_prefix("hf:") {
-            let (repo, revision) = match rest.split_once('@') {
-                Some((repo, rev)) if !rev.is_empty() => (repo, rev),
-                _ => (rest, "main"),
+        let (repo, requested, base_name) =
+            if let Some(alias) = ALIASES.iter().find(|a| a.name == spec) {
+                (
+                    alias.repo.to_string(),
+                    alias.revision.to_string(),
+                    alias.name.to_string(),
+                )
+            } else if let Some(rest) = spec.strip_prefix("hf:") {
+                let (repo, revision) = match rest.split_once('@') {
+                    Some((repo, rev)) if !rev.is_empty() => (repo, rev),
+                    _ => (rest, "main"),
+                };
+                let valid = repo.split('/').count() == 2
+                    && repo.split('/').all(|part| {
+                        !part.is_empty()
+                            && part != ".."
+                            && part
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    });
+                if !valid {
+                    return Err(Error::Model {
+                        model: spec.into(),
+                        message: "expected hf:org/repo or hf:org/repo@revision".into(),
+                    });
+                }
+                let name = repo.rsplit('/').next().unwrap_or(repo);
+                (repo.to_string(), revision.to_string(), slug(name))
+            } else {
+                return Self::local(spec);
             };
-            let valid = repo.split('/').count() == 2
-                && repo.split('/').all(|part| {
-                    !part.is_empty()
-                        && part != ".."
-                        && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                });
-            if !valid {
-                return Err(Error::Model {
-                    model: spec.into(),
-                    message: "expected hf:org/repo or hf:org/repo@revision".into(),
-                });
-            }
-            let name = repo.rsplit('/').next().unwrap_or(repo);
-            (repo.to_string(), revision.to_string(), slug(name))
-        } else {
-            return Self::local(spec);
-        };
         let mut files = ModelFiles {
             spec: spec.into(),
             id: repo.clone(),
@@ -164,7 +171,9 @@ impl ModelFiles {
         if !dir.join("config.json").is_file() {
             return Err(Error::Model {
                 model: spec.into(),
-                message: "the directory has no config.json (expected a Hugging Face model directory)".into(),
+                message:
+                    "the directory has no config.json (expected a Hugging Face model directory)"
+                        .into(),
             });
         }
         let dir = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
@@ -238,7 +247,12 @@ impl ModelFiles {
                 self.revision = commit_of(dir);
                 return Ok(Some(path));
             }
-            if repo_dir.join(".no_exist").join(commit_of(dir)).join(name).exists() {
+            if repo_dir
+                .join(".no_exist")
+                .join(commit_of(dir))
+                .join(name)
+                .exists()
+            {
                 return Ok(None);
             }
         }
@@ -258,11 +272,8 @@ impl ModelFiles {
             .with_progress(true)
             .build()
             .map_err(|e| miss(format!("cannot start the download client: {e}")))?;
-        let hub_repo = hf_hub::Repo::with_revision(
-            repo.clone(),
-            hf_hub::RepoType::Model,
-            requested.clone(),
-        );
+        let hub_repo =
+            hf_hub::Repo::with_revision(repo.clone(), hf_hub::RepoType::Model, requested.clone());
         match api.repo(hub_repo).get(name) {
             Ok(path) => {
                 // .../snapshots/<commit>/<name>: the snapshot is the ancestor as many levels up as `name` is deep.
@@ -322,12 +333,15 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
         hasher.update(name.as_bytes());
         hasher.update(len.to_le_bytes());
         let mut head = vec![0u8; (1 << 20).min(len as usize)];
-        file.read_exact(&mut head).map_err(|e| Error::io(&path, e))?;
+        file.read_exact(&mut head)
+            .map_err(|e| Error::io(&path, e))?;
         hasher.update(&head);
         if len > (2 << 20) {
             use std::io::{Seek, SeekFrom};
-            file.seek(SeekFrom::End(-(1 << 20))).map_err(|e| Error::io(&path, e))?;
-            file.read_exact(&mut head).map_err(|e| Error::io(&path, e))?;
+            file.seek(SeekFrom::End(-(1 << 20)))
+                .map_err(|e| Error::io(&path, e))?;
+            file.read_exact(&mut head)
+                .map_err(|e| Error::io(&path, e))?;
             hasher.update(&head);
         }
     }

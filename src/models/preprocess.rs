@@ -99,9 +99,8 @@ impl ImageProcessor {
 
     /// Read `preprocessor_config.json`; fields it leaves out keep the values of `defaults`.
     pub fn from_config(json: &str, defaults: ImageProcessor) -> Result<Self> {
-        let config: Config = serde_json::from_str(json).map_err(|e| Error::Usage(format!(
-            "preprocessor_config.json: {e}"
-        )))?;
+        let config: Config = serde_json::from_str(json)
+            .map_err(|e| Error::Usage(format!("preprocessor_config.json: {e}")))?;
         let mut out = defaults;
         if config.do_resize != Some(false) {
             match config.size {
@@ -121,11 +120,14 @@ impl ImageProcessor {
         match (config.do_center_crop, config.crop_size) {
             (Some(false), _) => out.crop = None,
             (_, Some(SizeField::Int(n))) => out.crop = Some((n, n)),
-            (_, Some(SizeField::Map {
-                height: Some(h),
-                width: Some(w),
-                ..
-            })) => out.crop = Some((h, w)),
+            (
+                _,
+                Some(SizeField::Map {
+                    height: Some(h),
+                    width: Some(w),
+                    ..
+                }),
+            ) => out.crop = Some((h, w)),
             _ => {}
         }
         match config.resample {
@@ -178,7 +180,11 @@ impl ImageProcessor {
             Resize::ShortestEdge(n) => {
                 let (short, long) = if w <= h { (w, h) } else { (h, w) };
                 let scaled_long = ((f64::from(n) * f64::from(long)) / f64::from(short)) as u32;
-                if w <= h { (n, scaled_long) } else { (scaled_long, n) }
+                if w <= h {
+                    (n, scaled_long)
+                } else {
+                    (scaled_long, n)
+                }
             }
             Resize::Exact { height, width } => (width, height),
         };
@@ -191,7 +197,10 @@ impl ImageProcessor {
         for y in 0..crop_h {
             for x in 0..crop_w {
                 // A crop larger than the image pads with zeros, as transformers' center_crop does.
-                let (sx, sy) = ((x + left) as i64 - ((crop_w.saturating_sub(out_w)) / 2) as i64, (y + top) as i64 - ((crop_h.saturating_sub(out_h)) / 2) as i64);
+                let (sx, sy) = (
+                    (x + left) as i64 - ((crop_w.saturating_sub(out_w)) / 2) as i64,
+                    (y + top) as i64 - ((crop_h.saturating_sub(out_h)) / 2) as i64,
+                );
                 let inside = sx >= 0 && sy >= 0 && (sx as u32) < out_w && (sy as u32) < out_h;
                 for c in 0..3 {
                     let value = if inside {
@@ -256,7 +265,11 @@ fn coefficients(in_size: u32, out_size: u32, filter: Filter) -> Vec<(usize, Vec<
                 .map(|w| {
                     let w = if total != 0.0 { w / total } else { *w };
                     let scaled = w * f64::from(1u32 << PRECISION_BITS);
-                    (if scaled < 0.0 { scaled - 0.5 } else { scaled + 0.5 }) as i32
+                    (if scaled < 0.0 {
+                        scaled - 0.5
+                    } else {
+                        scaled + 0.5
+                    }) as i32
                 })
                 .collect();
             (xmin, fixed)
@@ -302,7 +315,8 @@ pub fn resize(image: &RgbImage, out_w: u32, out_h: u32, filter: Filter) -> RgbIm
             for c in 0..3 {
                 let mut acc: i64 = 1 << (PRECISION_BITS - 1);
                 for (k, w) in weights.iter().enumerate() {
-                    acc += i64::from(horizontal.get_pixel(x, (start + k) as u32)[c]) * i64::from(*w);
+                    acc +=
+                        i64::from(horizontal.get_pixel(x, (start + k) as u32)[c]) * i64::from(*w);
                 }
                 out.get_pixel_mut(x, y as u32)[c] = clip8(acc);
             }
@@ -320,7 +334,10 @@ mod tests {
         for (input, output) in [(100, 32), (32, 100), (7, 3)] {
             for (_, weights) in coefficients(input, output, Filter::Bicubic) {
                 let sum: i32 = weights.iter().sum();
-                assert!((sum - (1 << PRECISION_BITS)).abs() <= weights.len() as i32, "{sum}");
+                assert!(
+                    (sum - (1 << PRECISION_BITS)).abs() <= weights.len() as i32,
+                    "{sum}"
+                );
             }
         }
     }

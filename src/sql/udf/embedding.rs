@@ -71,7 +71,9 @@ impl EmbedFunction {
     fn model_name(&self, arg: &ColumnarValue) -> Result<String> {
         match arg {
             ColumnarValue::Scalar(
-                ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)),
             ) => Ok(s.clone()),
             _ => Err(DataFusionError::Execution(format!(
                 "{}: the model (argument 1) must be a text constant such as 'minilm'",
@@ -183,15 +185,20 @@ impl EmbedFunction {
                 }
             )));
         }
-        let (vectors, _) = embed(self.store.as_ref(), model, self.modality, &inputs, DEFAULT_BATCH)
-            .await
-            .map_err(|e| match e {
-                Error::ModelInput { input, message, .. } => DataFusionError::Execution(format!(
-                    "{}: row {input}: {message}",
-                    self.name
-                )),
-                other => DataFusionError::External(Box::new(other)),
-            })?;
+        let (vectors, _) = embed(
+            self.store.as_ref(),
+            model,
+            self.modality,
+            &inputs,
+            DEFAULT_BATCH,
+        )
+        .await
+        .map_err(|e| match e {
+            Error::ModelInput { input, message, .. } => {
+                DataFusionError::Execution(format!("{}: row {input}: {message}", self.name))
+            }
+            other => DataFusionError::External(Box::new(other)),
+        })?;
         Ok(ColumnarValue::Array(vector_array(vectors)))
     }
 }
