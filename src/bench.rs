@@ -74,22 +74,15 @@ pub async fn ingest_bench(count: usize, python: Option<&str>, out: &mut dyn Writ
         std::fs::write(&script, INGEST_PEER).map_err(|e| Error::io(&script, e))?;
         let peer_out = work.join("peer");
         std::fs::create_dir_all(&peer_out).map_err(|e| Error::io(&peer_out, e))?;
-        let output = std::process::Command::new(python)
-            .arg(&script)
-            .arg(&metadata)
-            .arg(&peer_out)
-            .output()
-            .map_err(|e| Error::Usage(format!("running the Python peer with {python}: {e}")))?;
-        if !output.status.success() {
-            return Err(Error::Usage(format!(
-                "the Python peer failed (pip install pillow pylance): {}",
-                String::from_utf8_lossy(&output.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-            )));
-        }
-        let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let report = run_peer(
+            python,
+            &script,
+            &[
+                metadata.display().to_string(),
+                peer_out.display().to_string(),
+            ],
+            "pip install pillow pylance",
+        )?;
         let peer = report["seconds"].as_f64().unwrap_or(f64::NAN);
         let peer_rate = count as f64 / peer;
         writeln!(
@@ -166,7 +159,14 @@ pub fn captions(count: usize) -> Vec<String> {
         .collect()
 }
 
-fn run_peer(python: &str, script: &Path, args: &[String]) -> Result<serde_json::Value> {
+/// Run a Python peer script and read the JSON object on the last line of its output; `install` is the hint
+/// printed when it fails.
+fn run_peer(
+    python: &str,
+    script: &Path,
+    args: &[String],
+    install: &str,
+) -> Result<serde_json::Value> {
     let output = std::process::Command::new(python)
         .arg(script)
         .args(args)
@@ -174,7 +174,7 @@ fn run_peer(python: &str, script: &Path, args: &[String]) -> Result<serde_json::
         .map_err(|e| Error::Usage(format!("running the Python peer with {python}: {e}")))?;
     if !output.status.success() {
         return Err(Error::Usage(format!(
-            "the Python peer failed (pip install torch transformers sentence-transformers): {}",
+            "the Python peer failed ({install}): {}",
             String::from_utf8_lossy(&output.stderr)
                 .lines()
                 .last()
@@ -234,6 +234,7 @@ pub async fn embed_bench(
                 "--threads".into(),
                 threads.to_string(),
             ],
+            "pip install torch transformers sentence-transformers",
         )?;
         let peer = report["texts_per_s"].as_f64().unwrap_or(f64::NAN);
         writeln!(
@@ -283,6 +284,7 @@ pub async fn embed_bench(
                     "--threads".into(),
                     threads.to_string(),
                 ],
+                "pip install torch transformers sentence-transformers",
             )?;
             let peer = report["images_per_s"].as_f64().unwrap_or(f64::NAN);
             writeln!(

@@ -13,8 +13,8 @@ use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
 use crate::error::{Error, Result};
-use crate::models::cache::{CacheStats, Input, embed as embed_cached};
-use crate::models::{DeviceChoice, Modality, Model, shared};
+use crate::models::cache::{CacheStats, InputColumn, embed as embed_cached};
+use crate::models::{DeviceChoice, Modality, Model, load_shared};
 use crate::progress::Progress;
 use crate::store::Store;
 use crate::store::runs::{Run, RunSpec};
@@ -98,18 +98,10 @@ pub fn space_spec(model: &Model) -> Result<TableSpec> {
     Ok(spec)
 }
 
-/// Load a model (once per process) on a blocking thread.
-pub async fn load_model(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
-    let spec = spec.to_string();
-    tokio::task::spawn_blocking(move || shared(&spec, device))
-        .await
-        .map_err(|e| Error::Usage(format!("loading the model failed: {e}")))?
-}
-
 /// Run `vlmdb embed` as a run of its own.
 pub async fn run(store: &Store, options: &EmbedOptions) -> Result<EmbedSummary> {
     store.ensure_writable("embed")?;
-    let model = load_model(&options.model, options.device).await?;
+    let model = load_shared(&options.model, options.device).await?;
     if !model.supports(options.items.modality()) {
         return Err(Error::Model {
             model: options.model.clone(),
@@ -199,11 +191,11 @@ async fn embed_items(
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0;
     while let Some(batch) = stream.try_next().await? {
-        let batch = skip_present(&batch, id_column, &present, &mut summary)?;
+        let (batch, skipped) =
+            skip_present(&batch, source_name, id_column, &present, &mut summary)?;
         if let Some(progress) = &progress {
-            progress.inc((batch.1) as u64);
+            progress.inc(skipped as u64);
         }
-        let batch = batch.0;
         pending_rows += batch.num_rows();
         pending.push(batch);
         if pending_rows >= CHUNK {
@@ -269,21 +261,25 @@ async fn existing_ids(table: &lancedb::Table, kind: &str) -> Result<HashSet<Stri
     Ok(ids)
 }
 
+/// Column `name` of rows read from `table`.
+fn column(rows: &RecordBatch, table: &str, name: &str) -> Result<arrow::array::ArrayRef> {
+    rows.column_by_name(name)
+        .cloned()
+        .ok_or_else(|| Error::SchemaMismatch {
+            table: table.into(),
+            message: format!("missing column '{name}'"),
+        })
+}
+
 /// The rows of `batch` whose id is not in `present`; the second value counts the rows skipped.
 fn skip_present(
     batch: &RecordBatch,
+    table: &str,
     id_column: &str,
     present: &HashSet<String>,
     summary: &mut EmbedSummary,
 ) -> Result<(RecordBatch, usize)> {
-    let ids = batch
-        .column_by_name(id_column)
-        .map(|c| arrow::compute::cast(c, &DataType::Utf8))
-        .transpose()?
-        .ok_or_else(|| Error::SchemaMismatch {
-            table: id_column.into(),
-            message: format!("missing column '{id_column}'"),
-        })?;
+    let ids = arrow::compute::cast(&column(batch, table, id_column)?, &DataType::Utf8)?;
     let ids = ids.as_string::<i32>();
     let keep: arrow::array::BooleanArray = ids
         .iter()
@@ -306,40 +302,20 @@ async fn write_chunk(
     summary: &mut EmbedSummary,
     progress: Option<&Progress>,
 ) -> Result<()> {
-    let (_, id_column, input_column) = options.items.source();
-    let input = rows
-        .column_by_name(input_column)
-        .ok_or_else(|| Error::SchemaMismatch {
-            table: options.items.source().0.into(),
-            message: format!("missing column '{input_column}'"),
-        })?;
-    let ids = arrow::compute::cast(
-        rows.column_by_name(id_column)
-            .ok_or_else(|| Error::SchemaMismatch {
-                table: options.items.source().0.into(),
-                message: format!("missing column '{id_column}'"),
-            })?,
-        &DataType::Utf8,
-    )?;
+    let (table, id_column, input_column) = options.items.source();
+    let input = column(rows, table, input_column)?;
+    let ids = arrow::compute::cast(&column(rows, table, id_column)?, &DataType::Utf8)?;
     let ids = ids.as_string::<i32>();
-    let (vectors, stats): (Vec<Option<Vec<f32>>>, CacheStats) = match options.items.modality() {
-        Modality::Text => {
-            let text = arrow::compute::cast(input, &DataType::LargeUtf8)?;
-            let text = text.as_string::<i64>();
-            let inputs: Vec<Option<Input<'_>>> = (0..rows.num_rows())
-                .map(|r| text.is_valid(r).then(|| Input::Text(text.value(r))))
-                .collect();
-            embed_cached(Some(store), model, Modality::Text, &inputs, options.batch).await
-        }
-        Modality::Image => {
-            let data = arrow::compute::cast(input, &DataType::LargeBinary)?;
-            let data = data.as_binary::<i64>();
-            let inputs: Vec<Option<Input<'_>>> = (0..rows.num_rows())
-                .map(|r| data.is_valid(r).then(|| Input::Image(data.value(r))))
-                .collect();
-            embed_cached(Some(store), model, Modality::Image, &inputs, options.batch).await
-        }
-    }
+    let modality = options.items.modality();
+    let inputs = InputColumn::new(modality, &input)?;
+    let (vectors, stats): (Vec<Option<Vec<f32>>>, CacheStats) = embed_cached(
+        Some(store),
+        model,
+        modality,
+        &inputs.inputs(),
+        options.batch,
+    )
+    .await
     .map_err(|e| match e {
         Error::ModelInput {
             model,
@@ -375,13 +351,11 @@ async fn write_chunk(
     )?;
     let take = arrow::array::UInt32Array::from(keep.iter().map(|&r| r as u32).collect::<Vec<_>>());
     let pick = |name: &str| -> Result<Arc<dyn Array>> {
-        let column = rows
-            .column_by_name(name)
-            .ok_or_else(|| Error::SchemaMismatch {
-                table: options.items.source().0.into(),
-                message: format!("missing column '{name}'"),
-            })?;
-        Ok(arrow::compute::take(column, &take, None)?)
+        Ok(arrow::compute::take(
+            &column(rows, table, name)?,
+            &take,
+            None,
+        )?)
     };
     let n = keep.len();
     let batch = batch_for(

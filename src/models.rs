@@ -169,11 +169,14 @@ impl Model {
             .encoder
             .tokenizer()
             .ok_or_else(|| self.unsupported("text"))?;
-        let encoded = tokenizer.encode(texts)?;
+        let mut encoded = tokenizer.encode(texts)?;
         let lengths: Vec<usize> = encoded.iter().map(Vec::len).collect();
         let mut out = vec![Vec::new(); texts.len()];
         for indices in length_sorted_batches(&lengths, batch_size) {
-            let rows = indices.iter().map(|&i| encoded[i].clone()).collect();
+            let rows = indices
+                .iter()
+                .map(|&i| std::mem::take(&mut encoded[i]))
+                .collect();
             let batch = tokenizer.batch(rows, &self.device)?;
             let features = self
                 .encoder
@@ -293,6 +296,14 @@ pub fn shared(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
     let model = Arc::new(Model::load(spec, device)?);
     loaded.insert((spec.to_string(), device), model.clone());
     Ok(model)
+}
+
+/// [`shared`] from async code: the load (file reads, weight conversion) runs on a blocking thread.
+pub async fn load_shared(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
+    let spec = spec.to_string();
+    tokio::task::spawn_blocking(move || shared(&spec, device))
+        .await
+        .map_err(|e| Error::Usage(format!("loading the model failed: {e}")))?
 }
 
 /// Parse a JSON file of the model.

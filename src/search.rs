@@ -13,10 +13,10 @@ use futures::TryStreamExt;
 use lancedb::DistanceType;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
-use crate::embed::{load_model, space_spec};
+use crate::embed::space_spec;
 use crate::error::{Error, Result};
 use crate::models::cache::{Input, embed};
-use crate::models::{DEFAULT_BATCH, DeviceChoice, Modality};
+use crate::models::{DEFAULT_BATCH, DeviceChoice, Modality, load_shared};
 use crate::store::Store;
 
 /// The query of a search.
@@ -44,7 +44,7 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
     if options.k == 0 {
         return Err(Error::Usage("-k must be at least 1".into()));
     }
-    let model = load_model(&options.model, options.device).await?;
+    let model = load_shared(&options.model, options.device).await?;
     let space = space_spec(&model)?;
     let table = store.open_table(&space.name).await.map_err(|e| match e {
         Error::UnknownTable { .. } => Error::Usage(format!(
@@ -67,7 +67,6 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
             message: format!("this {} model cannot embed an image query", model.family),
         });
     }
-    let model = Arc::clone(&model);
     let (vectors, _) = embed(Some(store), &model, modality, &[Some(input)], DEFAULT_BATCH)
         .await
         .map_err(|e| match (e, &options.query) {

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, ListArray, StringArray};
-use arrow::datatypes::Float32Type;
+use arrow::array::{Array, ArrayRef, AsArray, ListArray, StringArray};
+use arrow::datatypes::{DataType, Float32Type};
 use datafusion::prelude::{col, lit};
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
@@ -113,6 +113,44 @@ impl Input<'_> {
         match self {
             Input::Text(t) => t.as_bytes(),
             Input::Image(b) => b,
+        }
+    }
+}
+
+/// A column of inputs of one modality, cast once to the type [`Input`] borrows from: `LargeUtf8` for texts,
+/// `LargeBinary` for image bytes. The SQL functions and `vlmdb embed` both read their inputs through it.
+pub struct InputColumn {
+    modality: Modality,
+    array: ArrayRef,
+}
+
+impl InputColumn {
+    pub fn new(modality: Modality, array: &ArrayRef) -> Result<Self> {
+        let target = match modality {
+            Modality::Text => DataType::LargeUtf8,
+            Modality::Image => DataType::LargeBinary,
+        };
+        Ok(InputColumn {
+            modality,
+            array: arrow::compute::cast(array, &target)?,
+        })
+    }
+
+    /// One input per row, `None` where the row is NULL.
+    pub fn inputs(&self) -> Vec<Option<Input<'_>>> {
+        match self.modality {
+            Modality::Text => {
+                let text = self.array.as_string::<i64>();
+                (0..text.len())
+                    .map(|r| text.is_valid(r).then(|| Input::Text(text.value(r))))
+                    .collect()
+            }
+            Modality::Image => {
+                let bytes = self.array.as_binary::<i64>();
+                (0..bytes.len())
+                    .map(|r| bytes.is_valid(r).then(|| Input::Image(bytes.value(r))))
+                    .collect()
+            }
         }
     }
 }

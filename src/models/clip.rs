@@ -164,25 +164,22 @@ impl Encoder for Clip {
             image_size: v.image_size,
             patch_size: v.patch_size,
         };
-        let tokenizer_path = files.require("tokenizer.json")?;
-        let probe = TextTokenizer::load(
-            &tokenizer_path,
+        let mut tokenizer = TextTokenizer::load(
+            &files.require("tokenizer.json")?,
             t.max_position_embeddings,
             0,
             Padding::Longest,
         )?;
-        let eot = probe.token_id("<|endoftext|>");
+        // OpenAI's tokenizer pads with the end-of-text token; the pad id never reaches the pooled vector anyway
+        // (causal attention, pooling at the first end-of-text).
+        tokenizer.pad_id = tokenizer
+            .token_id("<|endoftext|>")
+            .or(t.pad_token_id)
+            .unwrap_or(0);
         let pool = match t.eos_token_id {
             Some(2) | None => Pool::LargestId,
             Some(id) => Pool::FirstOf(id),
         };
-        let pad_id = eot.or(t.pad_token_id).unwrap_or(0);
-        let tokenizer = TextTokenizer::load(
-            &tokenizer_path,
-            t.max_position_embeddings,
-            pad_id,
-            Padding::Longest,
-        )?;
         let images = image_processor(files, ImageProcessor::clip(v.image_size as u32))?;
         let vb = weights(files, device)?;
         let candle = |source| Error::Candle {

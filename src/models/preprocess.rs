@@ -190,17 +190,13 @@ impl ImageProcessor {
         };
         let resized = resize(&rgb, out_w, out_h, self.filter);
         let (crop_h, crop_w) = self.crop.unwrap_or((out_h, out_w));
-        let top = out_h.saturating_sub(crop_h) / 2;
-        let left = out_w.saturating_sub(crop_w) / 2;
+        let top = crop_offset(out_h, crop_h);
+        let left = crop_offset(out_w, crop_w);
         let mut out = vec![0f32; (3 * crop_h * crop_w) as usize];
         let plane = (crop_h * crop_w) as usize;
         for y in 0..crop_h {
             for x in 0..crop_w {
-                // A crop larger than the image pads with zeros, as transformers' center_crop does.
-                let (sx, sy) = (
-                    (x + left) as i64 - ((crop_w.saturating_sub(out_w)) / 2) as i64,
-                    (y + top) as i64 - ((crop_h.saturating_sub(out_h)) / 2) as i64,
-                );
+                let (sx, sy) = (i64::from(x) + left, i64::from(y) + top);
                 let inside = sx >= 0 && sy >= 0 && (sx as u32) < out_w && (sy as u32) < out_h;
                 for c in 0..3 {
                     let value = if inside {
@@ -214,6 +210,16 @@ impl ImageProcessor {
             }
         }
         out
+    }
+}
+
+/// Where a centre crop of `crop` pixels starts in a side of `size` pixels: `(size - crop) / 2`, or, for a crop
+/// larger than the image, minus the zero padding transformers' `center_crop` puts before it.
+fn crop_offset(size: u32, crop: u32) -> i64 {
+    if crop <= size {
+        i64::from((size - crop) / 2)
+    } else {
+        -i64::from((crop - size) / 2)
     }
 }
 
@@ -347,6 +353,20 @@ mod tests {
         let image = RgbImage::from_pixel(50, 37, image::Rgb([10, 128, 250]));
         let out = resize(&image, 17, 23, Filter::Bicubic);
         assert!(out.pixels().all(|p| p.0 == [10, 128, 250]));
+    }
+
+    #[test]
+    fn a_crop_larger_than_the_image_pads_with_zeros() {
+        assert_eq!(crop_offset(10, 4), 3);
+        assert_eq!(crop_offset(4, 7), -1);
+        let mut processor = ImageProcessor::siglip(2);
+        processor.crop = Some((4, 4));
+        let image =
+            DynamicImage::ImageRgb8(RgbImage::from_pixel(2, 2, image::Rgb([255, 255, 255])));
+        let pixels = processor.pixels(&image);
+        // Row 0 is padding ((0 - 0.5) / 0.5 = -1); the centre 2×2 is the white image ((1 - 0.5) / 0.5 = 1).
+        assert_eq!(&pixels[0..4], &[-1.0; 4]);
+        assert_eq!(&pixels[4..8], &[-1.0, 1.0, 1.0, -1.0]);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use datafusion::error::{DataFusionError, Result};
@@ -18,8 +17,8 @@ use datafusion::scalar::ScalarValue;
 use super::images::check_binary;
 use super::vectors::{vector_array, vector_type};
 use crate::error::Error;
-use crate::models::cache::{Input, embed};
-use crate::models::{DEFAULT_BATCH, DeviceChoice, Modality, shared};
+use crate::models::cache::{Input, InputColumn, embed};
+use crate::models::{DEFAULT_BATCH, DeviceChoice, Modality, load_shared};
 use crate::store::Store;
 
 /// `embed_text` or `embed_image`.
@@ -139,31 +138,13 @@ impl AsyncScalarUDFImpl for EmbedFunction {
 
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let spec = self.model_name(&args.args[0])?;
-        let device = self.device;
-        let model = tokio::task::spawn_blocking(move || shared(&spec, device))
+        let model = load_shared(&spec, self.device)
             .await
-            .map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.name)))?
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let rows = args.number_rows;
-        let input = args.args[1].to_array(rows)?;
-        match self.modality {
-            Modality::Text => {
-                let text = arrow::compute::cast(&input, &DataType::LargeUtf8)?;
-                let text = text.as_string::<i64>();
-                let inputs = (0..rows)
-                    .map(|r| text.is_valid(r).then(|| Input::Text(text.value(r))))
-                    .collect();
-                self.finish(&model, inputs).await
-            }
-            Modality::Image => {
-                let bytes = arrow::compute::cast(&input, &DataType::LargeBinary)?;
-                let binary = bytes.as_binary::<i64>();
-                let inputs = (0..rows)
-                    .map(|r| binary.is_valid(r).then(|| Input::Image(binary.value(r))))
-                    .collect();
-                self.finish(&model, inputs).await
-            }
-        }
+        let input = args.args[1].to_array(args.number_rows)?;
+        let column = InputColumn::new(self.modality, &input)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        self.finish(&model, column.inputs()).await
     }
 }
 
