@@ -58,7 +58,7 @@ fn meta_commands() {
     let store = TestStore::initialised();
     let out = shell(
         &store,
-        "\\d\n\\d captions\n\\df\n\\df abs\n\\df truncate_dim\n\\format json\nSELECT 1 AS one;\n\\timing\nSELECT 2 AS two;\n\\?\n\\q\nSELECT 'after quit';\n",
+        "\\d\n\\d captions\n\\df\n\\df abs\n\\df truncate_dim\n\\df embed_image\n\\format json\nSELECT 1 AS one;\n\\timing\nSELECT 2 AS two;\n\\?\n\\q\nSELECT 'after quit';\n",
     );
     assert_success(&out);
     let text = stdout(&out);
@@ -94,6 +94,15 @@ fn meta_commands() {
     );
     assert!(
         text.contains("  d: The number of leading dimensions to keep"),
+        "{text}"
+    );
+    // The model functions (async in DataFusion) carry their docs too.
+    assert!(
+        text.contains("embed_image,scalar,\"The L2-normalised embedding of an image"),
+        "{text}"
+    );
+    assert!(
+        text.contains("embed_image (scalar function)\nThe L2-normalised embedding of an image"),
         "{text}"
     );
     // \format json switches the format.

@@ -58,7 +58,10 @@ pub fn list(ctx: &SessionContext) -> Vec<FunctionDoc> {
         });
     };
     for (name, f) in state.scalar_functions() {
-        push(name, FunctionKind::Scalar, f.documentation());
+        let doc = f
+            .documentation()
+            .or_else(|| super::udf::async_documentation(name));
+        push(name, FunctionKind::Scalar, doc);
     }
     for (name, f) in state.aggregate_functions() {
         push(name, FunctionKind::Aggregate, f.documentation());

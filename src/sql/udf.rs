@@ -31,6 +31,16 @@ pub fn functions() -> Vec<ScalarUDF> {
     ]
 }
 
+/// The docs of vlmdb's async functions (`embed_text`, `embed_image`): DataFusion's `AsyncScalarUDF` wrapper does
+/// not pass its inner function's documentation on, so `\df` asks here when a scalar function has none.
+pub fn async_documentation(name: &str) -> Option<&'static datafusion::logical_expr::Documentation> {
+    match name {
+        "embed_text" => Some(embed_text::documentation()),
+        "embed_image" => Some(embed_image::documentation()),
+        _ => None,
+    }
+}
+
 /// An integer argument given as a constant (the same for every row), e.g. `truncate_dim`'s `d`.
 pub fn integer_constant(arg: &datafusion::logical_expr::ColumnarValue) -> Option<i64> {
     use datafusion::scalar::ScalarValue;

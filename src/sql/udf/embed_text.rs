@@ -30,6 +30,11 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
+/// The doc block `\\df` shows.
+pub fn documentation() -> &'static Documentation {
+    &DOC
+}
+
 /// The function, caching in `store` and running models on `device`.
 pub fn udf(store: Option<Store>, device: DeviceChoice) -> ScalarUDF {
     EmbedFunction::udf("embed_text", Modality::Text, &DOC, store, device)
