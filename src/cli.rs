@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::models::DeviceChoice;
 use crate::store::{DEFAULT_STORE_DIR, Store};
 pub use args::Cli;
-use args::{BenchWhat, Command, RunsAction};
+use args::{BenchWhat, Command, ImportWhat, RunsAction};
 
 /// Run one command line; returns the process exit code (errors are returned, not printed).
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
@@ -32,6 +32,28 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         Command::Export(args) => commands::export(&store().await?, args, out).await?,
         Command::Embed(args) => commands::embed(&store().await?, args, device, out).await?,
         Command::Search(args) => commands::search(&store().await?, args, device, out).await?,
+        Command::Import(args) => match args.what {
+            ImportWhat::Embeddings {
+                file,
+                space,
+                model_id,
+            } => {
+                let options = crate::import::ImportOptions {
+                    file,
+                    space,
+                    model_id,
+                };
+                let summary = crate::import::embeddings(&store().await?, &options).await?;
+                writeln!(
+                    out,
+                    "imported {} vectors of {} dimensions into {} (run {})",
+                    summary.rows, summary.dim, summary.table, summary.run_id
+                )?;
+                0
+            }
+        },
+        Command::Mine(args) => commands::mine(&store().await?, args, device, out).await?,
+        Command::Eval(args) => commands::eval(&store().await?, args, device, out).await?,
         Command::Runs(args) => match args.action {
             None | Some(RunsAction::List) => {
                 commands::runs_list(&store().await?, args.format, out).await?

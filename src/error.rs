@@ -62,6 +62,19 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// No embedding space by this name (nor a model whose space exists).
+    #[error("unknown space '{name}'{}", known_spaces(.known))]
+    UnknownSpace { name: String, known: Vec<String> },
+
+    /// Two vectors (or a vector and a space) that must have the same width do not.
+    #[error("dimension mismatch: {left} has {left_dim} dimensions but {right} has {right_dim}")]
+    DimensionMismatch {
+        left: String,
+        left_dim: usize,
+        right: String,
+        right_dim: usize,
+    },
+
     /// No run with this id.
     #[error("run '{id}' not found")]
     UnknownRun { id: String },
@@ -92,6 +105,14 @@ pub enum Error {
     #[error("model {model}: {source}")]
     Candle {
         model: String,
+        #[source]
+        source: candle_core::Error,
+    },
+
+    /// A tensor computation outside a model (similarity scores, clustering) failed.
+    #[error("{context}: {source}")]
+    Tensor {
+        context: String,
         #[source]
         source: candle_core::Error,
     },
@@ -130,6 +151,14 @@ pub enum Error {
         #[from]
         source: std::io::Error,
     },
+}
+
+fn known_spaces(known: &[String]) -> String {
+    if known.is_empty() {
+        " (the store has no spaces yet: `vlmdb embed` or `vlmdb import embeddings` makes one)".to_string()
+    } else {
+        format!(" (spaces in the store: {})", known.join(", "))
+    }
 }
 
 /// The crate's result type.

@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Float32Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type};
-use datafusion::prelude::{Expr, col, lit};
 use futures::TryStreamExt;
 use lancedb::DistanceType;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
 use crate::embed::space_spec;
 use crate::error::{Error, Result};
+use crate::eval::space::Filter;
 use crate::models::cache::{Input, embed};
-use crate::models::{DEFAULT_BATCH, DeviceChoice, Modality, load_shared};
+use crate::models::{DEFAULT_BATCH, DeviceChoice, Modality, Model, load_shared};
 use crate::store::Store;
 
 /// The query of a search.
@@ -46,7 +46,7 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
     }
     let model = load_shared(&options.model, options.device).await?;
     let space = space_spec(&model)?;
-    let table = store.open_table(&space.name).await.map_err(|e| match e {
+    store.open_table(&space.name).await.map_err(|e| match e {
         Error::UnknownTable { .. } => Error::Usage(format!(
             "space '{}' has no vectors yet: run `vlmdb embed --model {} --images` (or --captions) first",
             space.name, options.model
@@ -54,20 +54,14 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
         other => other,
     })?;
     let bytes;
-    let (modality, input) = match &options.query {
-        Query::Text(text) => (Modality::Text, Input::Text(text)),
+    let input = match &options.query {
+        Query::Text(text) => Input::Text(text),
         Query::Image(path) => {
             bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            (Modality::Image, Input::Image(&bytes))
+            Input::Image(&bytes)
         }
     };
-    if !model.supports(modality) {
-        return Err(Error::Model {
-            model: options.model.clone(),
-            message: format!("this {} model cannot embed an image query", model.family),
-        });
-    }
-    let (vectors, _) = embed(Some(store), &model, modality, &[Some(input)], DEFAULT_BATCH)
+    let query_vector = embed_one(store, &model, &options.model, input)
         .await
         .map_err(|e| match (e, &options.query) {
             (Error::ModelInput { message, .. }, Query::Image(path)) => Error::Input {
@@ -76,34 +70,72 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
             },
             (other, _) => other,
         })?;
-    let query_vector = vectors
+    let filter = Filter::new(
+        options.kind.as_deref(),
+        options.dataset.as_deref(),
+        options.split.as_deref(),
+    );
+    nearest(store, &space.name, query_vector, options.k, &filter).await
+}
+
+/// The embedding of one query text or image by `model` (named `spec` in errors), through the model cache.
+pub async fn embed_one(store: &Store, model: &Arc<Model>, spec: &str, input: Input<'_>) -> Result<Vec<f32>> {
+    let modality = match input {
+        Input::Text(_) => Modality::Text,
+        Input::Image(_) => Modality::Image,
+    };
+    if !model.supports(modality) {
+        return Err(Error::Model {
+            model: spec.to_string(),
+            message: format!(
+                "this {} model cannot embed {} query",
+                model.family,
+                if modality == Modality::Image { "an image" } else { "a text" }
+            ),
+        });
+    }
+    let (vectors, _) = embed(Some(store), model, modality, &[Some(input)], DEFAULT_BATCH).await?;
+    vectors
         .into_iter()
         .flatten()
         .next()
         .ok_or_else(|| Error::Model {
-            model: options.model.clone(),
+            model: spec.to_string(),
             message: "the query produced no vector".into(),
-        })?;
+        })
+}
 
-    let mut filters: Vec<Expr> = Vec::new();
-    if let Some(dataset) = &options.dataset {
-        filters.push(col("dataset").eq(lit(dataset.as_str())));
+/// The `k` items of space table `table` nearest to `vector` by cosine similarity, among those `filter` keeps
+/// (applied before ranking): rank, item_id, kind, dataset, split, score. Exact: the vector index is bypassed.
+pub async fn nearest(
+    store: &Store,
+    table_name: &str,
+    vector: Vec<f32>,
+    k: usize,
+    filter: &Filter,
+) -> Result<RecordBatch> {
+    let dim = crate::eval::space::dim(store, table_name).await?;
+    if vector.len() != dim {
+        return Err(Error::DimensionMismatch {
+            left: "the query vector".into(),
+            left_dim: vector.len(),
+            right: format!("space {table_name}"),
+            right_dim: dim,
+        });
     }
-    if let Some(split) = &options.split {
-        filters.push(col("split").eq(lit(split.as_str())));
+    if vector.iter().any(|x| !x.is_finite()) {
+        return Err(Error::Usage("the query vector has a non-finite value".into()));
     }
-    if let Some(kind) = &options.kind {
-        filters.push(col("kind").eq(lit(kind.as_str())));
-    }
+    let table = store.open_table(table_name).await?;
     let mut query = table
-        .vector_search(query_vector)?
+        .vector_search(vector)?
         .column("vector")
         .distance_type(DistanceType::Cosine)
         .bypass_vector_index()
-        .limit(options.k)
+        .limit(k)
         .select(Select::columns(&["item_id", "kind", "dataset", "split"]));
-    if let Some(filter) = filters.into_iter().reduce(Expr::and) {
-        query = query.only_if_expr(filter);
+    if let Some(predicate) = filter.expr() {
+        query = query.only_if_expr(predicate);
     }
     let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
     // (score, item_id, kind, dataset, split)
@@ -114,7 +146,7 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
             let column = batch
                 .column_by_name(name)
                 .ok_or_else(|| Error::SchemaMismatch {
-                    table: space.name.clone(),
+                    table: table_name.to_string(),
                     message: format!("search result has no column '{name}'"),
                 })?;
             Ok(arrow::compute::cast(column, &DataType::Utf8)?)
@@ -130,7 +162,7 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
             .map(|c| arrow::compute::cast(c, &DataType::Float32))
             .transpose()?
             .ok_or_else(|| Error::SchemaMismatch {
-                table: space.name.clone(),
+                table: table_name.to_string(),
                 message: "search result has no _distance column".into(),
             })?;
         let distance = distance.as_primitive::<Float32Type>();
@@ -150,7 +182,7 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
     }
     // Highest score first; equal scores by item id, so the order is deterministic.
     rows.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    rows.truncate(options.k);
+    rows.truncate(k);
     let schema = Arc::new(arrow::datatypes::Schema::new(vec![
         arrow::datatypes::Field::new("rank", DataType::Int64, false),
         arrow::datatypes::Field::new("item_id", DataType::Utf8, false),

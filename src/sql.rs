@@ -6,6 +6,7 @@ pub mod functions;
 pub mod params;
 pub mod udaf;
 pub mod udf;
+pub mod udtf;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,6 +85,7 @@ impl Engine {
         for function in udaf::functions() {
             ctx.register_udaf(function);
         }
+        udtf::register(&ctx, &store, device);
         Ok(Engine { ctx, store, tables })
     }
 

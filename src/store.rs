@@ -137,6 +137,17 @@ impl Store {
         }
     }
 
+    /// Open the fixed tables `names`, creating those that are missing (a command about to write to them).
+    pub async fn ensure_tables(&self, names: &[&str]) -> Result<()> {
+        for name in names {
+            let spec = schema::fixed_table(name)?.ok_or_else(|| Error::UnknownTable {
+                name: name.to_string(),
+            })?;
+            self.table_for(&spec).await?;
+        }
+        Ok(())
+    }
+
     /// Create every fixed table that is missing; returns the names created.
     pub async fn init(&self) -> Result<Vec<String>> {
         self.ensure_writable("init")?;

@@ -44,6 +44,12 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Exact cosine top-k over a model's space for a text or an image.
     Search(SearchArgs),
+    /// Bring data computed elsewhere into the store.
+    Import(ImportArgs),
+    /// Retrieval metrics (R@K, median/mean rank, mAP@10, CIRR subsets) of a space on a dataset, into `metrics`.
+    Eval(EvalArgs),
+    /// Mine hard negatives (one round = one iteration) into `hard_negatives`.
+    Mine(MineArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
     /// Speed figures beside the peer an issue names (run on an optimised build).
@@ -123,6 +129,88 @@ pub struct EmbedArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub what: ImportWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportWhat {
+    /// Vectors from a Parquet file (item_id, kind, vector) into the space emb_<SPACE>.
+    Embeddings {
+        /// The Parquet file: item_id (a stored image/caption/pair id), kind (image, caption, pair_text),
+        /// vector (list of floats).
+        file: PathBuf,
+        /// The space name, a slug of [a-z0-9_] (the table is emb_<SPACE>).
+        #[arg(long)]
+        space: String,
+        /// The model the vectors came from (recorded in the space's metadata).
+        #[arg(long)]
+        model_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MineArgs {
+    /// The space to mine: the model that made it (alias, hf: id, directory), or its name (imported spaces).
+    #[arg(long)]
+    pub model: String,
+    /// The dataset whose captions / pairs are the ground truth.
+    #[arg(long)]
+    pub dataset: String,
+    /// The split (default: the whole dataset).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Negatives kept per query.
+    #[arg(short = 'k', long = "k", default_value_t = 10)]
+    pub k: usize,
+    /// The mining round, recorded on every row.
+    #[arg(long, default_value_t = 0)]
+    pub iteration: i64,
+    /// Directions to mine: t2i, i2t, composed (default: all the dataset has).
+    #[arg(long, value_delimiter = ',')]
+    pub directions: Vec<String>,
+    /// Neighbours fetched per query before filtering (default: 2k + the most captions an image has).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Absolute margin: keep a negative only when its score <= the positive's score - MARGIN.
+    #[arg(long)]
+    pub margin: Option<f64>,
+    /// Relative margin: keep a negative only when its score <= MAX_RATIO x the positive's score (e.g. 0.95).
+    #[arg(long)]
+    pub max_ratio: Option<f64>,
+    /// False-negative guard: skip candidates whose similarity to the positive item exceeds this.
+    #[arg(long)]
+    pub max_positive_similarity: Option<f64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The space to evaluate: the model that made it (alias, hf: id, directory), or its name (imported spaces).
+    #[arg(long)]
+    pub model: String,
+    /// The dataset whose captions / pairs are the ground truth.
+    #[arg(long)]
+    pub dataset: String,
+    /// The split (default: the whole dataset as one pool).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Matryoshka (MRL) widths to evaluate, e.g. 512,256,128,64 (default: the full width).
+    #[arg(long, value_delimiter = ',')]
+    pub dims: Vec<usize>,
+    /// How composed (CIRR / FashionIQ) queries combine reference image r and text t: sum (normalise(r + t)),
+    /// image, text.
+    #[arg(long, default_value = "sum")]
+    pub combiner: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::sql::parser::Statement;
 
-use super::args::{EmbedArgs, ExportArgs, IngestArgs, SearchArgs, SqlArgs};
+use super::args::{EmbedArgs, EvalArgs, ExportArgs, IngestArgs, MineArgs, SearchArgs, SqlArgs};
 use super::format::{Format, write_result};
 use crate::embed::{EmbedOptions, Items};
 use crate::error::{Error, Result};
@@ -379,5 +379,56 @@ pub async fn search(
         batches: vec![batch],
     };
     write_result(out, args.format, &result)?;
+    Ok(0)
+}
+
+/// `vlmdb eval`: retrieval metrics of a space, written to `metrics` under an `eval` run and printed.
+pub async fn eval(
+    store: &Store,
+    args: EvalArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let options = crate::eval::evaluate::EvalOptions {
+        model: args.model,
+        dataset: args.dataset,
+        split: args.split,
+        dims: args.dims,
+        combiner: args.combiner,
+        device,
+    };
+    let report = crate::eval::evaluate::evaluate(store, &options).await?;
+    write_result(out, args.format, &report.result)?;
+    if args.format == Format::Table {
+        writeln!(out, "eval run {} ({})", report.run_id, report.table)?;
+    }
+    Ok(0)
+}
+
+/// `vlmdb mine`: hard negatives into `hard_negatives` under a `mine` run; prints a summary per direction.
+pub async fn mine(
+    store: &Store,
+    args: MineArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let options = crate::mine::MineOptions {
+        model: args.model,
+        dataset: args.dataset,
+        split: args.split,
+        k: args.k,
+        depth: args.depth,
+        iteration: args.iteration,
+        directions: args.directions,
+        margin: args.margin,
+        max_ratio: args.max_ratio,
+        max_positive_similarity: args.max_positive_similarity,
+        device,
+    };
+    let report = crate::mine::mine(store, &options).await?;
+    write_result(out, args.format, &report.result)?;
+    if args.format == Format::Table {
+        writeln!(out, "mine run {} ({})", report.run_id, report.table)?;
+    }
     Ok(0)
 }

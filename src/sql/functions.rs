@@ -70,7 +70,7 @@ pub fn list(ctx: &SessionContext) -> Vec<FunctionDoc> {
         push(name, FunctionKind::Window, f.documentation());
     }
     for name in state.table_functions().keys() {
-        push(name, FunctionKind::Table, None);
+        push(name, FunctionKind::Table, super::udtf::documentation(name));
     }
     docs.sort_by(|a, b| a.name.cmp(&b.name).then(a.kind.cmp(&b.kind)));
     docs

@@ -21,6 +21,8 @@ pub enum ParamValue {
     Float(f64),
     Bool(bool),
     Text(String),
+    /// SQL NULL (an optional parameter left unset by a command).
+    Null,
 }
 
 impl ParamValue {
@@ -72,6 +74,7 @@ impl ParamValue {
             ParamValue::Float(f) => Value::SingleQuotedString(f.to_string()),
             ParamValue::Bool(b) => Value::Boolean(*b),
             ParamValue::Text(s) => Value::SingleQuotedString(s.clone()),
+            ParamValue::Null => Value::Null,
         }
     }
 }
@@ -139,6 +142,7 @@ impl Params {
                     ParamValue::Float(f) => serde_json::json!(f),
                     ParamValue::Bool(b) => serde_json::json!(b),
                     ParamValue::Text(s) => serde_json::json!(s),
+                    ParamValue::Null => serde_json::Value::Null,
                 };
                 (k.clone(), v)
             })

@@ -1,0 +1,136 @@
+//! Cosine scores of many queries against many candidates, a block at a time: each block is one Candle matrix
+//! product (GEMM on CPU, cuBLAS on a GPU) of a slice of queries with a slice of candidates, handed to a visitor and
+//! dropped. The full queries × candidates matrix never exists in memory; a block holds at most [`BLOCK_SCORES`].
+
+use candle_core::{Device, Tensor};
+
+use super::space::Vectors;
+use crate::error::{Error, Result};
+
+/// Most scores in one block (64 MiB of f32).
+pub const BLOCK_SCORES: usize = 16 << 20;
+
+/// Queries per block.
+const QUERY_BLOCK: usize = 2048;
+
+/// Fail unless `a` and `b` have the same width, naming both.
+pub fn same_dim(a_name: &str, a: &Vectors, b_name: &str, b: &Vectors) -> Result<()> {
+    if a.dim != b.dim {
+        return Err(Error::DimensionMismatch {
+            left: a_name.to_string(),
+            left_dim: a.dim,
+            right: b_name.to_string(),
+            right_dim: b.dim,
+        });
+    }
+    Ok(())
+}
+
+/// One block of scores: queries `q0..q0 + rows`, candidates `c0..c0 + cols`, row-major.
+pub struct Block<'a> {
+    pub q0: usize,
+    pub c0: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub scores: &'a [f32],
+}
+
+impl Block<'_> {
+    /// The scores of query `q0 + r`.
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.scores[r * self.cols..(r + 1) * self.cols]
+    }
+}
+
+/// Call `visit` with every block of `queries` × `candidates` scores, queries in the outer loop. `candidate_block`
+/// caps the candidates per block (0 = as many as fit in [`BLOCK_SCORES`] with a full query block).
+pub fn for_each_block(
+    queries: &Vectors,
+    candidates: &Vectors,
+    device: &Device,
+    candidate_block: usize,
+    mut visit: impl FnMut(&Block) -> Result<()>,
+) -> Result<()> {
+    same_dim("the queries", queries, "the candidates", candidates)?;
+    if queries.is_empty() || candidates.is_empty() {
+        return Ok(());
+    }
+    let dim = queries.dim;
+    let n = candidates.len();
+    let cap = if candidate_block == 0 {
+        BLOCK_SCORES / QUERY_BLOCK
+    } else {
+        candidate_block
+    };
+    let cols_per_block = cap.clamp(1, n);
+    let tensor = |source| Error::Tensor {
+        context: "similarity scores".into(),
+        source,
+    };
+    let corpus = Tensor::from_slice(&candidates.data, (n, dim), device).map_err(tensor)?;
+    for q0 in (0..queries.len()).step_by(QUERY_BLOCK) {
+        let rows = QUERY_BLOCK.min(queries.len() - q0);
+        let q = Tensor::from_slice(&queries.data[q0 * dim..(q0 + rows) * dim], (rows, dim), device)
+            .map_err(tensor)?;
+        for c0 in (0..n).step_by(cols_per_block) {
+            let cols = cols_per_block.min(n - c0);
+            let scores = corpus
+                .narrow(0, c0, cols)
+                .and_then(|c| c.t())
+                .and_then(|c| q.matmul(&c))
+                .and_then(|s| s.flatten_all())
+                .and_then(|s| s.to_vec1::<f32>())
+                .map_err(tensor)?;
+            visit(&Block {
+                q0,
+                c0,
+                rows,
+                cols,
+                scores: &scores,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `a · b` in f64, rounded to f32: the reference score of one pair, independent of GEMM's summation order.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum::<f64>() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_cover_every_pair_once() {
+        let q = Vectors::from_rows(
+            "q",
+            2,
+            (0..5).map(|i| (format!("q{i}"), vec![1.0, i as f32])).collect(),
+        )
+        .unwrap();
+        let c = Vectors::from_rows(
+            "c",
+            2,
+            (0..7).map(|i| (format!("c{i}"), vec![i as f32, 1.0])).collect(),
+        )
+        .unwrap();
+        let mut seen = vec![0u32; 35];
+        for_each_block(&q, &c, &Device::Cpu, 3, |b| {
+            for r in 0..b.rows {
+                for (j, s) in b.row(r).iter().enumerate() {
+                    let (qi, ci) = (b.q0 + r, b.c0 + j);
+                    assert!((s - dot(q.row(qi), c.row(ci))).abs() < 1e-6);
+                    seen[qi * 7 + ci] += 1;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(seen.iter().all(|&n| n == 1));
+    }
+}

@@ -1,0 +1,297 @@
+//! Embedding spaces as retrieval reads them: resolving a name to its `emb_<space>` table, and loading the vectors of
+//! one kind/dataset/split into memory, L2-normalised (scores are cosine similarities, as CLIP_benchmark defines them)
+//! and sorted by item id (the order ties are broken in).
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float32Type};
+use datafusion::prelude::{Expr, col, lit};
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+
+use crate::error::{Error, Result};
+use crate::models::hub::{ALIASES, ModelFiles};
+use crate::store::Store;
+
+/// The prefix of every space table.
+pub const SPACE_PREFIX: &str = "emb_";
+
+/// The table of the space `name` names. `name` may be the table (`emb_clip_vit_b32_3d74acf`), the space
+/// (`clip_vit_b32_3d74acf`), or a model (alias, `hf:` id, local directory) whose space has vectors.
+pub async fn resolve(store: &Store, name: &str) -> Result<String> {
+    let tables = store.table_names().await?;
+    let spaces: Vec<String> = tables
+        .iter()
+        .filter(|t| t.starts_with(SPACE_PREFIX))
+        .cloned()
+        .collect();
+    let unknown = || Error::UnknownSpace {
+        name: name.to_string(),
+        known: spaces
+            .iter()
+            .map(|t| t[SPACE_PREFIX.len()..].to_string())
+            .collect(),
+    };
+    if name.starts_with(SPACE_PREFIX) && spaces.iter().any(|t| t == name) {
+        return Ok(name.to_string());
+    }
+    let table = format!("{SPACE_PREFIX}{name}");
+    if spaces.contains(&table) {
+        return Ok(table);
+    }
+    // Only names that can be models are resolved as models (a hub lookup for a typo would be slow and confusing).
+    let model_like = name.starts_with("hf:")
+        || ALIASES.iter().any(|a| a.name == name)
+        || std::path::Path::new(name).is_dir();
+    if !model_like {
+        return Err(unknown());
+    }
+    let files = ModelFiles::resolve(name)?;
+    let table = format!("{SPACE_PREFIX}{}", files.space());
+    if spaces.contains(&table) {
+        Ok(table)
+    } else {
+        Err(Error::Usage(format!(
+            "model {name} has no vectors yet (its space would be {table}): run `vlmdb embed --model {name} \
+             --images` (and --captions / --pairs) first"
+        )))
+    }
+}
+
+/// Which rows of a space to load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub kind: Option<String>,
+    pub dataset: Option<String>,
+    pub split: Option<String>,
+}
+
+impl Filter {
+    pub fn new(kind: Option<&str>, dataset: Option<&str>, split: Option<&str>) -> Filter {
+        Filter {
+            kind: kind.map(str::to_string),
+            dataset: dataset.map(str::to_string),
+            split: split.map(str::to_string),
+        }
+    }
+
+    /// The filter as a LanceDB predicate (values are literals in an expression tree, never spliced into text).
+    pub fn expr(&self) -> Option<Expr> {
+        let mut parts = Vec::new();
+        for (column, value) in [
+            ("kind", &self.kind),
+            ("dataset", &self.dataset),
+            ("split", &self.split),
+        ] {
+            if let Some(v) = value {
+                parts.push(col(column).eq(lit(v.as_str())));
+            }
+        }
+        parts.into_iter().reduce(Expr::and)
+    }
+}
+
+/// Vectors in memory: row `i` is item `ids[i]`, L2-normalised, rows sorted by id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Vectors {
+    pub ids: Vec<String>,
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+impl Vectors {
+    /// An empty set of `dim`-wide vectors.
+    pub fn empty(dim: usize) -> Vectors {
+        Vectors {
+            ids: Vec::new(),
+            dim,
+            data: Vec::new(),
+        }
+    }
+
+    /// Build from raw rows, normalising each and sorting by id. `what` names the source in errors.
+    pub fn from_rows(what: &str, dim: usize, mut rows: Vec<(String, Vec<f32>)>) -> Result<Vectors> {
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(w) = rows.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::Usage(format!(
+                "{what}: item '{}' has more than one vector",
+                w[0].0
+            )));
+        }
+        let mut out = Vectors {
+            ids: Vec::with_capacity(rows.len()),
+            dim,
+            data: Vec::with_capacity(rows.len() * dim),
+        };
+        for (id, mut v) in rows {
+            if v.len() != dim {
+                return Err(Error::DimensionMismatch {
+                    left: format!("item '{id}'"),
+                    left_dim: v.len(),
+                    right: what.to_string(),
+                    right_dim: dim,
+                });
+            }
+            normalize(&mut v).map_err(|reason| {
+                Error::Usage(format!("{what}: item '{id}' has {reason}"))
+            })?;
+            out.ids.push(id);
+            out.data.extend_from_slice(&v);
+        }
+        Ok(out)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Item id -> row.
+    pub fn index(&self) -> HashMap<&str, u32> {
+        self.ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i as u32))
+            .collect()
+    }
+
+    /// The Matryoshka (MRL) view: the first `dim` components of every vector, re-normalised.
+    pub fn truncate(&self, dim: usize) -> Result<Vectors> {
+        if dim == 0 || dim > self.dim {
+            return Err(Error::DimensionMismatch {
+                left: "the truncation".into(),
+                left_dim: dim,
+                right: "the space".into(),
+                right_dim: self.dim,
+            });
+        }
+        if dim == self.dim {
+            return Ok(self.clone());
+        }
+        let mut data = Vec::with_capacity(self.len() * dim);
+        for (i, id) in self.ids.iter().enumerate() {
+            let mut v = self.row(i)[..dim].to_vec();
+            normalize(&mut v).map_err(|reason| {
+                Error::Usage(format!(
+                    "item '{id}' has {reason} in its first {dim} dimensions"
+                ))
+            })?;
+            data.extend_from_slice(&v);
+        }
+        Ok(Vectors {
+            ids: self.ids.clone(),
+            dim,
+            data,
+        })
+    }
+}
+
+/// Scale `v` to unit length; the reason when it cannot be (non-finite or zero).
+pub fn normalize(v: &mut [f32]) -> std::result::Result<(), &'static str> {
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err("a non-finite value (NaN or infinity)");
+    }
+    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return Err("a zero vector (no direction to compare)");
+    }
+    for x in v.iter_mut() {
+        *x = (f64::from(*x) / norm) as f32;
+    }
+    Ok(())
+}
+
+/// The vector width of a space table.
+pub async fn dim(store: &Store, table: &str) -> Result<usize> {
+    let schema = store.open_table(table).await?.schema().await?;
+    match schema.field_with_name("vector").map(|f| f.data_type()) {
+        Ok(DataType::FixedSizeList(_, n)) => Ok(*n as usize),
+        _ => Err(Error::SchemaMismatch {
+            table: table.to_string(),
+            message: "a space table needs a fixed-size list column 'vector'".into(),
+        }),
+    }
+}
+
+/// Load the vectors of `table` that match `filter`, normalised and sorted by item id.
+pub async fn load(store: &Store, table: &str, filter: &Filter) -> Result<Vectors> {
+    let dim = dim(store, table).await?;
+    let handle = store.open_table(table).await?;
+    let mut query = handle
+        .query()
+        .select(Select::columns(&["item_id", "vector"]));
+    if let Some(predicate) = filter.expr() {
+        query = query.only_if_expr(predicate);
+    }
+    let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let ids = arrow::compute::cast(
+            batch.column_by_name("item_id").ok_or_else(|| no_column(table, "item_id"))?,
+            &DataType::Utf8,
+        )?;
+        let ids = ids.as_string::<i32>();
+        let vectors = batch
+            .column_by_name("vector")
+            .ok_or_else(|| no_column(table, "vector"))?
+            .as_fixed_size_list();
+        for r in 0..batch.num_rows() {
+            if ids.is_null(r) || vectors.is_null(r) {
+                continue;
+            }
+            let values = vectors.value(r);
+            let values = values.as_primitive::<Float32Type>();
+            rows.push((ids.value(r).to_string(), values.values().to_vec()));
+        }
+    }
+    Vectors::from_rows(&format!("space {table}"), dim, rows)
+}
+
+fn no_column(table: &str, column: &str) -> Error {
+    Error::SchemaMismatch {
+        table: table.to_string(),
+        message: format!("a space table needs a column '{column}'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_sorted_normalised_and_checked() {
+        let v = Vectors::from_rows(
+            "t",
+            2,
+            vec![("b".into(), vec![3.0, 4.0]), ("a".into(), vec![0.0, 2.0])],
+        )
+        .unwrap();
+        assert_eq!(v.ids, ["a", "b"]);
+        assert_eq!(v.row(0), [0.0, 1.0]);
+        assert!((v.row(1)[0] - 0.6).abs() < 1e-7 && (v.row(1)[1] - 0.8).abs() < 1e-7);
+        let err = Vectors::from_rows("t", 2, vec![("a".into(), vec![0.0, 0.0])]).unwrap_err();
+        assert!(err.to_string().contains("item 'a' has a zero vector"), "{err}");
+        let err = Vectors::from_rows("t", 2, vec![("a".into(), vec![1.0])]).unwrap_err();
+        assert!(err.to_string().contains("1 dimensions but t has 2"), "{err}");
+        let err = Vectors::from_rows("t", 1, vec![("a".into(), vec![f32::NAN])]).unwrap_err();
+        assert!(err.to_string().contains("non-finite"), "{err}");
+    }
+
+    #[test]
+    fn truncation_renormalises_the_prefix() {
+        let v = Vectors::from_rows("t", 3, vec![("a".into(), vec![3.0, 4.0, 12.0])]).unwrap();
+        let t = v.truncate(2).unwrap();
+        assert_eq!(t.dim, 2);
+        assert!((t.row(0)[0] - 0.6).abs() < 1e-6 && (t.row(0)[1] - 0.8).abs() < 1e-6);
+        assert!(v.truncate(4).unwrap_err().to_string().contains("4 dimensions"));
+    }
+}

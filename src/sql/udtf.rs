@@ -1,0 +1,252 @@
+//! vlmdb's table functions, one per file: `knn`, `vector_search`, `retrieval_ranks` and `vectors`. Arguments are
+//! positional constants (bound parameters included) read with [`Args`]; the rows are computed when the statement
+//! runs ([`Computed`]), on the session's device, and errors name the function and argument.
+
+pub mod knn;
+pub mod retrieval_ranks;
+pub mod vector_search;
+pub mod vectors;
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableFunctionArgs, TableProvider};
+use datafusion::common::DFSchema;
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{ColumnarValue, Documentation, Expr};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use futures::future::BoxFuture;
+
+use crate::error::{Error, Result};
+use crate::models::DeviceChoice;
+use crate::store::Store;
+
+/// The doc section of vlmdb's table functions.
+pub const DOC_SECTION: datafusion::logical_expr::DocSection = datafusion::logical_expr::DocSection {
+    include: true,
+    label: "vlmdb retrieval",
+    description: Some("Nearest neighbours, vector search and retrieval ranks over embedding spaces"),
+};
+
+/// What a table function's body needs.
+#[derive(Clone)]
+pub struct Context {
+    pub store: Store,
+    pub device: DeviceChoice,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context").field("store", &self.store).finish()
+    }
+}
+
+/// Register every table function in `ctx`.
+pub fn register(ctx: &SessionContext, store: &Store, device: DeviceChoice) {
+    let context = Context {
+        store: store.clone(),
+        device,
+    };
+    ctx.register_udtf("knn", Arc::new(knn::Knn(context.clone())));
+    ctx.register_udtf(
+        "vector_search",
+        Arc::new(vector_search::VectorSearch(context.clone())),
+    );
+    ctx.register_udtf(
+        "retrieval_ranks",
+        Arc::new(retrieval_ranks::RetrievalRanks(context.clone())),
+    );
+    ctx.register_udtf("vectors", Arc::new(vectors::VectorsOf(context)));
+}
+
+/// The doc block of a table function (DataFusion keeps none for them).
+pub fn documentation(name: &str) -> Option<&'static Documentation> {
+    match name {
+        "knn" => Some(knn::documentation()),
+        "vector_search" => Some(vector_search::documentation()),
+        "retrieval_ranks" => Some(retrieval_ranks::documentation()),
+        "vectors" => Some(vectors::documentation()),
+        _ => None,
+    }
+}
+
+type Compute = Box<dyn Fn() -> BoxFuture<'static, Result<RecordBatch>> + Send + Sync>;
+
+/// A table whose rows are computed when it is scanned.
+pub struct Computed {
+    schema: SchemaRef,
+    compute: Compute,
+}
+
+impl Computed {
+    pub fn new(schema: SchemaRef, compute: Compute) -> Arc<dyn TableProvider> {
+        Arc::new(Computed { schema, compute })
+    }
+}
+
+impl fmt::Debug for Computed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Computed").field("schema", &self.schema).finish()
+    }
+}
+
+#[async_trait]
+impl TableProvider for Computed {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = (self.compute)()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// The constant arguments of one call, read by position.
+pub struct Args<'a> {
+    function: &'static str,
+    exprs: &'a [Expr],
+    session: &'a dyn Session,
+}
+
+impl<'a> Args<'a> {
+    /// Check the count against `min..=max` and wrap.
+    pub fn new(
+        function: &'static str,
+        signature: &str,
+        args: &TableFunctionArgs<'a, 'a>,
+        min: usize,
+        max: usize,
+    ) -> Result<Args<'a>> {
+        let exprs = args.exprs();
+        if exprs.len() < min || exprs.len() > max {
+            return Err(Error::Usage(format!(
+                "{function} takes {} arguments, got {}: {signature}",
+                if min == max {
+                    min.to_string()
+                } else {
+                    format!("{min} to {max}")
+                },
+                exprs.len()
+            )));
+        }
+        Ok(Args {
+            function,
+            exprs,
+            session: args.session(),
+        })
+    }
+
+    /// The session the call is planned in.
+    pub fn session(&self) -> &'a dyn Session {
+        self.session
+    }
+
+    /// The raw expression at `i`, when given.
+    pub fn expr(&self, i: usize) -> Option<&'a Expr> {
+        self.exprs.get(i)
+    }
+
+    fn bad(&self, name: &str, message: impl fmt::Display) -> Error {
+        Error::Usage(format!("{}: argument {name}: {message}", self.function))
+    }
+
+    /// The value of argument `i` (NULL when absent).
+    pub fn scalar(&self, i: usize, name: &str) -> Result<ScalarValue> {
+        match self.exprs.get(i) {
+            None => Ok(ScalarValue::Null),
+            Some(expr) => constant(self.session, expr).map_err(|e| self.bad(name, e)),
+        }
+    }
+
+    /// A text argument; `None` when absent or NULL.
+    pub fn text(&self, i: usize, name: &str) -> Result<Option<String>> {
+        let value = self.scalar(i, name)?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        match value {
+            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+                Ok(Some(s))
+            }
+            other => Err(self.bad(name, format!("expected text, got {other}"))),
+        }
+    }
+
+    /// A text argument that must be given.
+    pub fn required_text(&self, i: usize, name: &str) -> Result<String> {
+        self.text(i, name)?
+            .ok_or_else(|| self.bad(name, "must not be NULL"))
+    }
+
+    /// A non-negative integer argument; `None` when absent or NULL.
+    pub fn count(&self, i: usize, name: &str) -> Result<Option<usize>> {
+        let value = self.scalar(i, name)?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        let n = match &value {
+            ScalarValue::Int64(Some(v)) => *v,
+            ScalarValue::Int32(Some(v)) => i64::from(*v),
+            ScalarValue::Int16(Some(v)) => i64::from(*v),
+            ScalarValue::Int8(Some(v)) => i64::from(*v),
+            ScalarValue::UInt64(Some(v)) => i64::try_from(*v).unwrap_or(i64::MAX),
+            ScalarValue::UInt32(Some(v)) => i64::from(*v),
+            other => return Err(self.bad(name, format!("expected an integer, got {other}"))),
+        };
+        usize::try_from(n)
+            .map(Some)
+            .map_err(|_| self.bad(name, format!("must not be negative, got {n}")))
+    }
+
+    pub fn required_count(&self, i: usize, name: &str) -> Result<usize> {
+        self.count(i, name)?
+            .ok_or_else(|| self.bad(name, "must not be NULL"))
+    }
+}
+
+/// Evaluate a constant expression (a literal, a bound parameter, `[0.1, 0.2]`, `l2_normalize([...])`, …).
+pub fn constant(session: &dyn Session, expr: &Expr) -> std::result::Result<ScalarValue, String> {
+    let schema = DFSchema::empty();
+    let physical = session
+        .create_physical_expr(expr.clone(), &schema)
+        .map_err(|e| format!("must be a constant ({e})"))?;
+    let batch = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .map_err(|e| e.to_string())?;
+    match physical.evaluate(&batch).map_err(|e| format!("must be a constant ({e})"))? {
+        ColumnarValue::Scalar(s) => Ok(s),
+        ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0).map_err(|e| e.to_string()),
+    }
+}
+
+/// Wrap our error for DataFusion.
+pub fn df(e: Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}

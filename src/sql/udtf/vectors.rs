@@ -1,0 +1,104 @@
+//! `vectors(space [, dataset [, split [, kind]]])`: a space's rows by the space's name, for SQL that is given the
+//! space as a parameter (a table name cannot be bound).
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Documentation;
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+
+use super::{Args, Computed, Context, DOC_SECTION, df};
+use crate::eval::space::{Filter, resolve};
+
+const SIGNATURE: &str = "vectors(space [, dataset [, split [, kind]]])";
+
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        DOC_SECTION,
+        "The rows of a space (item_id, kind, dataset, split, vector as a list of float32), optionally filtered. \
+         Useful where the space is a parameter, e.g. in sql/mine/hard_negatives.sql, since a table name cannot \
+         be a bound parameter.",
+        SIGNATURE,
+    )
+    .with_argument("space", "A space: emb_ table, space name, or the model that made it.")
+    .with_argument("dataset", "Only items of this dataset (NULL: all).")
+    .with_argument("split", "Only items of this split (NULL: all).")
+    .with_argument("kind", "Only items of this kind (NULL: all).")
+    .with_sql_example("> SELECT kind, count(*) FROM vectors('tiny_clip_c94a344', 'shapes') GROUP BY kind;")
+    .build()
+});
+
+pub fn documentation() -> &'static Documentation {
+    &DOC
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("item_id", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("dataset", DataType::Utf8, true),
+        Field::new("split", DataType::Utf8, true),
+        Field::new(
+            "vector",
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            false,
+        ),
+    ]))
+}
+
+#[derive(Debug)]
+pub struct VectorsOf(pub Context);
+
+impl TableFunctionImpl for VectorsOf {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let args = Args::new("vectors", SIGNATURE, &args, 1, 4).map_err(df)?;
+        let space = args.required_text(0, "space").map_err(df)?;
+        let filter = Filter {
+            dataset: args.text(1, "dataset").map_err(df)?,
+            split: args.text(2, "split").map_err(df)?,
+            kind: args.text(3, "kind").map_err(df)?,
+        };
+        let context = self.0.clone();
+        Ok(Computed::new(
+            schema(),
+            Box::new(move || {
+                let context = context.clone();
+                let (space, filter) = (space.clone(), filter.clone());
+                Box::pin(async move {
+                    let table = resolve(&context.store, &space).await?;
+                    let handle = context.store.open_table(&table).await?;
+                    let mut query = handle.query().select(Select::columns(&[
+                        "item_id", "kind", "dataset", "split", "vector",
+                    ]));
+                    if let Some(predicate) = filter.expr() {
+                        query = query.only_if_expr(predicate);
+                    }
+                    let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
+                    let target = schema();
+                    let mut out = Vec::with_capacity(batches.len());
+                    for batch in batches {
+                        let columns = target
+                            .fields()
+                            .iter()
+                            .map(|f| {
+                                let c = batch.column_by_name(f.name()).ok_or_else(|| {
+                                    crate::Error::SchemaMismatch {
+                                        table: table.clone(),
+                                        message: format!("no column '{}'", f.name()),
+                                    }
+                                })?;
+                                Ok(arrow::compute::cast(c, f.data_type())?)
+                            })
+                            .collect::<crate::Result<Vec<_>>>()?;
+                        out.push(RecordBatch::try_new(target.clone(), columns)?);
+                    }
+                    Ok(arrow::compute::concat_batches(&target, &out)?)
+                })
+            }),
+        ))
+    }
+}
