@@ -155,7 +155,8 @@ pub enum Error {
 
 fn known_spaces(known: &[String]) -> String {
     if known.is_empty() {
-        " (the store has no spaces yet: `vlmdb embed` or `vlmdb import embeddings` makes one)".to_string()
+        " (the store has no spaces yet: `vlmdb embed` or `vlmdb import embeddings` makes one)"
+            .to_string()
     } else {
         format!(" (spaces in the store: {})", known.join(", "))
     }

@@ -102,7 +102,11 @@ fn read_rows(path: &Path) -> Result<Vec<Row>> {
                     .iter()
                     .find(|(name, _, _)| *name == k)
                     .map(|(name, _, _)| *name)
-                    .ok_or_else(|| at(format!("unknown kind '{k}' (use image, caption or pair_text)")))?
+                    .ok_or_else(|| {
+                        at(format!(
+                            "unknown kind '{k}' (use image, caption or pair_text)"
+                        ))
+                    })?
             };
             if vectors.is_null(r) {
                 return Err(at("vector is NULL".into()));
@@ -130,7 +134,11 @@ fn read_rows(path: &Path) -> Result<Vec<Row>> {
 }
 
 /// item id -> (dataset, split) for the stored items of `table`.
-async fn items(store: &Store, table: &str, id: &str) -> Result<HashMap<String, (String, Option<String>)>> {
+async fn items(
+    store: &Store,
+    table: &str,
+    id: &str,
+) -> Result<HashMap<String, (String, Option<String>)>> {
     let handle = match store.open_table(table).await {
         Ok(t) => t,
         Err(Error::UnknownTable { .. }) => return Ok(HashMap::new()),
@@ -146,10 +154,12 @@ async fn items(store: &Store, table: &str, id: &str) -> Result<HashMap<String, (
     let mut out = HashMap::new();
     for batch in batches {
         let cast = |name: &str| -> Result<ArrayRef> {
-            let c = batch.column_by_name(name).ok_or_else(|| Error::SchemaMismatch {
-                table: table.to_string(),
-                message: format!("no column '{name}'"),
-            })?;
+            let c = batch
+                .column_by_name(name)
+                .ok_or_else(|| Error::SchemaMismatch {
+                    table: table.to_string(),
+                    message: format!("no column '{name}'"),
+                })?;
             Ok(arrow::compute::cast(c, &DataType::Utf8)?)
         };
         let (ids, datasets, splits) = (cast(id)?, cast("dataset")?, cast("split")?);
@@ -221,7 +231,11 @@ pub async fn embeddings(store: &Store, options: &ImportOptions) -> Result<Import
             at(format!(
                 "no stored {} has this id ({})",
                 row.kind,
-                KINDS.iter().find(|k| k.0 == row.kind).map(|k| k.1).unwrap_or_default()
+                KINDS
+                    .iter()
+                    .find(|k| k.0 == row.kind)
+                    .map(|k| k.1)
+                    .unwrap_or_default()
             ))
         })?;
         datasets.push(dataset.clone());
@@ -265,7 +279,9 @@ pub async fn embeddings(store: &Store, options: &ImportOptions) -> Result<Import
             vec![
                 (
                     "item_id",
-                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.item_id.as_str()))),
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|r| r.item_id.as_str()),
+                    )),
                 ),
                 (
                     "kind",
@@ -276,7 +292,10 @@ pub async fn embeddings(store: &Store, options: &ImportOptions) -> Result<Import
                 ("vector", Arc::new(vector)),
                 (
                     "run_id",
-                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(run_id.as_str(), n))),
+                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                        run_id.as_str(),
+                        n,
+                    ))),
                 ),
             ],
         )?;

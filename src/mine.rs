@@ -86,7 +86,10 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
     } else {
         options.directions.clone()
     };
-    if let Some(bad) = directions.iter().find(|d| !DIRECTIONS.contains(&d.as_str())) {
+    if let Some(bad) = directions
+        .iter()
+        .find(|d| !DIRECTIONS.contains(&d.as_str()))
+    {
         return Err(Error::Usage(format!(
             "unknown direction '{bad}' (use t2i, i2t or composed)"
         )));
@@ -97,7 +100,10 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
         .await?;
     let spec = RunSpec {
         kind: "mine".into(),
-        name: format!("{} on {} (iteration {})", table, options.dataset, options.iteration),
+        name: format!(
+            "{} on {} (iteration {})",
+            table, options.dataset, options.iteration
+        ),
         config: serde_json::json!({
             "model": options.model,
             "space": table,
@@ -152,7 +158,9 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
                 .execute_sql(HARD_NEGATIVES_SQL, &params)
                 .await?
                 .pop()
-                .ok_or_else(|| Error::Usage("sql/mine/hard_negatives.sql has no statements".into()))?;
+                .ok_or_else(|| {
+                    Error::Usage("sql/mine/hard_negatives.sql has no statements".into())
+                })?;
             for (t, v) in engine.reads() {
                 run.record_input(&t, v);
             }

@@ -79,7 +79,12 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
 }
 
 /// The embedding of one query text or image by `model` (named `spec` in errors), through the model cache.
-pub async fn embed_one(store: &Store, model: &Arc<Model>, spec: &str, input: Input<'_>) -> Result<Vec<f32>> {
+pub async fn embed_one(
+    store: &Store,
+    model: &Arc<Model>,
+    spec: &str,
+    input: Input<'_>,
+) -> Result<Vec<f32>> {
     let modality = match input {
         Input::Text(_) => Modality::Text,
         Input::Image(_) => Modality::Image,
@@ -90,7 +95,11 @@ pub async fn embed_one(store: &Store, model: &Arc<Model>, spec: &str, input: Inp
             message: format!(
                 "this {} model cannot embed {} query",
                 model.family,
-                if modality == Modality::Image { "an image" } else { "a text" }
+                if modality == Modality::Image {
+                    "an image"
+                } else {
+                    "a text"
+                }
             ),
         });
     }
@@ -124,7 +133,9 @@ pub async fn nearest(
         });
     }
     if vector.iter().any(|x| !x.is_finite()) {
-        return Err(Error::Usage("the query vector has a non-finite value".into()));
+        return Err(Error::Usage(
+            "the query vector has a non-finite value".into(),
+        ));
     }
     let table = store.open_table(table_name).await?;
     let mut query = table

@@ -1,5 +1,7 @@
 //! SQL behaviour pinned by `.slt` files under `tests/slt/`, each run on a fresh initialised store.
 //! `\set NAME VALUE` in a file binds `$NAME` for the statements after it (the values are bound, never spliced).
+//! `\fixture retrieval` loads the retrieval fixture: the shapes (Karpathy) and cirr datasets, the reference
+//! vectors of `fixtures/eval/` as space `ref` (16 dimensions), and an empty 8-dimensional space `empty`.
 
 use std::path::PathBuf;
 
@@ -66,6 +68,10 @@ impl AsyncDB for SltDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        if let Some(name) = sql.trim().strip_prefix("\\fixture ") {
+            fixture(self.engine.store(), name.trim()).await?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
         if let Some(rest) = sql.trim().strip_prefix("\\set ") {
             let (name, value) = rest.trim().split_once(' ').unwrap_or((rest.trim(), ""));
             self.params.set(name, ParamValue::infer(value))?;
@@ -88,6 +94,52 @@ impl AsyncDB for SltDb {
     }
 
     async fn shutdown(&mut self) {}
+}
+
+/// Load a named fixture into the store (through the CLI, as a user would).
+async fn fixture(store: &Store, name: &str) -> Result<(), SltError> {
+    assert_eq!(name, "retrieval", "unknown fixture '{name}'");
+    let db = store.root().display().to_string();
+    for args in [
+        vec![
+            "ingest",
+            "karpathy",
+            "fixtures/datasets/karpathy/dataset_shapes.json",
+            "--images",
+            "fixtures/datasets/karpathy/images",
+            "--dataset",
+            "shapes",
+        ],
+        vec![
+            "ingest",
+            "cirr",
+            "fixtures/datasets/cirr",
+            "--dataset",
+            "cirr",
+        ],
+        vec![
+            "import",
+            "embeddings",
+            "fixtures/eval/vectors.parquet",
+            "--space",
+            "ref",
+        ],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vlmdb"))
+            .arg("--db")
+            .arg(&db)
+            .args(&args)
+            .output()
+            .expect("run vlmdb");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let empty = vlmdb::store::schema::embedding_table("empty", 8)?;
+    store.create_table(&empty).await?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -38,11 +38,13 @@ pub struct EvalReport {
 pub async fn space_model(store: &Store, table: &str) -> Result<Option<(String, String)>> {
     let schema = store.open_table(table).await?.schema().await?;
     let meta = schema.metadata();
-    Ok(match (meta.get("vlmdb.model_id"), meta.get("vlmdb.revision")) {
-        (Some(id), Some(rev)) => Some((id.clone(), rev.clone())),
-        (Some(id), None) => Some((id.clone(), String::new())),
-        _ => None,
-    })
+    Ok(
+        match (meta.get("vlmdb.model_id"), meta.get("vlmdb.revision")) {
+            (Some(id), Some(rev)) => Some((id.clone(), rev.clone())),
+            (Some(id), None) => Some((id.clone(), String::new())),
+            _ => None,
+        },
+    )
 }
 
 /// Run the evaluation under an `eval` run.
@@ -64,7 +66,9 @@ pub async fn evaluate(store: &Store, options: &EvalOptions) -> Result<EvalReport
         });
     }
     options.combiner.parse::<super::retrieval::Combiner>()?;
-    store.ensure_tables(&["metrics", "captions", "pairs"]).await?;
+    store
+        .ensure_tables(&["metrics", "captions", "pairs"])
+        .await?;
     let spec = RunSpec {
         kind: "eval".into(),
         name: format!("{} on {}", table, options.dataset),

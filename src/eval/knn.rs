@@ -68,8 +68,18 @@ pub async fn query_vectors(
     let dataset = dataset.ok_or_else(|| {
         Error::Usage("composed (pair) queries need a dataset to read the pairs of".into())
     })?;
-    let texts = load(store, &side.table, &Filter::new(Some("pair_text"), Some(dataset), split)).await?;
-    let images = load(store, &side.table, &Filter::new(Some("image"), Some(dataset), None)).await?;
+    let texts = load(
+        store,
+        &side.table,
+        &Filter::new(Some("pair_text"), Some(dataset), split),
+    )
+    .await?;
+    let images = load(
+        store,
+        &side.table,
+        &Filter::new(Some("image"), Some(dataset), None),
+    )
+    .await?;
     let (text_index, image_index) = (texts.index(), images.index());
     let mut rows = Vec::new();
     let mut references = Vec::new();
@@ -94,7 +104,8 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
     let split = request.split.as_deref();
     if request.corpus.kind == "pair" {
         return Err(Error::Usage(
-            "the corpus kind 'pair' is not stored vectors; use pair_text (the texts) or image".into(),
+            "the corpus kind 'pair' is not stored vectors; use pair_text (the texts) or image"
+                .into(),
         ));
     }
     let (queries, references) = query_vectors(store, &request.queries, dataset, split).await?;
@@ -104,9 +115,6 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
         &Filter::new(Some(&request.corpus.kind), dataset, split),
     )
     .await?;
-    if queries.is_empty() || corpus.is_empty() {
-        return Ok(Vec::new());
-    }
     if queries.dim != corpus.dim {
         return Err(Error::DimensionMismatch {
             left: format!("query space {}", request.queries.table),
@@ -115,9 +123,14 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
             right_dim: corpus.dim,
         });
     }
+    if queries.is_empty() || corpus.is_empty() {
+        return Ok(Vec::new());
+    }
     let exclude: Option<Vec<Option<u32>>> = references.map(|refs| {
         let index = corpus.index();
-        refs.iter().map(|r| index.get(r.as_str()).copied()).collect()
+        refs.iter()
+            .map(|r| index.get(r.as_str()).copied())
+            .collect()
     });
     let hits = top_k(&queries, &corpus, request.k, exclude.as_deref(), device)?;
     let mut rows = Vec::with_capacity(queries.len() * request.k.min(corpus.len()));
@@ -140,9 +153,18 @@ mod tests {
 
     #[test]
     fn sides() {
-        assert_eq!(parse_side("clip_1:caption", "image").unwrap(), ("clip_1".into(), "caption".into()));
-        assert_eq!(parse_side("clip_1", "image").unwrap(), ("clip_1".into(), "image".into()));
-        assert_eq!(parse_side("hf:a/b", "image").unwrap(), ("hf:a/b".into(), "image".into()));
+        assert_eq!(
+            parse_side("clip_1:caption", "image").unwrap(),
+            ("clip_1".into(), "caption".into())
+        );
+        assert_eq!(
+            parse_side("clip_1", "image").unwrap(),
+            ("clip_1".into(), "image".into())
+        );
+        assert_eq!(
+            parse_side("hf:a/b", "image").unwrap(),
+            ("hf:a/b".into(), "image".into())
+        );
         assert!(parse_side(":image", "x").is_err());
     }
 }

@@ -267,7 +267,10 @@ mod tests {
 
     #[test]
     fn both_directions_agree_with_the_row_wise_ranks() {
-        let texts = vectors("t", &[[1.0, 0.0], [0.9, 0.3], [0.0, 1.0], [0.5, 0.5], [0.2, 0.9]]);
+        let texts = vectors(
+            "t",
+            &[[1.0, 0.0], [0.9, 0.3], [0.0, 1.0], [0.5, 0.5], [0.2, 0.9]],
+        );
         let images = vectors("i", &[[1.0, 0.1], [0.1, 1.0], [0.7, 0.7]]);
         let image_of = [0u32, 0, 1, 2, 1];
         let (t2i, i2t) = both_directions(&texts, &images, &image_of, &Device::Cpu).unwrap();

@@ -121,7 +121,13 @@ pub async fn retrieval_ranks(
             request.dataset,
             split.map(|s| format!(" split '{s}'")).unwrap_or_default(),
             request.table,
-            if what == "image" { "images" } else if what == "caption" { "captions" } else { "pairs" }
+            if what == "image" {
+                "images"
+            } else if what == "caption" {
+                "captions"
+            } else {
+                "pairs"
+            }
         ))
     };
 
@@ -132,8 +138,12 @@ pub async fn retrieval_ranks(
         // Caption rows in the order of `captions`, each with its image row.
         let mut image_of = vec![u32::MAX; captions.len()];
         for (caption, image) in &truth {
-            let t = *text_index.get(caption.as_str()).ok_or_else(|| missing("caption", caption))?;
-            let i = *image_index.get(image.as_str()).ok_or_else(|| missing("image", image))?;
+            let t = *text_index
+                .get(caption.as_str())
+                .ok_or_else(|| missing("caption", caption))?;
+            let i = *image_index
+                .get(image.as_str())
+                .ok_or_else(|| missing("image", image))?;
             image_of[t as usize] = i;
         }
         if let Some(t) = image_of.iter().position(|&i| i == u32::MAX) {
@@ -175,13 +185,20 @@ pub async fn retrieval_ranks(
     if !pairs.is_empty() {
         let image_index = images.index();
         let text_index = pair_texts.index();
-        let image_row = |id: &str| image_index.get(id).copied().ok_or_else(|| missing("image", id));
+        let image_row = |id: &str| {
+            image_index
+                .get(id)
+                .copied()
+                .ok_or_else(|| missing("image", id))
+        };
         let mut query_rows = Vec::with_capacity(pairs.len());
         let mut positives = Vec::with_capacity(pairs.len());
         let mut exclude = Vec::with_capacity(pairs.len());
         let mut subsets = Vec::with_capacity(pairs.len());
         for pair in &pairs {
-            let t = *text_index.get(pair.id.as_str()).ok_or_else(|| missing("pair", &pair.id))?;
+            let t = *text_index
+                .get(pair.id.as_str())
+                .ok_or_else(|| missing("pair", &pair.id))?;
             let r = image_row(&pair.reference)?;
             let target = image_row(pair.target.as_deref().unwrap_or_default())?;
             let query = request
@@ -235,7 +252,12 @@ fn filter(dataset: &str, split: Option<&str>) -> Expr {
     e
 }
 
-async fn read(store: &Store, table: &str, columns: &[&str], predicate: Expr) -> Result<Vec<RecordBatch>> {
+async fn read(
+    store: &Store,
+    table: &str,
+    columns: &[&str],
+    predicate: Expr,
+) -> Result<Vec<RecordBatch>> {
     let handle = match store.open_table(table).await {
         Ok(t) => t,
         Err(Error::UnknownTable { .. }) => return Ok(Vec::new()),
@@ -252,10 +274,12 @@ async fn read(store: &Store, table: &str, columns: &[&str], predicate: Expr) -> 
 }
 
 fn strings(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<Option<String>>> {
-    let column = batch.column_by_name(name).ok_or_else(|| Error::SchemaMismatch {
-        table: table.to_string(),
-        message: format!("no column '{name}'"),
-    })?;
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::SchemaMismatch {
+            table: table.to_string(),
+            message: format!("no column '{name}'"),
+        })?;
     let column = arrow::compute::cast(column, &DataType::Utf8)?;
     let column = column.as_string::<i32>();
     Ok((0..column.len())
@@ -264,12 +288,27 @@ fn strings(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<Option<St
 }
 
 /// (caption id, image id) of the dataset's captions in the split.
-pub async fn caption_truth(store: &Store, dataset: &str, split: Option<&str>) -> Result<Vec<(String, String)>> {
+pub async fn caption_truth(
+    store: &Store,
+    dataset: &str,
+    split: Option<&str>,
+) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    for batch in read(store, "captions", &["caption_id", "image_id"], filter(dataset, split)).await? {
+    for batch in read(
+        store,
+        "captions",
+        &["caption_id", "image_id"],
+        filter(dataset, split),
+    )
+    .await?
+    {
         let ids = strings(&batch, "captions", "caption_id")?;
         let images = strings(&batch, "captions", "image_id")?;
-        out.extend(ids.into_iter().zip(images).filter_map(|(c, i)| Some((c?, i?))));
+        out.extend(
+            ids.into_iter()
+                .zip(images)
+                .filter_map(|(c, i)| Some((c?, i?))),
+        );
     }
     out.sort();
     Ok(out)
@@ -285,17 +324,24 @@ pub struct PairTruth {
 }
 
 /// The dataset's pairs in the split, sorted by id.
-pub async fn pair_truth(store: &Store, dataset: &str, split: Option<&str>) -> Result<Vec<PairTruth>> {
+pub async fn pair_truth(
+    store: &Store,
+    dataset: &str,
+    split: Option<&str>,
+) -> Result<Vec<PairTruth>> {
     let mut out = Vec::new();
     let columns = ["pair_id", "reference_id", "target_id", "candidates"];
     for batch in read(store, "pairs", &columns, filter(dataset, split)).await? {
         let ids = strings(&batch, "pairs", "pair_id")?;
         let references = strings(&batch, "pairs", "reference_id")?;
         let targets = strings(&batch, "pairs", "target_id")?;
-        let candidates = batch.column_by_name("candidates").ok_or_else(|| Error::SchemaMismatch {
-            table: "pairs".into(),
-            message: "no column 'candidates'".into(),
-        })?;
+        let candidates =
+            batch
+                .column_by_name("candidates")
+                .ok_or_else(|| Error::SchemaMismatch {
+                    table: "pairs".into(),
+                    message: "no column 'candidates'".into(),
+                })?;
         let candidates = candidates.as_list::<i32>();
         for r in 0..batch.num_rows() {
             let (Some(id), Some(reference)) = (ids[r].clone(), references[r].clone()) else {

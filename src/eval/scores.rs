@@ -70,8 +70,12 @@ pub fn for_each_block(
     let corpus = Tensor::from_slice(&candidates.data, (n, dim), device).map_err(tensor)?;
     for q0 in (0..queries.len()).step_by(QUERY_BLOCK) {
         let rows = QUERY_BLOCK.min(queries.len() - q0);
-        let q = Tensor::from_slice(&queries.data[q0 * dim..(q0 + rows) * dim], (rows, dim), device)
-            .map_err(tensor)?;
+        let q = Tensor::from_slice(
+            &queries.data[q0 * dim..(q0 + rows) * dim],
+            (rows, dim),
+            device,
+        )
+        .map_err(tensor)?;
         for c0 in (0..n).step_by(cols_per_block) {
             let cols = cols_per_block.min(n - c0);
             let scores = corpus
@@ -110,13 +114,17 @@ mod tests {
         let q = Vectors::from_rows(
             "q",
             2,
-            (0..5).map(|i| (format!("q{i}"), vec![1.0, i as f32])).collect(),
+            (0..5)
+                .map(|i| (format!("q{i}"), vec![1.0, i as f32]))
+                .collect(),
         )
         .unwrap();
         let c = Vectors::from_rows(
             "c",
             2,
-            (0..7).map(|i| (format!("c{i}"), vec![i as f32, 1.0])).collect(),
+            (0..7)
+                .map(|i| (format!("c{i}"), vec![i as f32, 1.0]))
+                .collect(),
         )
         .unwrap();
         let mut seen = vec![0u32; 35];

@@ -133,9 +133,8 @@ impl Vectors {
                     right_dim: dim,
                 });
             }
-            normalize(&mut v).map_err(|reason| {
-                Error::Usage(format!("{what}: item '{id}' has {reason}"))
-            })?;
+            normalize(&mut v)
+                .map_err(|reason| Error::Usage(format!("{what}: item '{id}' has {reason}")))?;
             out.ids.push(id);
             out.data.extend_from_slice(&v);
         }
@@ -200,7 +199,11 @@ pub fn normalize(v: &mut [f32]) -> std::result::Result<(), &'static str> {
     if v.iter().any(|x| !x.is_finite()) {
         return Err("a non-finite value (NaN or infinity)");
     }
-    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt();
     if norm == 0.0 {
         return Err("a zero vector (no direction to compare)");
     }
@@ -236,7 +239,9 @@ pub async fn load(store: &Store, table: &str, filter: &Filter) -> Result<Vectors
     let mut rows = Vec::new();
     for batch in &batches {
         let ids = arrow::compute::cast(
-            batch.column_by_name("item_id").ok_or_else(|| no_column(table, "item_id"))?,
+            batch
+                .column_by_name("item_id")
+                .ok_or_else(|| no_column(table, "item_id"))?,
             &DataType::Utf8,
         )?;
         let ids = ids.as_string::<i32>();
@@ -279,9 +284,15 @@ mod tests {
         assert_eq!(v.row(0), [0.0, 1.0]);
         assert!((v.row(1)[0] - 0.6).abs() < 1e-7 && (v.row(1)[1] - 0.8).abs() < 1e-7);
         let err = Vectors::from_rows("t", 2, vec![("a".into(), vec![0.0, 0.0])]).unwrap_err();
-        assert!(err.to_string().contains("item 'a' has a zero vector"), "{err}");
+        assert!(
+            err.to_string().contains("item 'a' has a zero vector"),
+            "{err}"
+        );
         let err = Vectors::from_rows("t", 2, vec![("a".into(), vec![1.0])]).unwrap_err();
-        assert!(err.to_string().contains("1 dimensions but t has 2"), "{err}");
+        assert!(
+            err.to_string().contains("1 dimensions but t has 2"),
+            "{err}"
+        );
         let err = Vectors::from_rows("t", 1, vec![("a".into(), vec![f32::NAN])]).unwrap_err();
         assert!(err.to_string().contains("non-finite"), "{err}");
     }
@@ -292,6 +303,11 @@ mod tests {
         let t = v.truncate(2).unwrap();
         assert_eq!(t.dim, 2);
         assert!((t.row(0)[0] - 0.6).abs() < 1e-6 && (t.row(0)[1] - 0.8).abs() < 1e-6);
-        assert!(v.truncate(4).unwrap_err().to_string().contains("4 dimensions"));
+        assert!(
+            v.truncate(4)
+                .unwrap_err()
+                .to_string()
+                .contains("4 dimensions")
+        );
     }
 }

@@ -144,7 +144,12 @@ mod tests {
             (state % 2001) as f32 / 1000.0 - 1.0
         };
         let rows = (0..n)
-            .map(|i| (format!("{prefix}{i:04}"), (0..dim).map(|_| next()).collect()))
+            .map(|i| {
+                (
+                    format!("{prefix}{i:04}"),
+                    (0..dim).map(|_| next()).collect(),
+                )
+            })
             .collect();
         Vectors::from_rows(prefix, dim, rows).unwrap()
     }
@@ -179,10 +184,16 @@ mod tests {
         )
         .unwrap();
         let got = top_k(&q, &c, 5, None, &Device::Cpu).unwrap();
-        let ids: Vec<&str> = got[0].iter().map(|h| c.ids[h.index as usize].as_str()).collect();
+        let ids: Vec<&str> = got[0]
+            .iter()
+            .map(|h| c.ids[h.index as usize].as_str())
+            .collect();
         assert_eq!(ids, ["a", "c", "b"]);
         let got = top_k(&q, &c, 2, Some(&[Some(0)]), &Device::Cpu).unwrap();
-        let ids: Vec<&str> = got[0].iter().map(|h| c.ids[h.index as usize].as_str()).collect();
+        let ids: Vec<&str> = got[0]
+            .iter()
+            .map(|h| c.ids[h.index as usize].as_str())
+            .collect();
         assert_eq!(ids, ["c", "b"]);
     }
 }

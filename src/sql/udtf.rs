@@ -18,7 +18,7 @@ use datafusion::common::DFSchema;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::{ColumnarValue, Documentation, Expr};
+use datafusion::logical_expr::{ColumnarValue, Documentation, Expr, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
@@ -29,11 +29,14 @@ use crate::models::DeviceChoice;
 use crate::store::Store;
 
 /// The doc section of vlmdb's table functions.
-pub const DOC_SECTION: datafusion::logical_expr::DocSection = datafusion::logical_expr::DocSection {
-    include: true,
-    label: "vlmdb retrieval",
-    description: Some("Nearest neighbours, vector search and retrieval ranks over embedding spaces"),
-};
+pub const DOC_SECTION: datafusion::logical_expr::DocSection =
+    datafusion::logical_expr::DocSection {
+        include: true,
+        label: "vlmdb retrieval",
+        description: Some(
+            "Nearest neighbours, vector search and retrieval ranks over embedding spaces",
+        ),
+    };
 
 /// What a table function's body needs.
 #[derive(Clone)]
@@ -44,7 +47,9 @@ pub struct Context {
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context").field("store", &self.store).finish()
+        f.debug_struct("Context")
+            .field("store", &self.store)
+            .finish()
     }
 }
 
@@ -77,23 +82,61 @@ pub fn documentation(name: &str) -> Option<&'static Documentation> {
     }
 }
 
-type Compute = Box<dyn Fn() -> BoxFuture<'static, Result<RecordBatch>> + Send + Sync>;
+pub type Compute =
+    Box<dyn Fn(Option<ScalarValue>) -> BoxFuture<'static, Result<RecordBatch>> + Send + Sync>;
 
-/// A table whose rows are computed when it is scanned.
+/// A table whose rows are computed when it is scanned. An argument that is a scalar subquery (`(SELECT vector
+/// FROM … WHERE item_id = 'x')`) is run first, in the scanning session, and its value handed to the computation.
 pub struct Computed {
     schema: SchemaRef,
     compute: Compute,
+    subquery: Option<LogicalPlan>,
 }
 
 impl Computed {
     pub fn new(schema: SchemaRef, compute: Compute) -> Arc<dyn TableProvider> {
-        Arc::new(Computed { schema, compute })
+        Arc::new(Computed {
+            schema,
+            compute,
+            subquery: None,
+        })
+    }
+
+    /// A table whose computation needs the value of the scalar subquery `plan`.
+    pub fn with_subquery(
+        schema: SchemaRef,
+        plan: LogicalPlan,
+        compute: Compute,
+    ) -> Arc<dyn TableProvider> {
+        Arc::new(Computed {
+            schema,
+            compute,
+            subquery: Some(plan),
+        })
+    }
+}
+
+/// The value of a scalar subquery: its first row's first column, NULL when it has no rows.
+async fn scalar_subquery(state: &dyn Session, plan: &LogicalPlan) -> DfResult<ScalarValue> {
+    let physical = state.create_physical_plan(plan).await?;
+    let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows > 1 {
+        return Err(DataFusionError::Plan(format!(
+            "a scalar subquery argument returned {rows} rows; it must return at most one"
+        )));
+    }
+    match batches.iter().find(|b| b.num_rows() > 0) {
+        Some(b) => ScalarValue::try_from_array(b.column(0), 0),
+        None => Ok(ScalarValue::Null),
     }
 }
 
 impl fmt::Debug for Computed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Computed").field("schema", &self.schema).finish()
+        f.debug_struct("Computed")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -109,12 +152,16 @@ impl TableProvider for Computed {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = (self.compute)()
+        let value = match &self.subquery {
+            Some(plan) => Some(scalar_subquery(state, plan).await?),
+            None => None,
+        };
+        let batch = (self.compute)(value)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(MemorySourceConfig::try_new_exec(
@@ -189,9 +236,9 @@ impl<'a> Args<'a> {
             return Ok(None);
         }
         match value {
-            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-                Ok(Some(s))
-            }
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => Ok(Some(s)),
             other => Err(self.bad(name, format!("expected text, got {other}"))),
         }
     }
@@ -240,7 +287,10 @@ pub fn constant(session: &dyn Session, expr: &Expr) -> std::result::Result<Scala
         &RecordBatchOptions::new().with_row_count(Some(1)),
     )
     .map_err(|e| e.to_string())?;
-    match physical.evaluate(&batch).map_err(|e| format!("must be a constant ({e})"))? {
+    match physical
+        .evaluate(&batch)
+        .map_err(|e| format!("must be a constant ({e})"))?
+    {
         ColumnarValue::Scalar(s) => Ok(s),
         ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0).map_err(|e| e.to_string()),
     }

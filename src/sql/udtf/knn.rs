@@ -56,9 +56,15 @@ fn schema() -> SchemaRef {
 /// The rows as a batch.
 pub fn batch(rows: &[NeighborRow]) -> crate::Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.query_id.as_str()))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.neighbor_id.as_str()))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.rank as i64))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.query_id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.neighbor_id.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.rank as i64),
+        )),
         Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.score))),
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
@@ -70,15 +76,17 @@ pub struct Knn(pub Context);
 impl TableFunctionImpl for Knn {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
         let args = Args::new("knn", SIGNATURE, &args, 3, 5).map_err(df)?;
-        let (query_space, query_kind) = parse_side(&args.required_text(0, "query").map_err(df)?, "caption").map_err(df)?;
-        let (corpus_space, corpus_kind) = parse_side(&args.required_text(1, "corpus").map_err(df)?, "image").map_err(df)?;
+        let (query_space, query_kind) =
+            parse_side(&args.required_text(0, "query").map_err(df)?, "caption").map_err(df)?;
+        let (corpus_space, corpus_kind) =
+            parse_side(&args.required_text(1, "corpus").map_err(df)?, "image").map_err(df)?;
         let k = args.required_count(2, "k").map_err(df)?;
         let dataset = args.text(3, "dataset").map_err(df)?;
         let split = args.text(4, "split").map_err(df)?;
         let context = self.0.clone();
         Ok(Computed::new(
             schema(),
-            Box::new(move || {
+            Box::new(move |_| {
                 let context = context.clone();
                 let (query_space, query_kind) = (query_space.clone(), query_kind.clone());
                 let (corpus_space, corpus_kind) = (corpus_space.clone(), corpus_kind.clone());

@@ -63,12 +63,22 @@ fn schema() -> SchemaRef {
 
 fn batch(rows: &[RankRow]) -> crate::Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.direction))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.query_id.as_str()))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.positive_id.as_str()))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.rank as i64))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.direction),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.query_id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.positive_id.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.rank as i64),
+        )),
         Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.score))),
-        Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.subset_rank.map(|s| s as i64)))),
+        Arc::new(Int64Array::from_iter(
+            rows.iter().map(|r| r.subset_rank.map(|s| s as i64)),
+        )),
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
 }
@@ -90,7 +100,7 @@ impl TableFunctionImpl for RetrievalRanks {
         let context = self.0.clone();
         Ok(Computed::new(
             schema(),
-            Box::new(move || {
+            Box::new(move |_| {
                 let context = context.clone();
                 let (space, dataset, split) = (space.clone(), dataset.clone(), split.clone());
                 Box::pin(async move {
@@ -101,7 +111,8 @@ impl TableFunctionImpl for RetrievalRanks {
                         dim,
                         combiner,
                     };
-                    let rows = retrieval_ranks(&context.store, &request, &context.device.device()?).await?;
+                    let rows = retrieval_ranks(&context.store, &request, &context.device.device()?)
+                        .await?;
                     batch(&rows)
                 })
             }),

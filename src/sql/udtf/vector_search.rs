@@ -60,9 +60,17 @@ fn schema() -> SchemaRef {
 #[derive(Debug, Clone)]
 enum Query {
     Null,
+    /// A scalar subquery, run when the table is scanned.
+    Subquery,
     Vector(Vec<f32>),
-    Text { model: String, text: String },
-    Image { model: String, bytes: Vec<u8> },
+    Text {
+        model: String,
+        text: String,
+    },
+    Image {
+        model: String,
+        bytes: Vec<u8>,
+    },
 }
 
 fn vector(value: &ScalarValue) -> std::result::Result<Option<Vec<f32>>, String> {
@@ -71,7 +79,11 @@ fn vector(value: &ScalarValue) -> std::result::Result<Option<Vec<f32>>, String> 
         ScalarValue::List(a) => a.value(0),
         ScalarValue::LargeList(a) => a.value(0),
         ScalarValue::FixedSizeList(a) => a.value(0),
-        other => return Err(format!("expected a vector (a list of numbers), got {other}")),
+        other => {
+            return Err(format!(
+                "expected a vector (a list of numbers), got {other}"
+            ));
+        }
     };
     let values = arrow::compute::cast(&list, &DataType::Float32).map_err(|e| e.to_string())?;
     let values = values.as_primitive::<Float32Type>();
@@ -82,16 +94,23 @@ fn vector(value: &ScalarValue) -> std::result::Result<Option<Vec<f32>>, String> 
 }
 
 fn query(args: &Args, session_expr: &Expr) -> Result<Query> {
+    if let Expr::ScalarSubquery(_) = session_expr {
+        return Ok(Query::Subquery);
+    }
     if let Expr::ScalarFunction(f) = session_expr {
         let name = f.func.name();
         if (name == "embed_text" || name == "embed_image") && f.args.len() == 2 {
             let inner = |i: usize, what: &str| {
                 constant_of(args, &f.args[i]).map_err(|e| {
-                    Error::Usage(format!("vector_search: argument query: {name}'s {what} {e}"))
+                    Error::Usage(format!(
+                        "vector_search: argument query: {name}'s {what} {e}"
+                    ))
                 })
             };
             let model = match inner(0, "model")? {
-                ScalarValue::Utf8(Some(m)) | ScalarValue::LargeUtf8(Some(m)) | ScalarValue::Utf8View(Some(m)) => m,
+                ScalarValue::Utf8(Some(m))
+                | ScalarValue::LargeUtf8(Some(m))
+                | ScalarValue::Utf8View(Some(m)) => m,
                 other => {
                     return Err(Error::Usage(format!(
                         "vector_search: argument query: {name}'s model must be text, got {other}"
@@ -103,12 +122,18 @@ fn query(args: &Args, session_expr: &Expr) -> Result<Query> {
                 return Ok(Query::Null);
             }
             return match (name, input) {
-                ("embed_text", ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) | ScalarValue::Utf8View(Some(t))) => {
-                    Ok(Query::Text { model, text: t })
-                }
-                ("embed_image", ScalarValue::Binary(Some(b)) | ScalarValue::LargeBinary(Some(b)) | ScalarValue::BinaryView(Some(b))) => {
-                    Ok(Query::Image { model, bytes: b })
-                }
+                (
+                    "embed_text",
+                    ScalarValue::Utf8(Some(t))
+                    | ScalarValue::LargeUtf8(Some(t))
+                    | ScalarValue::Utf8View(Some(t)),
+                ) => Ok(Query::Text { model, text: t }),
+                (
+                    "embed_image",
+                    ScalarValue::Binary(Some(b))
+                    | ScalarValue::LargeBinary(Some(b))
+                    | ScalarValue::BinaryView(Some(b)),
+                ) => Ok(Query::Image { model, bytes: b }),
                 (_, other) => Err(Error::Usage(format!(
                     "vector_search: argument query: {name} got {other}, which it cannot embed"
                 ))),
@@ -116,10 +141,14 @@ fn query(args: &Args, session_expr: &Expr) -> Result<Query> {
         }
     }
     let value = args.scalar(1, "query")?;
-    Ok(match vector(&value).map_err(|e| Error::Usage(format!("vector_search: argument query: {e}")))? {
-        Some(v) => Query::Vector(v),
-        None => Query::Null,
-    })
+    Ok(
+        match vector(&value)
+            .map_err(|e| Error::Usage(format!("vector_search: argument query: {e}")))?
+        {
+            Some(v) => Query::Vector(v),
+            None => Query::Null,
+        },
+    )
 }
 
 fn constant_of(args: &Args, expr: &Expr) -> std::result::Result<ScalarValue, String> {
@@ -133,7 +162,10 @@ impl TableFunctionImpl for VectorSearch {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
         let args = Args::new("vector_search", SIGNATURE, &args, 3, 6).map_err(df)?;
         let space = args.required_text(0, "space").map_err(df)?;
-        let query_expr = args.expr(1).cloned().unwrap_or(Expr::Literal(ScalarValue::Null, None));
+        let query_expr = args
+            .expr(1)
+            .cloned()
+            .unwrap_or(Expr::Literal(ScalarValue::Null, None));
         let query = query(&args, &query_expr).map_err(df)?;
         let k = args.required_count(2, "k").map_err(df)?;
         let filter = Filter {
@@ -142,32 +174,44 @@ impl TableFunctionImpl for VectorSearch {
             kind: args.text(5, "kind").map_err(df)?,
         };
         let context = self.0.clone();
-        Ok(Computed::new(
-            schema(),
-            Box::new(move || {
-                let context = context.clone();
-                let (space, query, filter) = (space.clone(), query.clone(), filter.clone());
-                Box::pin(async move {
-                    let store = &context.store;
-                    let table = resolve(store, &space).await?;
-                    let vector = match query {
-                        Query::Null => return Ok(RecordBatch::new_empty(schema())),
-                        Query::Vector(v) => v,
-                        Query::Text { model, text } => {
-                            let m = load_shared(&model, context.device).await?;
-                            embed_one(store, &m, &model, Input::Text(&text)).await?
-                        }
-                        Query::Image { model, bytes } => {
-                            let m = load_shared(&model, context.device).await?;
-                            embed_one(store, &m, &model, Input::Image(&bytes)).await?
-                        }
-                    };
-                    if k == 0 {
-                        return Ok(RecordBatch::new_empty(schema()));
+        let compute: super::Compute = Box::new(move |subquery_value| {
+            let context = context.clone();
+            let (space, query, filter) = (space.clone(), query.clone(), filter.clone());
+            Box::pin(async move {
+                let store = &context.store;
+                let table = resolve(store, &space).await?;
+                let query = match (query, subquery_value) {
+                    (Query::Subquery, Some(value)) => match vector(&value)
+                        .map_err(|e| Error::Usage(format!("vector_search: argument query: {e}")))?
+                    {
+                        Some(v) => Query::Vector(v),
+                        None => Query::Null,
+                    },
+                    (query, _) => query,
+                };
+                let vector = match query {
+                    Query::Null | Query::Subquery => return Ok(RecordBatch::new_empty(schema())),
+                    Query::Vector(v) => v,
+                    Query::Text { model, text } => {
+                        let m = load_shared(&model, context.device).await?;
+                        embed_one(store, &m, &model, Input::Text(&text)).await?
                     }
-                    nearest(store, &table, vector, k, &filter).await
-                })
-            }),
-        ))
+                    Query::Image { model, bytes } => {
+                        let m = load_shared(&model, context.device).await?;
+                        embed_one(store, &m, &model, Input::Image(&bytes)).await?
+                    }
+                };
+                if k == 0 {
+                    return Ok(RecordBatch::new_empty(schema()));
+                }
+                nearest(store, &table, vector, k, &filter).await
+            })
+        });
+        Ok(match query_expr {
+            Expr::ScalarSubquery(subquery) => {
+                Computed::with_subquery(schema(), subquery.subquery.as_ref().clone(), compute)
+            }
+            _ => Computed::new(schema(), compute),
+        })
     }
 }

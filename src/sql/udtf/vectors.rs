@@ -65,7 +65,7 @@ impl TableFunctionImpl for VectorsOf {
         let context = self.0.clone();
         Ok(Computed::new(
             schema(),
-            Box::new(move || {
+            Box::new(move |_| {
                 let context = context.clone();
                 let (space, filter) = (space.clone(), filter.clone());
                 Box::pin(async move {

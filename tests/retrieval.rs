@@ -1,0 +1,434 @@
+//! Retrieval end to end through the CLI: `import embeddings`, `eval` against the NumPy reference of
+//! `fixtures/eval/make_reference.py`, MRL widths, `mine` and `sql/mine/diff.sql`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::common::{TestStore, assert_fails_with, assert_success, snapshot, stdout};
+
+/// A store with the shapes and cirr fixtures and the reference vectors imported as space `ref`.
+fn fixture_store() -> TestStore {
+    let store = TestStore::initialised();
+    for args in [
+        &[
+            "ingest",
+            "karpathy",
+            "fixtures/datasets/karpathy/dataset_shapes.json",
+            "--images",
+            "fixtures/datasets/karpathy/images",
+            "--dataset",
+            "shapes",
+        ][..],
+        &[
+            "ingest",
+            "cirr",
+            "fixtures/datasets/cirr",
+            "--dataset",
+            "cirr",
+        ],
+        &[
+            "import",
+            "embeddings",
+            "fixtures/eval/vectors.parquet",
+            "--space",
+            "ref",
+            "--model-id",
+            "numpy-reference",
+        ],
+    ] {
+        assert_success(&store.vlmdb(args));
+    }
+    store
+}
+
+/// `vlmdb eval … --format json` as (direction, name, dim) -> value.
+fn eval_json(store: &TestStore, args: &[&str]) -> Vec<(String, String, i64, f64)> {
+    let mut full = vec!["eval", "--format", "json"];
+    full.extend_from_slice(args);
+    let out = store.vlmdb(&full);
+    assert_success(&out);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).expect("eval JSON");
+    rows.iter()
+        .map(|r| {
+            (
+                r["direction"].as_str().unwrap_or_default().to_string(),
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r["dim"].as_i64().unwrap_or(-1),
+                r["value"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn eval_equals_the_numpy_reference() {
+    let store = fixture_store();
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("fixtures/eval/reference.json").expect("reference.json"),
+    )
+    .expect("reference JSON");
+    let mut compared = 0;
+    for (dataset, splits) in reference.as_object().expect("datasets") {
+        for (split, directions) in splits.as_object().expect("splits") {
+            let mut args = vec!["--model", "ref", "--dataset", dataset.as_str()];
+            if split != "all" {
+                args.extend(["--split", split.as_str()]);
+            }
+            let got = eval_json(&store, &args);
+            for (direction, metrics) in directions.as_object().expect("directions") {
+                for (name, want) in metrics.as_object().expect("metrics") {
+                    let want = want.as_f64().expect("number");
+                    let have = got
+                        .iter()
+                        .find(|(d, n, _, _)| d == direction && n == name)
+                        .map(|r| r.3)
+                        .unwrap_or_else(|| {
+                            panic!("{dataset}/{split}: no {direction} {name} in {got:?}")
+                        });
+                    assert!(
+                        (have - want).abs() <= 1e-9,
+                        "{dataset}/{split} {direction} {name}: vlmdb {have}, reference {want}"
+                    );
+                    compared += 1;
+                }
+            }
+            // Nothing beyond the reference's metrics (plus the directions it has).
+            let expected: usize = directions
+                .as_object()
+                .map(|d| {
+                    d.values()
+                        .map(|m| m.as_object().map_or(0, |m| m.len()))
+                        .sum()
+                })
+                .unwrap_or(0);
+            assert_eq!(got.len(), expected, "{dataset}/{split}: {got:?}");
+        }
+    }
+    assert_eq!(compared, 4 * 12 + 2 * 10, "numbers compared");
+    // Every number went to `metrics` under an eval run, with its split and width.
+    let csv = store.csv(
+        "SELECT count(*) AS n, count(DISTINCT m.run_id) AS runs, min(dim) AS dmin, max(dim) AS dmax \
+         FROM metrics m JOIN runs r ON r.run_id = m.run_id WHERE r.kind = 'eval' AND r.status = 'finished'",
+    );
+    assert_eq!(
+        csv.lines().nth(1),
+        Some(format!("{compared},6,16,16").as_str()),
+        "{csv}"
+    );
+    // The run records the model the space came from.
+    let csv = store
+        .csv("SELECT count(*) FROM runs WHERE kind = 'eval' AND models LIKE '%numpy-reference%'");
+    assert_eq!(csv.lines().nth(1), Some("6"), "{csv}");
+}
+
+#[test]
+fn mrl_widths_are_evaluated_in_one_command() {
+    let store = fixture_store();
+    let rows = eval_json(
+        &store,
+        &[
+            "--model",
+            "ref",
+            "--dataset",
+            "shapes",
+            "--split",
+            "test",
+            "--dims",
+            "16,8,4",
+        ],
+    );
+    for dim in [16, 8, 4] {
+        assert_eq!(
+            rows.iter().filter(|r| r.2 == dim).count(),
+            12,
+            "dim {dim}: {rows:?}"
+        );
+    }
+    // The full width equals a plain eval; the narrowest differs (it is a different space).
+    let full = eval_json(
+        &store,
+        &["--model", "ref", "--dataset", "shapes", "--split", "test"],
+    );
+    for (d, n, _, v) in &full {
+        let at16 = rows
+            .iter()
+            .find(|r| &r.0 == d && &r.1 == n && r.2 == 16)
+            .expect("dim 16 row");
+        assert_eq!(at16.3, *v, "{d} {n}");
+    }
+    let differs = rows
+        .iter()
+        .filter(|r| r.2 == 4)
+        .any(|r| full.iter().any(|f| f.0 == r.0 && f.1 == r.1 && f.3 != r.3));
+    assert!(
+        differs,
+        "4-dimensional prefixes ranked exactly like the full vectors: {rows:?}"
+    );
+    let out = store.vlmdb(&[
+        "eval",
+        "--model",
+        "ref",
+        "--dataset",
+        "shapes",
+        "--dims",
+        "32",
+    ]);
+    assert_fails_with(&out, "--dims has 32 dimensions but space emb_ref has 16");
+}
+
+#[test]
+fn eval_without_vectors_is_a_clear_error() {
+    let store = fixture_store();
+    let out = store.vlmdb(&["eval", "--model", "nope", "--dataset", "shapes"]);
+    assert_fails_with(&out, "unknown space 'nope' (spaces in the store: ref)");
+    let out = store.vlmdb(&["eval", "--model", "ref", "--dataset", "elsewhere"]);
+    assert_fails_with(
+        &out,
+        "nothing to evaluate: space emb_ref has no vectors for dataset 'elsewhere'",
+    );
+}
+
+#[test]
+fn mined_negatives_are_never_positives_and_respect_the_filters() {
+    let store = fixture_store();
+    let out = store.vlmdb(&["mine", "--model", "ref", "--dataset", "shapes", "-k", "3"]);
+    assert_success(&out);
+    let out = store.vlmdb(&["mine", "--model", "ref", "--dataset", "cirr", "-k", "3"]);
+    assert_success(&out);
+    // Every direction produced negatives: k per query where enough candidates exist.
+    let csv = store.csv(
+        "SELECT query_kind, count(DISTINCT query_id) AS q, sum(per) AS n, max(per) AS most FROM \
+         (SELECT query_kind, query_id, count(*) AS per FROM hard_negatives GROUP BY query_kind, query_id) \
+         GROUP BY query_kind ORDER BY query_kind",
+    );
+    assert_eq!(
+        csv.lines().skip(1).collect::<Vec<_>>(),
+        ["caption,150,450,3", "image,30,90,3", "pair,24,72,3"],
+        "{csv}"
+    );
+    // No negative is a positive of its query (caption <-> image, pair -> target).
+    let csv = store.csv(
+        "SELECT count(*) FROM hard_negatives h \
+         LEFT JOIN captions c1 ON h.query_kind = 'caption' AND c1.caption_id = h.query_id AND c1.image_id = h.negative_id \
+         LEFT JOIN captions c2 ON h.query_kind = 'image' AND c2.image_id = h.query_id AND c2.caption_id = h.negative_id \
+         LEFT JOIN pairs p ON h.query_kind = 'pair' AND p.pair_id = h.query_id AND p.target_id = h.negative_id \
+         WHERE c1.caption_id IS NOT NULL OR c2.caption_id IS NOT NULL OR p.pair_id IS NOT NULL",
+    );
+    assert_eq!(csv.lines().nth(1), Some("0"), "{csv}");
+    // Negatives are the best-ranked non-positives: a negative's rank is its place among all candidates, and the
+    // positive's score/rank come from retrieval_ranks.
+    let csv = store.csv(
+        "SELECT count(*) FROM hard_negatives h JOIN retrieval_ranks('ref', 'shapes') r \
+         ON r.direction = 't2i' AND r.query_id = h.query_id AND r.positive_id = h.positive_id \
+         WHERE h.query_kind = 'caption' AND (h.positive_score <> r.score OR h.rank = r.rank)",
+    );
+    assert_eq!(csv.lines().nth(1), Some("0"), "{csv}");
+
+    // Absolute margin and the false-negative guard, as round 1.
+    let out = store.vlmdb(&[
+        "mine",
+        "--model",
+        "ref",
+        "--dataset",
+        "shapes",
+        "-k",
+        "2",
+        "--iteration",
+        "1",
+        "--directions",
+        "t2i",
+        "--margin",
+        "0.1",
+        "--max-positive-similarity",
+        "0.5",
+    ]);
+    assert_success(&out);
+    let csv = store.csv(
+        "SELECT count(*) AS n, sum(CASE WHEN score > positive_score - 0.1 THEN 1 ELSE 0 END) AS inside \
+         FROM hard_negatives WHERE iteration = 1",
+    );
+    let line = csv.lines().nth(1).unwrap_or_default().to_string();
+    assert!(line.ends_with(",0") && !line.starts_with("0,"), "{csv}");
+    let csv = store.csv(
+        "SELECT count(*) FROM hard_negatives h \
+         JOIN vectors('ref', 'shapes', NULL, 'image') n ON n.item_id = h.negative_id \
+         JOIN vectors('ref', 'shapes', NULL, 'image') p ON p.item_id = h.positive_id \
+         WHERE h.iteration = 1 AND cosine_similarity(n.vector, p.vector) > 0.5",
+    );
+    assert_eq!(csv.lines().nth(1), Some("0"), "{csv}");
+
+    // diff.sql between round 0 and round 1 accounts for every negative of both.
+    let out = store.vlmdb(&[
+        "sql",
+        "-f",
+        "sql/mine/diff.sql",
+        "--param",
+        "from_iteration=0",
+        "--param",
+        "to_iteration=1",
+        "--format",
+        "csv",
+    ]);
+    assert_success(&out);
+    let text = stdout(&out);
+    // The last statement's rows: status,count.
+    let counts: Vec<(String, i64)> = text
+        .lines()
+        .filter_map(|l| {
+            let (status, n) = l.split_once(',')?;
+            let n: i64 = n.parse().ok()?;
+            matches!(status, "appeared" | "persisted" | "resolved").then(|| (status.to_string(), n))
+        })
+        .collect();
+    let get = |s: &str| counts.iter().rev().find(|c| c.0 == s).map_or(0, |c| c.1);
+    let latest_round0 = store.csv(
+        "SELECT count(*) FROM hard_negatives WHERE run_id = (SELECT max(run_id) FROM hard_negatives WHERE iteration = 0)",
+    );
+    let round0: i64 = latest_round0
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(-1);
+    let round1: i64 = store
+        .csv("SELECT count(*) FROM hard_negatives WHERE iteration = 1")
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(-1);
+    assert_eq!(get("persisted") + get("resolved"), round0, "{text}");
+    assert_eq!(get("persisted") + get("appeared"), round1, "{text}");
+}
+
+fn write_parquet(
+    path: &Path,
+    ids: &[&str],
+    kinds: &[&str],
+    vectors: Vec<Option<Vec<Option<f32>>>>,
+) {
+    use arrow::array::{ArrayRef, ListArray, StringArray};
+    use arrow::datatypes::Float32Type;
+    let vector: ListArray = ListArray::from_iter_primitive::<Float32Type, _, _>(vectors);
+    let batch = arrow::array::RecordBatch::try_from_iter(vec![
+        (
+            "item_id",
+            Arc::new(StringArray::from(ids.to_vec())) as ArrayRef,
+        ),
+        (
+            "kind",
+            Arc::new(StringArray::from(kinds.to_vec())) as ArrayRef,
+        ),
+        ("vector", Arc::new(vector) as ArrayRef),
+    ])
+    .expect("batch");
+    let file = std::fs::File::create(path).expect("create parquet");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+}
+
+#[test]
+fn import_rejects_bad_rows_and_writes_nothing() {
+    let store = fixture_store();
+    let dir = tempfile::tempdir().expect("tmp");
+    let v = |x: f32| Some(vec![Some(x), Some(1.0), Some(0.0)]);
+    let cases: Vec<(
+        &str,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<Option<Vec<Option<f32>>>>,
+        &str,
+    )> = vec![
+        (
+            "width",
+            vec!["shapes/scene_001", "shapes/scene_002"],
+            vec!["image", "image"],
+            vec![v(1.0), Some(vec![Some(1.0), Some(2.0)])],
+            "row 2 (item_id 'shapes/scene_002'): the vector has 2 dimensions but row 1 has 3",
+        ),
+        (
+            "nan",
+            vec!["shapes/scene_001", "shapes/scene_002"],
+            vec!["image", "image"],
+            vec![v(1.0), v(f32::NAN)],
+            "row 2 (item_id 'shapes/scene_002'): element 0 of the vector is NaN",
+        ),
+        (
+            "unknown",
+            vec!["shapes/scene_001", "shapes/nope"],
+            vec!["image", "image"],
+            vec![v(1.0), v(2.0)],
+            "row 2 (item_id 'shapes/nope'): no stored image has this id",
+        ),
+        (
+            "kind",
+            vec!["shapes/scene_001"],
+            vec!["video"],
+            vec![v(1.0)],
+            "row 1 (item_id 'shapes/scene_001'): unknown kind 'video'",
+        ),
+        (
+            "null",
+            vec!["shapes/scene_001"],
+            vec!["image"],
+            vec![None],
+            "row 1 (item_id 'shapes/scene_001'): vector is NULL",
+        ),
+    ];
+    let before = snapshot(&store.path());
+    for (name, ids, kinds, vectors, message) in cases {
+        let file = dir.path().join(format!("{name}.parquet"));
+        write_parquet(&file, &ids, &kinds, vectors);
+        let out = store.vlmdb(&[
+            "import",
+            "embeddings",
+            file.to_str().unwrap_or_default(),
+            "--space",
+            "bad",
+        ]);
+        assert_fails_with(&out, message);
+    }
+    // An existing space of another width.
+    let file = dir.path().join("narrow.parquet");
+    write_parquet(&file, &["shapes/scene_001"], &["image"], vec![v(1.0)]);
+    let out = store.vlmdb(&[
+        "import",
+        "embeddings",
+        file.to_str().unwrap_or_default(),
+        "--space",
+        "ref",
+    ]);
+    assert_fails_with(&out, "has 3 dimensions but space emb_ref has 16");
+    // Nothing was written (not even a run: every check happens before the run opens).
+    assert!(
+        snapshot(&store.path()) == before,
+        "a rejected import changed the store"
+    );
+    let out = store.vlmdb(&[
+        "import",
+        "embeddings",
+        file.to_str().unwrap_or_default(),
+        "--space",
+        "Bad-Name",
+    ]);
+    assert_fails_with(
+        &out,
+        "space name 'Bad-Name' must be a non-empty slug of [a-z0-9_]",
+    );
+}
+
+#[test]
+fn reimporting_changes_nothing() {
+    let store = fixture_store();
+    let count = |s: &TestStore| s.csv("SELECT count(*), count(DISTINCT item_id) FROM emb_ref");
+    let before = count(&store);
+    assert_eq!(before.lines().nth(1), Some("240,240"), "{before}");
+    assert_success(&store.vlmdb(&[
+        "import",
+        "embeddings",
+        "fixtures/eval/vectors.parquet",
+        "--space",
+        "ref",
+    ]));
+    assert_eq!(count(&store), before);
+}
