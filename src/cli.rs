@@ -52,6 +52,26 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
                 0
             }
         },
+        Command::Index(args) => {
+            let report = crate::eval::index::build(
+                &store().await?,
+                &args.model,
+                args.kind,
+                &device.device()?,
+            )
+            .await?;
+            writeln!(
+                out,
+                "{} index on {} ({} vectors): recall@10 {:.4} against exact search on {} of its vectors (run {})",
+                report.kind,
+                report.table,
+                report.rows,
+                report.recall_at_10,
+                report.sample,
+                report.run_id
+            )?;
+            0
+        }
         Command::Mine(args) => commands::mine(&store().await?, args, device, out).await?,
         Command::Eval(args) => commands::eval(&store().await?, args, device, out).await?,
         Command::Runs(args) => match args.action {

@@ -3,6 +3,8 @@
 //! products ([`scores`]), a running top-k ([`topk`], [`knn`]) and positive ranks ([`ranks`], [`retrieval`]).
 
 pub mod evaluate;
+pub mod hnsw;
+pub mod index;
 pub mod knn;
 pub mod ranks;
 pub mod retrieval;

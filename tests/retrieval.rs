@@ -432,3 +432,117 @@ fn reimporting_changes_nothing() {
     ]));
     assert_eq!(count(&store), before);
 }
+
+/// A store with `n` tiny images (dataset `synth`, ids `synth/img_NNNN`) and a random `dim`-wide space `synth`.
+fn synthetic_store(n: usize, dim: usize) -> TestStore {
+    let store = TestStore::initialised();
+    let dir = store.dir.path().join("synth");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for i in 0..n {
+        let pixel = image::Rgb([(i % 251) as u8, (i / 251) as u8, 7]);
+        let img = image::RgbImage::from_pixel(2, 2, pixel);
+        img.save(dir.join(format!("img_{i:04}.png")))
+            .expect("write png");
+    }
+    let out = store.vlmdb(&[
+        "ingest",
+        "folder",
+        dir.to_str().unwrap_or_default(),
+        "--dataset",
+        "synth",
+    ]);
+    assert_success(&out);
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        Some((state % 20001) as f32 / 10000.0 - 1.0)
+    };
+    let ids: Vec<String> = (0..n).map(|i| format!("synth/img_{i:04}")).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let vectors = (0..n)
+        .map(|_| Some((0..dim).map(|_| next()).collect()))
+        .collect();
+    let file = store.dir.path().join("synth.parquet");
+    write_parquet(&file, &id_refs, &vec!["image"; n], vectors);
+    assert_success(&store.vlmdb(&[
+        "import",
+        "embeddings",
+        file.to_str().unwrap_or_default(),
+        "--space",
+        "synth",
+    ]));
+    store
+}
+
+#[test]
+fn approximate_search_reports_its_recall() {
+    let store = synthetic_store(2000, 32);
+    // hnsw_rs through knn: every query gets k neighbours, and the recall against exact search is printed.
+    let out = store.vlmdb(&[
+        "sql",
+        "SELECT count(*) AS n, count(DISTINCT query_id) AS q FROM knn('synth:image', 'synth:image', 10, NULL, NULL, 'hnsw')",
+        "--format",
+        "csv",
+    ]);
+    assert_success(&out);
+    assert_eq!(
+        stdout(&out).lines().nth(1),
+        Some("20000,2000"),
+        "{}",
+        stdout(&out)
+    );
+    let err = crate::common::stderr(&out);
+    let recall: f64 = err
+        .split("hnsw recall@10 = ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no recall printed: {err}"));
+    assert!(recall >= 0.9, "hnsw recall@10 {recall}");
+    // The approximate neighbours agree with the exact ones for most queries.
+    let csv = store.csv(
+        "SELECT count(*) FROM knn('synth:image', 'synth:image', 10, NULL, NULL, 'hnsw') a \
+         JOIN knn('synth:image', 'synth:image', 10) e ON a.query_id = e.query_id AND a.neighbor_id = e.neighbor_id",
+    );
+    let shared: f64 = csv
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    assert!(shared / 20000.0 >= 0.9, "{csv}");
+
+    // Lance's own index: built, its recall measured and recorded.
+    for kind in ["ivf_pq", "ivf_hnsw_sq"] {
+        let out = store.vlmdb(&["index", "--model", "synth", "--kind", kind]);
+        assert_success(&out);
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!(
+                "{kind} index on emb_synth (2000 vectors): recall@10 "
+            )),
+            "{text}"
+        );
+    }
+    let csv = store.csv(
+        "SELECT count(*), min(value) >= 0.0, max(value) <= 1.0 FROM metrics WHERE name = 'index_recall_at_10'",
+    );
+    assert_eq!(csv.lines().nth(1), Some("2,true,true"), "{csv}");
+    // Exact search is unchanged by the index.
+    let csv = store.csv(
+        "SELECT count(*) FROM vector_search('synth', (SELECT vector FROM vectors('synth') WHERE item_id = 'synth/img_0042'), 1) \
+         WHERE item_id = 'synth/img_0042'",
+    );
+    assert_eq!(csv.lines().nth(1), Some("1"), "{csv}");
+}
+
+#[test]
+fn a_lance_index_needs_enough_vectors() {
+    let store = fixture_store();
+    let out = store.vlmdb(&["index", "--model", "ref"]);
+    assert_fails_with(
+        &out,
+        "space emb_ref has 240 vectors; a Lance vector index needs at least 256",
+    );
+}

@@ -48,6 +48,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Retrieval metrics (R@K, median/mean rank, mAP@10, CIRR subsets) of a space on a dataset, into `metrics`.
     Eval(EvalArgs),
+    /// Build Lance's vector index on a space and print its measured recall@10.
+    Index(IndexArgs),
     /// Mine hard negatives (one round = one iteration) into `hard_negatives`.
     Mine(MineArgs),
     /// List runs, or show one.
@@ -151,6 +153,16 @@ pub enum ImportWhat {
         #[arg(long)]
         model_id: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// The space: the model that made it, or its name.
+    #[arg(long)]
+    pub model: String,
+    /// The index type.
+    #[arg(long, value_enum, default_value = "ivf_pq")]
+    pub kind: crate::eval::index::IndexKind,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 
 use candle_core::Device;
 
+use super::hnsw::{HnswParams, top_k_measured};
 use super::retrieval::{Combiner, pair_truth};
 use super::space::{Filter, Vectors, load};
 use super::topk::top_k;
@@ -23,6 +24,30 @@ pub struct Side {
     pub kind: String,
 }
 
+/// Exact search, or an HNSW graph with its recall measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    #[default]
+    Exact,
+    Hnsw(HnswParams),
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Method> {
+        match s {
+            "exact" => Ok(Method::Exact),
+            "hnsw" => Ok(Method::Hnsw(HnswParams::default())),
+            other => Err(Error::Usage(format!(
+                "unknown knn method '{other}' (use exact or hnsw)"
+            ))),
+        }
+    }
+}
+
+/// Queries whose exact neighbours are computed to measure an approximate search's recall.
+pub const RECALL_SAMPLE: usize = 200;
+
 /// What to search.
 #[derive(Debug, Clone)]
 pub struct KnnRequest {
@@ -31,6 +56,14 @@ pub struct KnnRequest {
     pub k: usize,
     pub dataset: Option<String>,
     pub split: Option<String>,
+    pub method: Method,
+}
+
+/// The neighbours, and for an approximate method its measured recall@k.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnnResult {
+    pub rows: Vec<NeighborRow>,
+    pub recall: Option<f64>,
 }
 
 /// One neighbour of one query.
@@ -99,7 +132,7 @@ pub async fn query_vectors(
 }
 
 /// The top-k of every query, best first; ties by neighbour id.
-pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result<Vec<NeighborRow>> {
+pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result<KnnResult> {
     let dataset = request.dataset.as_deref();
     let split = request.split.as_deref();
     if request.corpus.kind == "pair" {
@@ -124,7 +157,10 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
         });
     }
     if queries.is_empty() || corpus.is_empty() {
-        return Ok(Vec::new());
+        return Ok(KnnResult {
+            rows: Vec::new(),
+            recall: None,
+        });
     }
     let exclude: Option<Vec<Option<u32>>> = references.map(|refs| {
         let index = corpus.index();
@@ -132,7 +168,24 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
             .map(|r| index.get(r.as_str()).copied())
             .collect()
     });
-    let hits = top_k(&queries, &corpus, request.k, exclude.as_deref(), device)?;
+    let (hits, recall) = match request.method {
+        Method::Exact => (
+            top_k(&queries, &corpus, request.k, exclude.as_deref(), device)?,
+            None,
+        ),
+        Method::Hnsw(params) => {
+            let (hits, recall) = top_k_measured(
+                &queries,
+                &corpus,
+                request.k,
+                exclude.as_deref(),
+                params,
+                RECALL_SAMPLE,
+                device,
+            )?;
+            (hits, Some(recall))
+        }
+    };
     let mut rows = Vec::with_capacity(queries.len() * request.k.min(corpus.len()));
     for (q, hits) in hits.into_iter().enumerate() {
         for (r, hit) in hits.into_iter().enumerate() {
@@ -144,7 +197,7 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
             });
         }
     }
-    Ok(rows)
+    Ok(KnnResult { rows, recall })
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
-use crate::eval::knn::{KnnRequest, NeighborRow, Side, knn, parse_side};
+use crate::eval::knn::{KnnRequest, Method, NeighborRow, RECALL_SAMPLE, Side, knn, parse_side};
 use crate::eval::space::resolve;
 
-const SIGNATURE: &str = "knn(query, corpus, k [, dataset [, split]])";
+const SIGNATURE: &str = "knn(query, corpus, k [, dataset [, split [, method]]])";
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -34,6 +34,11 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("k", "Neighbours per query.")
     .with_argument("dataset", "Only items of this dataset (NULL: all).")
     .with_argument("split", "Only items of this split (NULL: all).")
+    .with_argument(
+        "method",
+        "'exact' (default) or 'hnsw': an HNSW graph (hnsw_rs, M = 32, efSearch = 128) built over the corpus, \
+         whose recall@k against exact search on up to 200 queries is printed to stderr.",
+    )
     .with_sql_example(
         "> SELECT * FROM knn('tiny_clip_c94a344:caption', 'tiny_clip_c94a344:image', 5, 'shapes', 'test')\n  WHERE rank = 1 LIMIT 3;",
     )
@@ -75,7 +80,7 @@ pub struct Knn(pub Context);
 
 impl TableFunctionImpl for Knn {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let args = Args::new("knn", SIGNATURE, &args, 3, 5).map_err(df)?;
+        let args = Args::new("knn", SIGNATURE, &args, 3, 6).map_err(df)?;
         let (query_space, query_kind) =
             parse_side(&args.required_text(0, "query").map_err(df)?, "caption").map_err(df)?;
         let (corpus_space, corpus_kind) =
@@ -83,6 +88,10 @@ impl TableFunctionImpl for Knn {
         let k = args.required_count(2, "k").map_err(df)?;
         let dataset = args.text(3, "dataset").map_err(df)?;
         let split = args.text(4, "split").map_err(df)?;
+        let method: Method = match args.text(5, "method").map_err(df)? {
+            Some(m) => m.parse().map_err(df)?,
+            None => Method::Exact,
+        };
         let context = self.0.clone();
         Ok(Computed::new(
             schema(),
@@ -105,9 +114,15 @@ impl TableFunctionImpl for Knn {
                         k,
                         dataset,
                         split,
+                        method,
                     };
-                    let rows = knn(store, &request, &context.device.device()?).await?;
-                    batch(&rows)
+                    let result = knn(store, &request, &context.device.device()?).await?;
+                    if let Some(recall) = result.recall {
+                        eprintln!(
+                            "knn: hnsw recall@{k} = {recall:.4} (against exact search on up to {RECALL_SAMPLE} queries)"
+                        );
+                    }
+                    batch(&result.rows)
                 })
             }),
         ))
