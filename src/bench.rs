@@ -1,6 +1,8 @@
 //! `vlmdb bench`: speed figures measured side by side with the peer an issue names, on the same machine and the
 //! same inputs. Never timing assertions: the numbers are printed for a person to read and report.
 
+pub mod retrieval;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -161,7 +163,7 @@ pub fn captions(count: usize) -> Vec<String> {
 
 /// Run a Python peer script and read the JSON object on the last line of its output; `install` is the hint
 /// printed when it fails.
-fn run_peer(
+pub(crate) fn run_peer(
     python: &str,
     script: &Path,
     args: &[String],

@@ -92,6 +92,40 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
                     .await?;
                 0
             }
+            BenchWhat::Eval {
+                images,
+                per_image,
+                dim,
+                python,
+                no_peer,
+            } => {
+                crate::bench::retrieval::eval_bench(
+                    images,
+                    per_image,
+                    dim,
+                    (!no_peer).then_some(python.as_str()),
+                    out,
+                )?;
+                0
+            }
+            BenchWhat::Knn {
+                n,
+                hnsw_n,
+                dim,
+                k,
+                python,
+                no_peer,
+            } => {
+                crate::bench::retrieval::knn_bench(
+                    n,
+                    hnsw_n,
+                    dim,
+                    k,
+                    (!no_peer).then_some(python.as_str()),
+                    out,
+                )?;
+                0
+            }
             BenchWhat::Embed(args) => {
                 crate::bench::embed_bench(&args, device, out).await?;
                 0

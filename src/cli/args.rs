@@ -80,6 +80,41 @@ pub enum BenchWhat {
     },
     /// Texts/s of a sentence-transformers model and images/s of a CLIP image tower, beside PyTorch.
     Embed(BenchEmbedArgs),
+    /// Retrieval eval (ranks + R@K both ways) on random unit vectors, beside the CLIP_benchmark formula in PyTorch.
+    Eval {
+        /// Images; each has --per-image captions.
+        #[arg(long, default_value_t = 5_000)]
+        images: usize,
+        #[arg(long, default_value_t = 5)]
+        per_image: usize,
+        #[arg(long, default_value_t = 512)]
+        dim: usize,
+        /// The Python that runs the peer (needs numpy and torch).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Skip the peer.
+        #[arg(long)]
+        no_peer: bool,
+    },
+    /// Exact kNN beside faiss IndexFlatIP, and hnsw_rs beside faiss HNSW32 at equal recall.
+    Knn {
+        /// Queries and corpus items of the exact search.
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        /// Corpus items of the HNSW comparison (1,000 queries).
+        #[arg(long, default_value_t = 20_000)]
+        hnsw_n: usize,
+        #[arg(long, default_value_t = 512)]
+        dim: usize,
+        #[arg(short = 'k', long = "k", default_value_t = 10)]
+        k: usize,
+        /// The Python that runs the peer (needs numpy and faiss-cpu).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Skip the peer.
+        #[arg(long)]
+        no_peer: bool,
+    },
 }
 
 #[derive(Debug, Args)]

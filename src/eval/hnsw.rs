@@ -82,6 +82,14 @@ impl<'a> Graph<'a> {
         Ok(Graph { hnsw, params })
     }
 
+    /// The same graph searched with another candidate list size.
+    pub fn with_ef(&self, ef_search: usize) -> GraphView<'_, 'a> {
+        GraphView {
+            graph: self,
+            ef_search,
+        }
+    }
+
     /// The approximate top-k of each query, best first (ties by candidate row), leaving out `exclude[q]`.
     pub fn search(
         &self,
@@ -89,11 +97,21 @@ impl<'a> Graph<'a> {
         k: usize,
         exclude: Option<&[Option<u32>]>,
     ) -> Vec<Vec<Hit>> {
+        self.search_with(queries, k, exclude, self.params.ef_search)
+    }
+
+    fn search_with(
+        &self,
+        queries: &Vectors,
+        k: usize,
+        exclude: Option<&[Option<u32>]>,
+        ef_search: usize,
+    ) -> Vec<Vec<Hit>> {
         let rows: Vec<Vec<f32>> = (0..queries.len())
             .map(|q| queries.row(q).to_vec())
             .collect();
         let extra = usize::from(exclude.is_some());
-        let ef = self.params.ef_search.max(k + extra);
+        let ef = ef_search.max(k + extra);
         let found = self.hnsw.parallel_search(&rows, k + extra, ef);
         found
             .into_iter()
@@ -113,6 +131,24 @@ impl<'a> Graph<'a> {
                 hits
             })
             .collect()
+    }
+}
+
+/// A graph with its own search-time candidate list size.
+pub struct GraphView<'g, 'a> {
+    graph: &'g Graph<'a>,
+    ef_search: usize,
+}
+
+impl GraphView<'_, '_> {
+    /// As [`Graph::search`], with this view's efSearch.
+    pub fn search(
+        &self,
+        queries: &Vectors,
+        k: usize,
+        exclude: Option<&[Option<u32>]>,
+    ) -> Vec<Vec<Hit>> {
+        self.graph.search_with(queries, k, exclude, self.ef_search)
     }
 }
 

@@ -2,7 +2,7 @@
 //! product (GEMM on CPU, cuBLAS on a GPU) of a slice of queries with a slice of candidates, handed to a visitor and
 //! dropped. The full queries × candidates matrix never exists in memory; a block holds at most [`BLOCK_SCORES`].
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Storage, Tensor};
 
 use super::space::Vectors;
 use crate::error::{Error, Result};
@@ -78,19 +78,32 @@ pub fn for_each_block(
         .map_err(tensor)?;
         for c0 in (0..n).step_by(cols_per_block) {
             let cols = cols_per_block.min(n - c0);
-            let scores = corpus
+            let product = corpus
                 .narrow(0, c0, cols)
                 .and_then(|c| c.t())
                 .and_then(|c| q.matmul(&c))
-                .and_then(|s| s.flatten_all())
-                .and_then(|s| s.to_vec1::<f32>())
                 .map_err(tensor)?;
+            // On CPU the block is read where GEMM wrote it; from a GPU it is copied back once.
+            let (storage, layout) = product.storage_and_layout();
+            let copied;
+            let scores: &[f32] = match (&*storage, layout.contiguous_offsets()) {
+                (Storage::Cpu(cpu), Some((start, end))) => {
+                    &cpu.as_slice::<f32>().map_err(tensor)?[start..end]
+                }
+                _ => {
+                    copied = product
+                        .flatten_all()
+                        .and_then(|s| s.to_vec1::<f32>())
+                        .map_err(tensor)?;
+                    &copied
+                }
+            };
             visit(&Block {
                 q0,
                 c0,
                 rows,
                 cols,
-                scores: &scores,
+                scores,
             })?;
         }
     }

@@ -6,7 +6,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{Documentation, Expr};
+use datafusion::logical_expr::{Documentation, Expr, LogicalPlan};
 use datafusion::scalar::ScalarValue;
 
 use super::{Args, Computed, Context, DOC_SECTION, constant, df};
@@ -23,9 +23,10 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         DOC_SECTION,
         "The k items of a space nearest to one query vector by cosine similarity, exact (the vector index is \
          bypassed). The dataset/split/kind filter is applied before ranking, so k rows come back whenever k items \
-         match. The query is a vector literal ([0.1, 0.2, …]), any constant vector expression, or \
-         embed_text(model, 'text') / embed_image(model, bytes) with constant arguments (embedded once, through \
-         the model cache). A NULL query gives no rows; a query of another width is an error naming both widths. \
+         match. The query is a vector literal ([0.1, 0.2, …]), any constant vector expression, a scalar subquery \
+         ((SELECT vector FROM vectors('space') WHERE item_id = 'x')), or embed_text(model, text) / \
+         embed_image(model, bytes) whose input is a constant or a scalar subquery ((SELECT data FROM images \
+         WHERE image_id = 'x')), embedded once, through the model cache. A NULL query gives no rows; a query of another width is an error naming both widths. \
          Rows: rank, item_id, kind, dataset, split, score; ties by item id.",
         SIGNATURE,
     )
@@ -60,8 +61,10 @@ fn schema() -> SchemaRef {
 #[derive(Debug, Clone)]
 enum Query {
     Null,
-    /// A scalar subquery, run when the table is scanned.
-    Subquery,
+    /// The value of a scalar subquery, run when the table is scanned, read by `embed` (or as a vector).
+    Deferred {
+        embed: Option<Embed>,
+    },
     Vector(Vec<f32>),
     Text {
         model: String,
@@ -71,6 +74,13 @@ enum Query {
         model: String,
         bytes: Vec<u8>,
     },
+}
+
+/// `embed_text(model, …)` or `embed_image(model, …)`.
+#[derive(Debug, Clone)]
+struct Embed {
+    function: String,
+    model: String,
 }
 
 fn vector(value: &ScalarValue) -> std::result::Result<Option<Vec<f32>>, String> {
@@ -93,62 +103,75 @@ fn vector(value: &ScalarValue) -> std::result::Result<Option<Vec<f32>>, String> 
     Ok(Some(values.values().to_vec()))
 }
 
-fn query(args: &Args, session_expr: &Expr) -> Result<Query> {
-    if let Expr::ScalarSubquery(_) = session_expr {
-        return Ok(Query::Subquery);
+fn bad(message: impl std::fmt::Display) -> Error {
+    Error::Usage(format!("vector_search: argument query: {message}"))
+}
+
+/// What a query value means: a vector, or the input of `embed`.
+fn interpret(embed: Option<&Embed>, value: ScalarValue) -> Result<Query> {
+    if value.is_null() {
+        return Ok(Query::Null);
     }
-    if let Expr::ScalarFunction(f) = session_expr {
+    let Some(embed) = embed else {
+        return Ok(vector(&value)
+            .map_err(bad)?
+            .map_or(Query::Null, Query::Vector));
+    };
+    let model = embed.model.clone();
+    match (embed.function.as_str(), value) {
+        (
+            "embed_text",
+            ScalarValue::Utf8(Some(text))
+            | ScalarValue::LargeUtf8(Some(text))
+            | ScalarValue::Utf8View(Some(text)),
+        ) => Ok(Query::Text { model, text }),
+        (
+            "embed_image",
+            ScalarValue::Binary(Some(bytes))
+            | ScalarValue::LargeBinary(Some(bytes))
+            | ScalarValue::BinaryView(Some(bytes)),
+        ) => Ok(Query::Image { model, bytes }),
+        (function, other) => Err(bad(format!(
+            "{function} got {other}, which it cannot embed"
+        ))),
+    }
+}
+
+/// The query, and the scalar subquery whose value it waits for, if any.
+fn query(args: &Args, expr: &Expr) -> Result<(Query, Option<LogicalPlan>)> {
+    if let Expr::ScalarSubquery(sq) = expr {
+        return Ok((
+            Query::Deferred { embed: None },
+            Some(sq.subquery.as_ref().clone()),
+        ));
+    }
+    if let Expr::ScalarFunction(f) = expr {
         let name = f.func.name();
         if (name == "embed_text" || name == "embed_image") && f.args.len() == 2 {
-            let inner = |i: usize, what: &str| {
-                constant_of(args, &f.args[i]).map_err(|e| {
-                    Error::Usage(format!(
-                        "vector_search: argument query: {name}'s {what} {e}"
-                    ))
-                })
-            };
-            let model = match inner(0, "model")? {
+            let model = match constant_of(args, &f.args[0])
+                .map_err(|e| bad(format!("{name}'s model {e}")))?
+            {
                 ScalarValue::Utf8(Some(m))
                 | ScalarValue::LargeUtf8(Some(m))
                 | ScalarValue::Utf8View(Some(m)) => m,
-                other => {
-                    return Err(Error::Usage(format!(
-                        "vector_search: argument query: {name}'s model must be text, got {other}"
-                    )));
-                }
+                other => return Err(bad(format!("{name}'s model must be text, got {other}"))),
             };
-            let input = inner(1, "input")?;
-            if input.is_null() {
-                return Ok(Query::Null);
+            let embed = Embed {
+                function: name.to_string(),
+                model,
+            };
+            if let Expr::ScalarSubquery(sq) = &f.args[1] {
+                return Ok((
+                    Query::Deferred { embed: Some(embed) },
+                    Some(sq.subquery.as_ref().clone()),
+                ));
             }
-            return match (name, input) {
-                (
-                    "embed_text",
-                    ScalarValue::Utf8(Some(t))
-                    | ScalarValue::LargeUtf8(Some(t))
-                    | ScalarValue::Utf8View(Some(t)),
-                ) => Ok(Query::Text { model, text: t }),
-                (
-                    "embed_image",
-                    ScalarValue::Binary(Some(b))
-                    | ScalarValue::LargeBinary(Some(b))
-                    | ScalarValue::BinaryView(Some(b)),
-                ) => Ok(Query::Image { model, bytes: b }),
-                (_, other) => Err(Error::Usage(format!(
-                    "vector_search: argument query: {name} got {other}, which it cannot embed"
-                ))),
-            };
+            let input =
+                constant_of(args, &f.args[1]).map_err(|e| bad(format!("{name}'s input {e}")))?;
+            return Ok((interpret(Some(&embed), input)?, None));
         }
     }
-    let value = args.scalar(1, "query")?;
-    Ok(
-        match vector(&value)
-            .map_err(|e| Error::Usage(format!("vector_search: argument query: {e}")))?
-        {
-            Some(v) => Query::Vector(v),
-            None => Query::Null,
-        },
-    )
+    Ok((interpret(None, args.scalar(1, "query")?)?, None))
 }
 
 fn constant_of(args: &Args, expr: &Expr) -> std::result::Result<ScalarValue, String> {
@@ -166,7 +189,7 @@ impl TableFunctionImpl for VectorSearch {
             .expr(1)
             .cloned()
             .unwrap_or(Expr::Literal(ScalarValue::Null, None));
-        let query = query(&args, &query_expr).map_err(df)?;
+        let (query, subquery) = query(&args, &query_expr).map_err(df)?;
         let k = args.required_count(2, "k").map_err(df)?;
         let filter = Filter {
             dataset: args.text(3, "dataset").map_err(df)?,
@@ -181,16 +204,13 @@ impl TableFunctionImpl for VectorSearch {
                 let store = &context.store;
                 let table = resolve(store, &space).await?;
                 let query = match (query, subquery_value) {
-                    (Query::Subquery, Some(value)) => match vector(&value)
-                        .map_err(|e| Error::Usage(format!("vector_search: argument query: {e}")))?
-                    {
-                        Some(v) => Query::Vector(v),
-                        None => Query::Null,
-                    },
+                    (Query::Deferred { embed }, Some(value)) => interpret(embed.as_ref(), value)?,
                     (query, _) => query,
                 };
                 let vector = match query {
-                    Query::Null | Query::Subquery => return Ok(RecordBatch::new_empty(schema())),
+                    Query::Null | Query::Deferred { .. } => {
+                        return Ok(RecordBatch::new_empty(schema()));
+                    }
                     Query::Vector(v) => v,
                     Query::Text { model, text } => {
                         let m = load_shared(&model, context.device).await?;
@@ -207,11 +227,9 @@ impl TableFunctionImpl for VectorSearch {
                 nearest(store, &table, vector, k, &filter).await
             })
         });
-        Ok(match query_expr {
-            Expr::ScalarSubquery(subquery) => {
-                Computed::with_subquery(schema(), subquery.subquery.as_ref().clone(), compute)
-            }
-            _ => Computed::new(schema(), compute),
+        Ok(match subquery {
+            Some(plan) => Computed::with_subquery(schema(), plan, compute),
+            None => Computed::new(schema(), compute),
         })
     }
 }
