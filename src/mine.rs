@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::eval::evaluate::space_model;
 use crate::eval::space::resolve;
 use crate::models::DeviceChoice;
-use crate::sql::{Engine, ParamValue, Params, StatementResult};
+use crate::sql::{Engine, FileRuns, ParamValue, Params, StatementResult};
 use crate::store::Store;
 use crate::store::runs::{Run, RunSpec};
 
@@ -130,7 +130,7 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
             Some(d) => d.max(options.k),
             None => 2 * options.k + most_positives(&probe, &options.dataset).await?,
         };
-        let mut result: Option<StatementResult> = None;
+        let mut runs = FileRuns::default();
         for direction in &directions {
             let mut params = Params::default();
             params.set("run_id", ParamValue::Text(run.id().to_string()))?;
@@ -153,23 +153,17 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
                 "max_positive_similarity",
                 optional(options.max_positive_similarity),
             )?;
-            let engine = Engine::with_device(store.clone(), options.device).await?;
-            let last = engine
-                .execute_sql(HARD_NEGATIVES_SQL, &params)
-                .await?
-                .pop()
-                .ok_or_else(|| {
-                    Error::Usage("sql/mine/hard_negatives.sql has no statements".into())
-                })?;
-            for (t, v) in engine.reads() {
-                run.record_input(&t, v);
-            }
-            match &mut result {
-                None => result = Some(last),
-                Some(r) => r.batches.extend(last.batches),
-            }
+            runs.run(
+                store,
+                options.device,
+                "sql/mine/hard_negatives.sql",
+                HARD_NEGATIVES_SQL,
+                &params,
+                &mut run,
+            )
+            .await?;
         }
-        result.ok_or_else(|| Error::Usage("no direction to mine".into()))
+        Ok(runs.finish())
     }
     .await;
     let run_id = run.id().to_string();

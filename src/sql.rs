@@ -42,6 +42,50 @@ impl StatementResult {
     }
 }
 
+/// The results of running a SQL file several times (once per parameter set), concatenated: each run's last
+/// statement, which is the file's output.
+#[derive(Debug, Default)]
+pub struct FileRuns {
+    result: Option<StatementResult>,
+}
+
+impl FileRuns {
+    /// Run every statement of `sql` (named `name` in errors) in a fresh session on `store` — so the file's session
+    /// tables are its own — with `params`, recording the tables read on `run`, and keep the last result.
+    pub async fn run(
+        &mut self,
+        store: &Store,
+        device: DeviceChoice,
+        name: &str,
+        sql: &str,
+        params: &Params,
+        run: &mut crate::store::runs::Run,
+    ) -> Result<()> {
+        let engine = Engine::with_device(store.clone(), device).await?;
+        let last = engine
+            .execute_sql(sql, params)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Usage(format!("{name} has no statements")))?;
+        for (table, version) in engine.reads() {
+            run.record_input(&table, version);
+        }
+        match &mut self.result {
+            None => self.result = Some(last),
+            Some(r) => r.batches.extend(last.batches),
+        }
+        Ok(())
+    }
+
+    /// All the rows (an empty result when nothing ran).
+    pub fn finish(self) -> StatementResult {
+        self.result.unwrap_or_else(|| StatementResult {
+            schema: Arc::new(arrow::datatypes::Schema::empty()),
+            batches: Vec::new(),
+        })
+    }
+}
+
 /// A SQL session over a store.
 pub struct Engine {
     ctx: SessionContext,

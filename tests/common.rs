@@ -118,3 +118,33 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files.sort();
     files
 }
+
+/// The retrieval fixture, as `vlmdb` argument lists: the shapes (Karpathy) and cirr datasets, and the reference
+/// vectors of `fixtures/eval/` imported as space `ref`.
+pub const RETRIEVAL_FIXTURE: [&[&str]; 3] = [
+    &[
+        "ingest",
+        "karpathy",
+        "fixtures/datasets/karpathy/dataset_shapes.json",
+        "--images",
+        "fixtures/datasets/karpathy/images",
+        "--dataset",
+        "shapes",
+    ],
+    &[
+        "ingest",
+        "cirr",
+        "fixtures/datasets/cirr",
+        "--dataset",
+        "cirr",
+    ],
+    &[
+        "import",
+        "embeddings",
+        "fixtures/eval/vectors.parquet",
+        "--space",
+        "ref",
+        "--model-id",
+        "numpy-reference",
+    ],
+];

@@ -9,33 +9,7 @@ use crate::common::{TestStore, assert_fails_with, assert_success, snapshot, stdo
 /// A store with the shapes and cirr fixtures and the reference vectors imported as space `ref`.
 fn fixture_store() -> TestStore {
     let store = TestStore::initialised();
-    for args in [
-        &[
-            "ingest",
-            "karpathy",
-            "fixtures/datasets/karpathy/dataset_shapes.json",
-            "--images",
-            "fixtures/datasets/karpathy/images",
-            "--dataset",
-            "shapes",
-        ][..],
-        &[
-            "ingest",
-            "cirr",
-            "fixtures/datasets/cirr",
-            "--dataset",
-            "cirr",
-        ],
-        &[
-            "import",
-            "embeddings",
-            "fixtures/eval/vectors.parquet",
-            "--space",
-            "ref",
-            "--model-id",
-            "numpy-reference",
-        ],
-    ] {
+    for args in crate::common::RETRIEVAL_FIXTURE {
         assert_success(&store.vlmdb(args));
     }
     store
@@ -299,12 +273,10 @@ fn mined_negatives_are_never_positives_and_respect_the_filters() {
     assert_eq!(get("persisted") + get("appeared"), round1, "{text}");
 }
 
-fn write_parquet(
-    path: &Path,
-    ids: &[&str],
-    kinds: &[&str],
-    vectors: Vec<Option<Vec<Option<f32>>>>,
-) {
+/// One row's vector in a test Parquet file: NULL, or elements that may be NULL.
+type Vector = Option<Vec<Option<f32>>>;
+
+fn write_parquet(path: &Path, ids: &[&str], kinds: &[&str], vectors: Vec<Vector>) {
     use arrow::array::{ArrayRef, ListArray, StringArray};
     use arrow::datatypes::Float32Type;
     let vector: ListArray = ListArray::from_iter_primitive::<Float32Type, _, _>(vectors);
@@ -332,13 +304,9 @@ fn import_rejects_bad_rows_and_writes_nothing() {
     let store = fixture_store();
     let dir = tempfile::tempdir().expect("tmp");
     let v = |x: f32| Some(vec![Some(x), Some(1.0), Some(0.0)]);
-    let cases: Vec<(
-        &str,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<Option<Vec<Option<f32>>>>,
-        &str,
-    )> = vec![
+    // (file name, item ids, kinds, vectors, the error expected)
+    type Case<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<Vector>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "width",
             vec!["shapes/scene_001", "shapes/scene_002"],

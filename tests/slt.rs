@@ -100,35 +100,11 @@ impl AsyncDB for SltDb {
 async fn fixture(store: &Store, name: &str) -> Result<(), SltError> {
     assert_eq!(name, "retrieval", "unknown fixture '{name}'");
     let db = store.root().display().to_string();
-    for args in [
-        vec![
-            "ingest",
-            "karpathy",
-            "fixtures/datasets/karpathy/dataset_shapes.json",
-            "--images",
-            "fixtures/datasets/karpathy/images",
-            "--dataset",
-            "shapes",
-        ],
-        vec![
-            "ingest",
-            "cirr",
-            "fixtures/datasets/cirr",
-            "--dataset",
-            "cirr",
-        ],
-        vec![
-            "import",
-            "embeddings",
-            "fixtures/eval/vectors.parquet",
-            "--space",
-            "ref",
-        ],
-    ] {
+    for args in crate::common::RETRIEVAL_FIXTURE {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_vlmdb"))
             .arg("--db")
             .arg(&db)
-            .args(&args)
+            .args(args)
             .output()
             .expect("run vlmdb");
         assert!(

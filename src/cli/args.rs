@@ -200,17 +200,24 @@ pub struct IndexArgs {
     pub kind: crate::eval::index::IndexKind,
 }
 
+/// The space a retrieval command works on, and the dataset that is its ground truth.
 #[derive(Debug, Args)]
-pub struct MineArgs {
-    /// The space to mine: the model that made it (alias, hf: id, directory), or its name (imported spaces).
+pub struct SpaceOnDataset {
+    /// The space: the model that made it (alias, hf: id, directory), or its name (imported spaces).
     #[arg(long)]
     pub model: String,
     /// The dataset whose captions / pairs are the ground truth.
     #[arg(long)]
     pub dataset: String,
-    /// The split (default: the whole dataset).
+    /// The split (default: the whole dataset as one pool).
     #[arg(long)]
     pub split: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MineArgs {
+    #[command(flatten)]
+    pub on: SpaceOnDataset,
     /// Negatives kept per query.
     #[arg(short = 'k', long = "k", default_value_t = 10)]
     pub k: usize,
@@ -239,15 +246,8 @@ pub struct MineArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The space to evaluate: the model that made it (alias, hf: id, directory), or its name (imported spaces).
-    #[arg(long)]
-    pub model: String,
-    /// The dataset whose captions / pairs are the ground truth.
-    #[arg(long)]
-    pub dataset: String,
-    /// The split (default: the whole dataset as one pool).
-    #[arg(long)]
-    pub split: Option<String>,
+    #[command(flatten)]
+    pub on: SpaceOnDataset,
     /// Matryoshka (MRL) widths to evaluate, e.g. 512,256,128,64 (default: the full width).
     #[arg(long, value_delimiter = ',')]
     pub dims: Vec<usize>,

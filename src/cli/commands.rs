@@ -390,9 +390,9 @@ pub async fn eval(
     out: &mut dyn Write,
 ) -> Result<u8> {
     let options = crate::eval::evaluate::EvalOptions {
-        model: args.model,
-        dataset: args.dataset,
-        split: args.split,
+        model: args.on.model,
+        dataset: args.on.dataset,
+        split: args.on.split,
         dims: args.dims,
         combiner: args.combiner,
         device,
@@ -413,9 +413,9 @@ pub async fn mine(
     out: &mut dyn Write,
 ) -> Result<u8> {
     let options = crate::mine::MineOptions {
-        model: args.model,
-        dataset: args.dataset,
-        split: args.split,
+        model: args.on.model,
+        dataset: args.on.dataset,
+        split: args.on.split,
         k: args.k,
         depth: args.depth,
         iteration: args.iteration,

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::models::DeviceChoice;
-use crate::sql::{Engine, ParamValue, Params, StatementResult};
+use crate::sql::{FileRuns, ParamValue, Params, StatementResult};
 use crate::store::Store;
 use crate::store::runs::{Run, RunSpec};
 
@@ -88,7 +88,7 @@ pub async fn evaluate(store: &Store, options: &EvalOptions) -> Result<EvalReport
         run.record_model(&id, &revision);
     }
     let outcome = async {
-        let mut result: Option<StatementResult> = None;
+        let mut runs = FileRuns::default();
         for &d in &dims {
             let mut params = Params::default();
             params.set("run_id", ParamValue::Text(run.id().to_string()))?;
@@ -103,25 +103,17 @@ pub async fn evaluate(store: &Store, options: &EvalOptions) -> Result<EvalReport
             )?;
             params.set("dim", ParamValue::Int(d as i64))?;
             params.set("combiner", ParamValue::Text(options.combiner.clone()))?;
-            // A fresh session per width: the file's session tables are its own.
-            let engine = Engine::with_device(store.clone(), options.device).await?;
-            let last = engine
-                .execute_sql(RETRIEVAL_SQL, &params)
-                .await?
-                .pop()
-                .ok_or_else(|| Error::Usage("sql/eval/retrieval.sql has no statements".into()))?;
-            for (t, v) in engine.reads() {
-                run.record_input(&t, v);
-            }
-            match &mut result {
-                None => result = Some(last),
-                Some(r) => r.batches.extend(last.batches),
-            }
+            runs.run(
+                store,
+                options.device,
+                "sql/eval/retrieval.sql",
+                RETRIEVAL_SQL,
+                &params,
+                &mut run,
+            )
+            .await?;
         }
-        let result = result.unwrap_or_else(|| StatementResult {
-            schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()),
-            batches: Vec::new(),
-        });
+        let result = runs.finish();
         if result.num_rows() == 0 {
             return Err(Error::Usage(format!(
                 "nothing to evaluate: space {table} has no vectors for dataset '{}'{} (run `vlmdb embed --model {} \

@@ -142,6 +142,9 @@ pub fn ranks(
         .collect())
 }
 
+/// Per image, its captions (rows) with their image→text ranks.
+pub type CaptionRanks = Vec<Vec<(u32, Rank)>>;
+
 /// Both directions of caption/image retrieval from one pass over the caption × image scores: text→image (each
 /// caption's image among all images) and image→text (each of an image's captions among all captions).
 /// `image_of[t]` is caption `t`'s image row. Returns (per caption, per image its captions' ranks in
@@ -151,7 +154,7 @@ pub fn both_directions(
     images: &Vectors,
     image_of: &[u32],
     device: &Device,
-) -> Result<(Vec<Rank>, Vec<Vec<(u32, Rank)>>)> {
+) -> Result<(Vec<Rank>, CaptionRanks)> {
     same_dim("the caption vectors", texts, "the image vectors", images)?;
     let mut captions_of: Vec<Vec<u32>> = vec![Vec::new(); images.len()];
     for (t, &i) in image_of.iter().enumerate() {

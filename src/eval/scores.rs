@@ -140,7 +140,7 @@ mod tests {
                 .collect(),
         )
         .unwrap();
-        let mut seen = vec![0u32; 35];
+        let mut seen = [0u32; 35];
         for_each_block(&q, &c, &Device::Cpu, 3, |b| {
             for r in 0..b.rows {
                 for (j, s) in b.row(r).iter().enumerate() {

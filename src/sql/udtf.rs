@@ -94,7 +94,7 @@ pub struct Computed {
 }
 
 impl Computed {
-    pub fn new(schema: SchemaRef, compute: Compute) -> Arc<dyn TableProvider> {
+    pub fn table(schema: SchemaRef, compute: Compute) -> Arc<dyn TableProvider> {
         Arc::new(Computed {
             schema,
             compute,
@@ -103,7 +103,7 @@ impl Computed {
     }
 
     /// A table whose computation needs the value of the scalar subquery `plan`.
-    pub fn with_subquery(
+    pub fn table_with_subquery(
         schema: SchemaRef,
         plan: LogicalPlan,
         compute: Compute,

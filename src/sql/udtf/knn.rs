@@ -93,7 +93,7 @@ impl TableFunctionImpl for Knn {
             None => Method::Exact,
         };
         let context = self.0.clone();
-        Ok(Computed::new(
+        Ok(Computed::table(
             schema(),
             Box::new(move |_| {
                 let context = context.clone();

@@ -98,7 +98,7 @@ impl TableFunctionImpl for RetrievalRanks {
             None => Combiner::default(),
         };
         let context = self.0.clone();
-        Ok(Computed::new(
+        Ok(Computed::table(
             schema(),
             Box::new(move |_| {
                 let context = context.clone();

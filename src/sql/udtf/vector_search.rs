@@ -228,8 +228,8 @@ impl TableFunctionImpl for VectorSearch {
             })
         });
         Ok(match subquery {
-            Some(plan) => Computed::with_subquery(schema(), plan, compute),
-            None => Computed::new(schema(), compute),
+            Some(plan) => Computed::table_with_subquery(schema(), plan, compute),
+            None => Computed::table(schema(), compute),
         })
     }
 }

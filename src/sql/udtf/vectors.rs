@@ -63,7 +63,7 @@ impl TableFunctionImpl for VectorsOf {
             kind: args.text(3, "kind").map_err(df)?,
         };
         let context = self.0.clone();
-        Ok(Computed::new(
+        Ok(Computed::table(
             schema(),
             Box::new(move |_| {
                 let context = context.clone();
