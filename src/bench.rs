@@ -1,6 +1,7 @@
 //! `vlmdb bench`: speed figures measured side by side with the peer an issue names, on the same machine and the
 //! same inputs. Never timing assertions: the numbers are printed for a person to read and report.
 
+pub mod cluster;
 pub mod retrieval;
 
 use std::io::Write;

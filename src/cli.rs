@@ -52,6 +52,28 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
                 0
             }
         },
+        Command::Cluster(args) => {
+            let options = crate::cluster::run::ClusterOptions {
+                model: args.on.model,
+                dataset: Some(args.on.dataset),
+                split: args.on.split,
+                kind: args.kind,
+                k: args.k,
+                iterations: args.iterations,
+                seed: args.seed,
+                inits: args.inits,
+                metric: args.metric.parse()?,
+                iteration: args.iteration,
+                device,
+            };
+            let s = crate::cluster::run::cluster(&store().await?, &options).await?;
+            writeln!(
+                out,
+                "k-means k={} on {} items of {}: inertia {:.6} after {} steps, sizes {:?} (run {})",
+                s.k, s.items, s.table, s.inertia, s.lloyd_steps, s.sizes, s.run_id
+            )?;
+            0
+        }
         Command::Index(args) => {
             let report = crate::eval::index::build(
                 &store().await?,
@@ -104,6 +126,26 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
                     per_image,
                     dim,
                     (!no_peer).then_some(python.as_str()),
+                    out,
+                )?;
+                0
+            }
+            BenchWhat::Kmeans {
+                n,
+                dim,
+                k,
+                iterations,
+                python,
+                no_peer,
+                no_sklearn,
+            } => {
+                crate::bench::cluster::kmeans_bench(
+                    n,
+                    dim,
+                    k,
+                    iterations,
+                    (!no_peer).then_some(python.as_str()),
+                    no_sklearn,
                     out,
                 )?;
                 0

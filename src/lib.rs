@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod embed;
 pub mod error;
 pub mod eval;
@@ -14,6 +15,7 @@ pub mod ingest;
 pub mod mine;
 pub mod models;
 pub mod progress;
+pub mod rng;
 pub mod search;
 pub mod sql;
 pub mod store;

@@ -514,3 +514,72 @@ fn a_lance_index_needs_enough_vectors() {
         "space emb_ref has 240 vectors; a Lance vector index needs at least 256",
     );
 }
+
+#[test]
+fn cluster_writes_clusters_centroids_and_inertia_reproducibly() {
+    let store = fixture_store();
+    let args = [
+        "cluster",
+        "--model",
+        "ref",
+        "--dataset",
+        "shapes",
+        "-k",
+        "4",
+        "--seed",
+        "5",
+        "--inits",
+        "2",
+    ];
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("k-means k=4 on 30 items of emb_ref: inertia "),
+        "{}",
+        stdout(&out)
+    );
+    let mut again = args.to_vec();
+    again.extend(["--iteration", "1"]);
+    assert_success(&store.vlmdb(&again));
+    let csv = store.csv(
+        "SELECT iteration, count(*), count(DISTINCT cluster), sum(CASE WHEN distance >= 0 THEN 1 ELSE 0 END) \
+         FROM clusters GROUP BY iteration ORDER BY iteration",
+    );
+    assert_eq!(
+        csv.lines().skip(1).collect::<Vec<_>>(),
+        ["0,30,4,30", "1,30,4,30"],
+        "{csv}"
+    );
+    // The same seed gives the same assignment; centroid sizes add up; inertia never rises over the steps.
+    let csv = store.csv(
+        "SELECT count(*) FROM clusters a JOIN clusters b ON a.item_id = b.item_id \
+         WHERE a.iteration = 0 AND b.iteration = 1 AND a.cluster <> b.cluster",
+    );
+    assert_eq!(csv.lines().nth(1), Some("0"), "{csv}");
+    let csv = store.csv(
+        "SELECT iteration, sum(size), count(*), min(array_length(vector)) FROM centroids GROUP BY iteration ORDER BY iteration",
+    );
+    assert_eq!(
+        csv.lines().skip(1).collect::<Vec<_>>(),
+        ["0,30,4,16", "1,30,4,16"],
+        "{csv}"
+    );
+    let csv = store.csv(
+        "SELECT count(*) FROM metrics a JOIN metrics b ON a.run_id = b.run_id AND b.step = a.step + 1 \
+         WHERE a.name = 'inertia' AND b.name = 'inertia' AND b.value > a.value + 1e-9",
+    );
+    assert_eq!(csv.lines().nth(1), Some("0"), "{csv}");
+    let out = store.vlmdb(&[
+        "cluster",
+        "--model",
+        "ref",
+        "--dataset",
+        "shapes",
+        "-k",
+        "31",
+    ]);
+    assert_fails_with(
+        &out,
+        "k-means with k = 31 needs at least 31 vectors; space emb_ref has 30 image vectors",
+    );
+}

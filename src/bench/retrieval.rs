@@ -24,10 +24,10 @@ const PEER: &str = include_str!("../../tests/peers/retrieval_peer.py");
 const INSTALL: &str = "pip install numpy torch faiss-cpu";
 
 /// Seeded uniform noise in [-1, 1) (xorshift64*): the same vectors on every run.
-struct Noise(u64);
+pub(super) struct Noise(pub(super) u64);
 
 impl Noise {
-    fn next(&mut self) -> f32 {
+    pub(super) fn next(&mut self) -> f32 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -72,18 +72,18 @@ fn random(prefix: &str, n: usize, dim: usize, noise: &mut Noise) -> Result<Vecto
     Vectors::from_rows(prefix, dim, rows)
 }
 
-fn write_f32(path: &Path, data: &[f32]) -> Result<()> {
+pub(super) fn write_f32(path: &Path, data: &[f32]) -> Result<()> {
     let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }
 
-fn threads() -> usize {
+pub(super) fn threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
 }
 
-fn work_dir(name: &str) -> Result<std::path::PathBuf> {
+pub(super) fn work_dir(name: &str) -> Result<std::path::PathBuf> {
     let work = std::env::temp_dir().join(format!("vlmdb-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;

@@ -48,6 +48,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Retrieval metrics (R@K, median/mean rank, mAP@10, CIRR subsets) of a space on a dataset, into `metrics`.
     Eval(EvalArgs),
+    /// k-means over a space's items into `clusters` and `centroids` (one run; inertia per step in `metrics`).
+    Cluster(ClusterArgs),
     /// Build Lance's vector index on a space and print its measured recall@10.
     Index(IndexArgs),
     /// Mine hard negatives (one round = one iteration) into `hard_negatives`.
@@ -95,6 +97,26 @@ pub enum BenchWhat {
         /// Skip the peer.
         #[arg(long)]
         no_peer: bool,
+    },
+    /// k-means beside scikit-learn and faiss (every point used), same vectors and threads.
+    Kmeans {
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        #[arg(long, default_value_t = 512)]
+        dim: usize,
+        #[arg(short = 'k', long = "k", default_value_t = 100)]
+        k: usize,
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// The Python that runs the peers (needs numpy, scikit-learn, faiss-cpu).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Skip the peers.
+        #[arg(long)]
+        no_peer: bool,
+        /// Skip scikit-learn (slow), keep faiss.
+        #[arg(long)]
+        no_sklearn: bool,
     },
     /// Exact kNN beside faiss IndexFlatIP, and hnsw_rs beside faiss HNSW32 at equal recall.
     Knn {
@@ -188,6 +210,33 @@ pub enum ImportWhat {
         #[arg(long)]
         model_id: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub on: SpaceOnDataset,
+    /// The kind of item clustered: image, caption, pair_text, text.
+    #[arg(long, default_value = "image")]
+    pub kind: String,
+    /// Number of clusters.
+    #[arg(short = 'k', long = "k")]
+    pub k: usize,
+    /// Seed of the run's RNG (k-means++ seeding): the same seed gives the same clusters.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Most Lloyd iterations.
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+    /// k-means++ starts; the lowest inertia is kept.
+    #[arg(long, default_value_t = 1)]
+    pub inits: usize,
+    /// l2 (squared Euclidean, as scikit-learn) or cosine (spherical k-means).
+    #[arg(long, default_value = "l2")]
+    pub metric: String,
+    /// The tracking iteration recorded on every row (clusters of iteration i are compared with i - 1).
+    #[arg(long, default_value_t = 0)]
+    pub iteration: i32,
 }
 
 #[derive(Debug, Args)]

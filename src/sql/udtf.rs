@@ -1,7 +1,8 @@
-//! vlmdb's table functions, one per file: `knn`, `vector_search`, `retrieval_ranks` and `vectors`. Arguments are
+//! vlmdb's table functions, one per file: `knn`, `vector_search`, `retrieval_ranks`, `vectors` and `kmeans`. Arguments are
 //! positional constants (bound parameters included) read with [`Args`]; the rows are computed when the statement
 //! runs ([`Computed`]), on the session's device, and errors name the function and argument.
 
+pub mod kmeans;
 pub mod knn;
 pub mod retrieval_ranks;
 pub mod vector_search;
@@ -32,9 +33,9 @@ use crate::store::Store;
 pub const DOC_SECTION: datafusion::logical_expr::DocSection =
     datafusion::logical_expr::DocSection {
         include: true,
-        label: "vlmdb retrieval",
+        label: "vlmdb table functions",
         description: Some(
-            "Nearest neighbours, vector search and retrieval ranks over embedding spaces",
+            "Nearest neighbours, vector search, retrieval ranks and k-means over embedding spaces",
         ),
     };
 
@@ -68,6 +69,7 @@ pub fn register(ctx: &SessionContext, store: &Store, device: DeviceChoice) {
         "retrieval_ranks",
         Arc::new(retrieval_ranks::RetrievalRanks(context.clone())),
     );
+    ctx.register_udtf("kmeans", Arc::new(kmeans::KMeansFunction(context.clone())));
     ctx.register_udtf("vectors", Arc::new(vectors::VectorsOf(context)));
 }
 
@@ -78,6 +80,7 @@ pub fn documentation(name: &str) -> Option<&'static Documentation> {
         "vector_search" => Some(vector_search::documentation()),
         "retrieval_ranks" => Some(retrieval_ranks::documentation()),
         "vectors" => Some(vectors::documentation()),
+        "kmeans" => Some(kmeans::documentation()),
         _ => None,
     }
 }

@@ -1,0 +1,5 @@
+//! Clustering of embedding spaces: k-means ([`kmeans`]) and `vlmdb cluster` ([`run`]), which writes `clusters`,
+//! `centroids` and the inertia of every Lloyd iteration (`metrics`) under one run.
+
+pub mod kmeans;
+pub mod run;
