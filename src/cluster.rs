@@ -2,4 +2,5 @@
 //! `centroids` and the inertia of every Lloyd iteration (`metrics`) under one run.
 
 pub mod kmeans;
+pub mod pca;
 pub mod run;

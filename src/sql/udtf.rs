@@ -1,9 +1,11 @@
-//! vlmdb's table functions, one per file: `knn`, `vector_search`, `retrieval_ranks`, `vectors` and `kmeans`. Arguments are
+//! vlmdb's table functions, one per file: `knn`, `vector_search`, `retrieval_ranks`, `vectors`, `kmeans`, `pca` and `pca_variance`. Arguments are
 //! positional constants (bound parameters included) read with [`Args`]; the rows are computed when the statement
 //! runs ([`Computed`]), on the session's device, and errors name the function and argument.
 
 pub mod kmeans;
 pub mod knn;
+pub mod pca;
+pub mod pca_variance;
 pub mod retrieval_ranks;
 pub mod vector_search;
 pub mod vectors;
@@ -35,7 +37,7 @@ pub const DOC_SECTION: datafusion::logical_expr::DocSection =
         include: true,
         label: "vlmdb table functions",
         description: Some(
-            "Nearest neighbours, vector search, retrieval ranks and k-means over embedding spaces",
+            "Nearest neighbours, vector search, retrieval ranks, k-means and PCA over embedding spaces",
         ),
     };
 
@@ -70,6 +72,11 @@ pub fn register(ctx: &SessionContext, store: &Store, device: DeviceChoice) {
         Arc::new(retrieval_ranks::RetrievalRanks(context.clone())),
     );
     ctx.register_udtf("kmeans", Arc::new(kmeans::KMeansFunction(context.clone())));
+    ctx.register_udtf("pca", Arc::new(pca::PcaFunction(context.clone())));
+    ctx.register_udtf(
+        "pca_variance",
+        Arc::new(pca_variance::PcaVariance(context.clone())),
+    );
     ctx.register_udtf("vectors", Arc::new(vectors::VectorsOf(context)));
 }
 
@@ -81,6 +88,8 @@ pub fn documentation(name: &str) -> Option<&'static Documentation> {
         "retrieval_ranks" => Some(retrieval_ranks::documentation()),
         "vectors" => Some(vectors::documentation()),
         "kmeans" => Some(kmeans::documentation()),
+        "pca" => Some(pca::documentation()),
+        "pca_variance" => Some(pca_variance::documentation()),
         _ => None,
     }
 }
