@@ -583,3 +583,133 @@ fn cluster_writes_clusters_centroids_and_inertia_reproducibly() {
         "k-means with k = 31 needs at least 31 vectors; space emb_ref has 30 image vectors",
     );
 }
+
+/// Ids of the shapes fixture's images, in order.
+fn shape_images() -> Vec<String> {
+    (1..=30).map(|i| format!("shapes/scene_{i:03}")).collect()
+}
+
+#[test]
+fn drift_tracking_reports_a_planted_shift() {
+    let store = fixture_store();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ids = shape_images();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // Three tight groups on axes 0, 1, 2 of a 16-d space; in iteration 1 the third group turns 60° towards axis 3,
+    // which moves its (unit) centroid by a chord of 2 sin 30° = 1.
+    let point = |i: usize, shifted: bool| -> Vector {
+        let mut v = vec![0.0f32; 16];
+        let group = i / 10;
+        if group == 2 && shifted {
+            v[2] = 0.5;
+            v[3] = 3f32.sqrt() / 2.0;
+        } else {
+            v[group] = 1.0;
+        }
+        v[4 + i % 10] += 0.001;
+        Some(v.into_iter().map(Some).collect())
+    };
+    let mut runs = Vec::new();
+    for (space, shifted) in [("it0", false), ("it1", true)] {
+        let file = dir.path().join(format!("{space}.parquet"));
+        write_parquet(
+            &file,
+            &id_refs,
+            &vec!["image"; 30],
+            (0..30).map(|i| point(i, shifted)).collect(),
+        );
+        let path = file.to_str().unwrap_or_default();
+        assert_success(&store.vlmdb(&["import", "embeddings", path, "--space", space]));
+        let out = store.vlmdb(&[
+            "cluster",
+            "--model",
+            space,
+            "--dataset",
+            "shapes",
+            "-k",
+            "3",
+            "--seed",
+            "1",
+        ]);
+        assert_success(&out);
+        let text = stdout(&out);
+        runs.push(
+            text.trim_end()
+                .rsplit("(run ")
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(')')
+                .to_string(),
+        );
+    }
+    let out = store.vlmdb(&[
+        "sql",
+        "-f",
+        "sql/cluster/drift.sql",
+        "--param",
+        &format!("from_run={}", runs[0]),
+        "--param",
+        &format!("to_run={}", runs[1]),
+        "--format",
+        "json",
+    ]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('['))
+        .unwrap_or_default();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(last).expect("drift JSON");
+    let value = |name: &str, item: Option<&str>| -> f64 {
+        rows.iter()
+            .find(|r| r["name"] == name && r["item_id"].as_str() == item)
+            .and_then(|r| r["value"].as_f64())
+            .unwrap_or_else(|| panic!("no {name} {item:?} in {text}"))
+    };
+    assert!(
+        (value("ari", None) - 1.0).abs() < 1e-12 && (value("nmi", None) - 1.0).abs() < 1e-12,
+        "{text}"
+    );
+    // The moved group's cluster in iteration 1, from the stored assignment of scene_021.
+    let csv = store.csv(&format!(
+        "SELECT cluster FROM clusters WHERE run_id = '{}' AND item_id = 'shapes/scene_021'",
+        runs[1]
+    ));
+    let moved = csv.lines().nth(1).unwrap_or_default().to_string();
+    let drifts: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| r["name"] == "centroid_drift")
+        .map(|r| {
+            (
+                r["item_id"].as_str().unwrap_or_default().to_string(),
+                r["value"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    assert_eq!(drifts.len(), 3, "{text}");
+    for (item, drift) in &drifts {
+        if *item == format!("cluster:{moved}") {
+            assert!(
+                (drift - 1.0).abs() < 0.01,
+                "moved cluster drift {drift}: {text}"
+            );
+        } else {
+            assert!(
+                *drift < 0.01,
+                "still cluster {item} drifted {drift}: {text}"
+            );
+        }
+    }
+    assert_eq!(
+        value("cluster_size", Some(&format!("cluster:{moved}"))),
+        10.0
+    );
+    assert!(
+        value("mean_similarity", Some(&format!("cluster:{moved}"))) > 0.99,
+        "{text}"
+    );
+    // Written to metrics under the sql run.
+    let csv = store.csv("SELECT count(*) FROM metrics WHERE name IN ('centroid_drift', 'ari', 'nmi', 'mean_similarity')");
+    assert_eq!(csv.lines().nth(1), Some("8"), "{csv}");
+}

@@ -1,7 +1,10 @@
-//! vlmdb's table functions, one per file: `knn`, `vector_search`, `retrieval_ranks`, `vectors`, `kmeans`, `pca` and `pca_variance`. Arguments are
+//! vlmdb's table functions, one per file: `knn`, `vector_search`, `retrieval_ranks`, `vectors`, `kmeans`,
+//! `pca`, `pca_variance`, `cluster_matching` and `cluster_agreement`. Arguments are
 //! positional constants (bound parameters included) read with [`Args`]; the rows are computed when the statement
 //! runs ([`Computed`]), on the session's device, and errors name the function and argument.
 
+pub mod cluster_agreement;
+pub mod cluster_matching;
 pub mod kmeans;
 pub mod knn;
 pub mod pca;
@@ -74,6 +77,14 @@ pub fn register(ctx: &SessionContext, store: &Store, device: DeviceChoice) {
     ctx.register_udtf("kmeans", Arc::new(kmeans::KMeansFunction(context.clone())));
     ctx.register_udtf("pca", Arc::new(pca::PcaFunction(context.clone())));
     ctx.register_udtf(
+        "cluster_matching",
+        Arc::new(cluster_matching::ClusterMatching(context.clone())),
+    );
+    ctx.register_udtf(
+        "cluster_agreement",
+        Arc::new(cluster_agreement::ClusterAgreement(context.clone())),
+    );
+    ctx.register_udtf(
         "pca_variance",
         Arc::new(pca_variance::PcaVariance(context.clone())),
     );
@@ -89,6 +100,8 @@ pub fn documentation(name: &str) -> Option<&'static Documentation> {
         "vectors" => Some(vectors::documentation()),
         "kmeans" => Some(kmeans::documentation()),
         "pca" => Some(pca::documentation()),
+        "cluster_matching" => Some(cluster_matching::documentation()),
+        "cluster_agreement" => Some(cluster_agreement::documentation()),
         "pca_variance" => Some(pca_variance::documentation()),
         _ => None,
     }
