@@ -713,3 +713,74 @@ fn drift_tracking_reports_a_planted_shift() {
     let csv = store.csv("SELECT count(*) FROM metrics WHERE name IN ('centroid_drift', 'ari', 'nmi', 'mean_similarity')");
     assert_eq!(csv.lines().nth(1), Some("8"), "{csv}");
 }
+
+#[test]
+fn topical_batches_hold_one_cluster_each() {
+    let store = fixture_store();
+    let out = store.vlmdb(&[
+        "cluster",
+        "--model",
+        "ref",
+        "--dataset",
+        "shapes",
+        "-k",
+        "3",
+        "--seed",
+        "2",
+    ]);
+    assert_success(&out);
+    let run = stdout(&out)
+        .trim_end()
+        .rsplit("(run ")
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(')')
+        .to_string();
+    let batches = |seed: &str| {
+        let out = store.vlmdb(&[
+            "sql",
+            "-f",
+            "sql/cluster/topical_batches.sql",
+            "--param",
+            &format!("run={run}"),
+            "--param",
+            "batch_size=4",
+            "--param",
+            &format!("seed={seed}"),
+            "--format",
+            "csv",
+        ]);
+        assert_success(&out);
+        stdout(&out)
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("batch,"))
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (
+                    f[0].parse::<i64>().unwrap_or(-1),
+                    f[2].to_string(),
+                    f[3].parse::<i64>().unwrap_or(-1),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let a = batches("7");
+    assert_eq!(a.len(), 30, "every item once: {a:?}");
+    let mut items: Vec<&String> = a.iter().map(|r| &r.1).collect();
+    items.sort();
+    items.dedup();
+    assert_eq!(items.len(), 30);
+    let mut by_batch: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for (batch, _, cluster) in &a {
+        by_batch.entry(*batch).or_default().push(*cluster);
+    }
+    for (batch, clusters) in &by_batch {
+        assert!(clusters.len() <= 4, "batch {batch} too large");
+        assert!(
+            clusters.iter().all(|c| *c == clusters[0]),
+            "batch {batch} mixes clusters {clusters:?}"
+        );
+    }
+    assert_eq!(batches("7"), a, "same seed, same batches");
+    assert_ne!(batches("8"), a, "another seed, another order");
+}
