@@ -6,3 +6,4 @@ pub mod kmeans;
 pub mod pca;
 pub mod run;
 pub mod tracking;
+pub mod tsne;

@@ -1,5 +1,5 @@
 //! vlmdb's table functions, one per file: `knn`, `vector_search`, `retrieval_ranks`, `vectors`, `kmeans`,
-//! `pca`, `pca_variance`, `cluster_matching` and `cluster_agreement`. Arguments are
+//! `pca`, `pca_variance`, `tsne`, `cluster_matching` and `cluster_agreement`. Arguments are
 //! positional constants (bound parameters included) read with [`Args`]; the rows are computed when the statement
 //! runs ([`Computed`]), on the session's device, and errors name the function and argument.
 
@@ -10,6 +10,7 @@ pub mod knn;
 pub mod pca;
 pub mod pca_variance;
 pub mod retrieval_ranks;
+pub mod tsne;
 pub mod vector_search;
 pub mod vectors;
 
@@ -76,6 +77,7 @@ pub fn register(ctx: &SessionContext, store: &Store, device: DeviceChoice) {
     );
     ctx.register_udtf("kmeans", Arc::new(kmeans::KMeansFunction(context.clone())));
     ctx.register_udtf("pca", Arc::new(pca::PcaFunction(context.clone())));
+    ctx.register_udtf("tsne", Arc::new(tsne::TsneFunction(context.clone())));
     ctx.register_udtf(
         "cluster_matching",
         Arc::new(cluster_matching::ClusterMatching(context.clone())),
@@ -100,6 +102,7 @@ pub fn documentation(name: &str) -> Option<&'static Documentation> {
         "vectors" => Some(vectors::documentation()),
         "kmeans" => Some(kmeans::documentation()),
         "pca" => Some(pca::documentation()),
+        "tsne" => Some(tsne::documentation()),
         "cluster_matching" => Some(cluster_matching::documentation()),
         "cluster_agreement" => Some(cluster_agreement::documentation()),
         "pca_variance" => Some(pca_variance::documentation()),
@@ -292,6 +295,21 @@ impl<'a> Args<'a> {
         usize::try_from(n)
             .map(Some)
             .map_err(|_| self.bad(name, format!("must not be negative, got {n}")))
+    }
+
+    /// A numeric argument (integer or float); `None` when absent or NULL.
+    pub fn number(&self, i: usize, name: &str) -> Result<Option<f64>> {
+        let value = self.scalar(i, name)?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        let cast = value
+            .cast_to(&arrow::datatypes::DataType::Float64)
+            .map_err(|_| self.bad(name, format!("expected a number, got {value}")))?;
+        match cast {
+            ScalarValue::Float64(Some(v)) => Ok(Some(v)),
+            other => Err(self.bad(name, format!("expected a number, got {other}"))),
+        }
     }
 
     pub fn required_count(&self, i: usize, name: &str) -> Result<usize> {
