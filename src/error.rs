@@ -174,6 +174,14 @@ impl Error {
         }
     }
 
+    /// A mapper for candle errors of a computation outside a model, named by `context`.
+    pub fn tensor(context: &'static str) -> impl Fn(candle_core::Error) -> Error + Copy {
+        move |source| Error::Tensor {
+            context: context.to_string(),
+            source,
+        }
+    }
+
     /// True when the error is a closed output pipe (`vlmdb sql … | head`), which is not a failure.
     pub fn is_broken_pipe(&self) -> bool {
         match self {

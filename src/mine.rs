@@ -6,7 +6,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
 
 use crate::error::{Error, Result};
-use crate::eval::evaluate::space_model;
+use crate::eval::evaluate::{space_model, space_params};
 use crate::eval::space::resolve;
 use crate::models::DeviceChoice;
 use crate::sql::{Engine, FileRuns, ParamValue, Params, StatementResult};
@@ -132,17 +132,8 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
         };
         let mut runs = FileRuns::default();
         for direction in &directions {
-            let mut params = Params::default();
-            params.set("run_id", ParamValue::Text(run.id().to_string()))?;
-            params.set("space", ParamValue::Text(table.clone()))?;
-            params.set("dataset", ParamValue::Text(options.dataset.clone()))?;
-            params.set(
-                "split",
-                options
-                    .split
-                    .clone()
-                    .map_or(ParamValue::Null, ParamValue::Text),
-            )?;
+            let mut params =
+                space_params(run.id(), &table, &options.dataset, options.split.as_deref())?;
             params.set("direction", ParamValue::Text(direction.clone()))?;
             params.set("k", ParamValue::Int(options.k as i64))?;
             params.set("depth", ParamValue::Int(depth as i64))?;

@@ -90,13 +90,6 @@ pub(super) fn work_dir(name: &str) -> Result<std::path::PathBuf> {
     Ok(work)
 }
 
-fn tensor_error(source: candle_core::Error) -> Error {
-    Error::Tensor {
-        context: "benchmark".into(),
-        source,
-    }
-}
-
 /// `vlmdb bench eval`.
 pub fn eval_bench(
     images: usize,
@@ -127,13 +120,14 @@ pub fn eval_bench(
     )?;
 
     // The floor: the same product, once as one matrix, once in the blocks the ranking streams.
-    let t = Tensor::from_slice(&texts.data, (texts.len(), dim), &device).map_err(tensor_error)?;
-    let i =
-        Tensor::from_slice(&image_vectors.data, (images, dim), &device).map_err(tensor_error)?;
+    let t = Tensor::from_slice(&texts.data, (texts.len(), dim), &device)
+        .map_err(Error::tensor("benchmark"))?;
+    let i = Tensor::from_slice(&image_vectors.data, (images, dim), &device)
+        .map_err(Error::tensor("benchmark"))?;
     let started = Instant::now();
     let product = t
-        .matmul(&i.t().map_err(tensor_error)?)
-        .map_err(tensor_error)?;
+        .matmul(&i.t().map_err(Error::tensor("benchmark"))?)
+        .map_err(Error::tensor("benchmark"))?;
     let floor = started.elapsed().as_secs_f64();
     drop(product);
     let started = Instant::now();
@@ -262,9 +256,8 @@ pub fn knn_bench(
     let (mut ours_recall, mut ours_qps) = (0.0, 0.0);
     for ef in [16, 32, 64, 128, 256, 512] {
         params.ef_search = ef;
-        let graph = graph.with_ef(ef);
         let started = Instant::now();
-        let found = graph.search(&hq, k, None);
+        let found = graph.search_with(&hq, k, None, ef);
         let search = started.elapsed().as_secs_f64();
         ours_recall = recall(&found, &truth);
         ours_qps = hq.len() as f64 / search;

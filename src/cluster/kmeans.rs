@@ -352,26 +352,7 @@ mod tests {
     /// `fixtures/cluster/make_reference.py`.
     #[test]
     fn inertia_matches_scikit_learn() {
-        let reference: serde_json::Value =
-            serde_json::from_str(include_str!("../../fixtures/cluster/reference.json")).unwrap();
-        for (name, case) in reference.as_object().unwrap() {
-            let dim = case["dim"].as_u64().unwrap() as usize;
-            let rows = case["vectors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let v = v
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|x| x.as_f64().unwrap() as f32)
-                        .collect();
-                    (format!("{i:05}"), v)
-                })
-                .collect();
-            let data = Vectors::from_rows(name, dim, rows).unwrap();
+        for (name, case, data) in crate::cluster::reference_cases() {
             let options = KMeansOptions {
                 k: case["k"].as_u64().unwrap() as usize,
                 iterations: 300,

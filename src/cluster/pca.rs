@@ -22,13 +22,6 @@ pub struct Pca {
     pub coords: Vec<Vec<f64>>,
 }
 
-fn tensor_error(source: candle_core::Error) -> Error {
-    Error::Tensor {
-        context: "PCA covariance".into(),
-        source,
-    }
-}
-
 /// Fit `components` components to the rows of `data` and project them.
 pub fn pca(data: &Vectors, components: usize, device: &Device) -> Result<Pca> {
     let (n, dim) = (data.len(), data.dim);
@@ -58,14 +51,15 @@ pub fn pca(data: &Vectors, components: usize, device: &Device) -> Result<Pca> {
                 .map(|(x, m)| f64::from(*x) - m)
         })
         .collect();
-    let x = Tensor::from_slice(&centred, (n, dim), device).map_err(tensor_error)?;
+    let x =
+        Tensor::from_slice(&centred, (n, dim), device).map_err(Error::tensor("PCA covariance"))?;
     let cov = x
         .t()
         .and_then(|t| t.matmul(&x))
         .and_then(|c| c.to_dtype(DType::F64))
         .and_then(|c| c.flatten_all())
         .and_then(|c| c.to_vec1::<f64>())
-        .map_err(tensor_error)?;
+        .map_err(Error::tensor("PCA covariance"))?;
     let cov = DMatrix::from_row_slice(dim, dim, &cov) / (n as f64 - 1.0);
     let total: f64 = cov.trace();
     let eigen = SymmetricEigen::new(cov);
@@ -119,26 +113,7 @@ mod tests {
     /// of `fixtures/cluster/make_reference.py`.
     #[test]
     fn matches_scikit_learn() {
-        let reference: serde_json::Value =
-            serde_json::from_str(include_str!("../../fixtures/cluster/reference.json")).unwrap();
-        for (name, case) in reference.as_object().unwrap() {
-            let dim = case["dim"].as_u64().unwrap() as usize;
-            let rows = case["vectors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let v = v
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|x| x.as_f64().unwrap() as f32)
-                        .collect();
-                    (format!("{i:05}"), v)
-                })
-                .collect();
-            let data = Vectors::from_rows(name, dim, rows).unwrap();
+        for (name, case, data) in crate::cluster::reference_cases() {
             let fitted = pca(&data, 5, &Device::Cpu).unwrap();
             let want = &case["pca"];
             for (key, have) in [("variance", &fitted.variance), ("ratio", &fitted.ratio)] {

@@ -12,7 +12,7 @@ use arrow::array::{
 use super::kmeans::{KMeans, KMeansOptions, Metric, kmeans};
 use crate::error::{Error, Result};
 use crate::eval::evaluate::space_model;
-use crate::eval::space::{Filter, load, resolve};
+use crate::eval::space::{Filter, load_named};
 use crate::models::DeviceChoice;
 use crate::store::Store;
 use crate::store::runs::{Run, RunSpec};
@@ -151,13 +151,12 @@ async fn write(
 /// Cluster under a `cluster` run.
 pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterSummary> {
     store.ensure_writable("cluster")?;
-    let table = resolve(store, &options.model).await?;
     let filter = Filter::new(
         Some(&options.kind),
         options.dataset.as_deref(),
         options.split.as_deref(),
     );
-    let data = load(store, &table, &filter).await?;
+    let (table, data) = load_named(store, &options.model, &filter).await?;
     let km = KMeansOptions {
         k: options.k,
         iterations: options.iterations,

@@ -47,6 +47,24 @@ pub async fn space_model(store: &Store, table: &str) -> Result<Option<(String, S
     )
 }
 
+/// The parameters every retrieval SQL file takes: `$run_id`, `$space`, `$dataset`, `$split` (NULL: all splits).
+pub fn space_params(
+    run_id: &str,
+    table: &str,
+    dataset: &str,
+    split: Option<&str>,
+) -> Result<Params> {
+    let mut params = Params::default();
+    params.set("run_id", ParamValue::Text(run_id.to_string()))?;
+    params.set("space", ParamValue::Text(table.to_string()))?;
+    params.set("dataset", ParamValue::Text(dataset.to_string()))?;
+    params.set(
+        "split",
+        split.map_or(ParamValue::Null, |s| ParamValue::Text(s.to_string())),
+    )?;
+    Ok(params)
+}
+
 /// Run the evaluation under an `eval` run.
 pub async fn evaluate(store: &Store, options: &EvalOptions) -> Result<EvalReport> {
     store.ensure_writable("eval")?;
@@ -90,17 +108,7 @@ pub async fn evaluate(store: &Store, options: &EvalOptions) -> Result<EvalReport
     let outcome = async {
         let mut runs = FileRuns::default();
         for &d in &dims {
-            let mut params = Params::default();
-            params.set("run_id", ParamValue::Text(run.id().to_string()))?;
-            params.set("space", ParamValue::Text(table.clone()))?;
-            params.set("dataset", ParamValue::Text(options.dataset.clone()))?;
-            params.set(
-                "split",
-                options
-                    .split
-                    .clone()
-                    .map_or(ParamValue::Null, ParamValue::Text),
-            )?;
+            let mut params = space_params(run.id(), &table, &options.dataset, options.split.as_deref())?;
             params.set("dim", ParamValue::Int(d as i64))?;
             params.set("combiner", ParamValue::Text(options.combiner.clone()))?;
             runs.run(

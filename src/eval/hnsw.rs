@@ -82,14 +82,6 @@ impl<'a> Graph<'a> {
         Ok(Graph { hnsw, params })
     }
 
-    /// The same graph searched with another candidate list size.
-    pub fn with_ef(&self, ef_search: usize) -> GraphView<'_, 'a> {
-        GraphView {
-            graph: self,
-            ef_search,
-        }
-    }
-
     /// The approximate top-k of each query, best first (ties by candidate row), leaving out `exclude[q]`.
     pub fn search(
         &self,
@@ -100,7 +92,8 @@ impl<'a> Graph<'a> {
         self.search_with(queries, k, exclude, self.params.ef_search)
     }
 
-    fn search_with(
+    /// As [`Graph::search`], with another search-time candidate list size (efSearch).
+    pub fn search_with(
         &self,
         queries: &Vectors,
         k: usize,
@@ -131,24 +124,6 @@ impl<'a> Graph<'a> {
                 hits
             })
             .collect()
-    }
-}
-
-/// A graph with its own search-time candidate list size.
-pub struct GraphView<'g, 'a> {
-    graph: &'g Graph<'a>,
-    ef_search: usize,
-}
-
-impl GraphView<'_, '_> {
-    /// As [`Graph::search`], with this view's efSearch.
-    pub fn search(
-        &self,
-        queries: &Vectors,
-        k: usize,
-        exclude: Option<&[Option<u32>]>,
-    ) -> Vec<Vec<Hit>> {
-        self.graph.search_with(queries, k, exclude, self.ef_search)
     }
 }
 

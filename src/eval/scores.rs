@@ -63,10 +63,7 @@ pub fn for_each_block(
         candidate_block
     };
     let cols_per_block = cap.clamp(1, n);
-    let tensor = |source| Error::Tensor {
-        context: "similarity scores".into(),
-        source,
-    };
+    let tensor = Error::tensor("similarity scores");
     let corpus = Tensor::from_slice(&candidates.data, (n, dim), device).map_err(tensor)?;
     for q0 in (0..queries.len()).step_by(QUERY_BLOCK) {
         let rows = QUERY_BLOCK.min(queries.len() - q0);

@@ -261,6 +261,13 @@ pub async fn load(store: &Store, table: &str, filter: &Filter) -> Result<Vectors
     Vectors::from_rows(&format!("space {table}"), dim, rows)
 }
 
+/// Resolve the space `name` names ([`resolve`]) and load its vectors that match `filter`: (table, vectors).
+pub async fn load_named(store: &Store, name: &str, filter: &Filter) -> Result<(String, Vectors)> {
+    let table = resolve(store, name).await?;
+    let vectors = load(store, &table, filter).await?;
+    Ok((table, vectors))
+}
+
 fn no_column(table: &str, column: &str) -> Error {
     Error::SchemaMismatch {
         table: table.to_string(),

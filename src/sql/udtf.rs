@@ -32,6 +32,7 @@ use datafusion::scalar::ScalarValue;
 use futures::future::BoxFuture;
 
 use crate::error::{Error, Result};
+use crate::eval::space::Filter;
 use crate::models::DeviceChoice;
 use crate::store::Store;
 
@@ -295,6 +296,18 @@ impl<'a> Args<'a> {
         usize::try_from(n)
             .map(Some)
             .map_err(|_| self.bad(name, format!("must not be negative, got {n}")))
+    }
+
+    /// The optional `dataset, split, kind` arguments starting at `first` (NULL or absent: no filter; the kind
+    /// falls back to `default_kind`).
+    pub fn filter(&self, first: usize, default_kind: Option<&str>) -> Result<Filter> {
+        Ok(Filter {
+            dataset: self.text(first, "dataset")?,
+            split: self.text(first + 1, "split")?,
+            kind: self
+                .text(first + 2, "kind")?
+                .or_else(|| default_kind.map(str::to_string)),
+        })
     }
 
     /// A numeric argument (integer or float); `None` when absent or NULL.

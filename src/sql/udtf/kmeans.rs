@@ -10,7 +10,7 @@ use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::cluster::kmeans::{KMeansOptions, Metric, kmeans};
-use crate::eval::space::{Filter, load, resolve};
+use crate::eval::space::load_named;
 
 const SIGNATURE: &str =
     "kmeans(space, k, iterations, seed [, dataset [, split [, kind [, metric]]]])";
@@ -65,15 +65,7 @@ impl TableFunctionImpl for KMeansFunction {
             },
             inits: 1,
         };
-        let filter = Filter {
-            dataset: args.text(4, "dataset").map_err(df)?,
-            split: args.text(5, "split").map_err(df)?,
-            kind: Some(
-                args.text(6, "kind")
-                    .map_err(df)?
-                    .unwrap_or_else(|| "image".into()),
-            ),
-        };
+        let filter = args.filter(4, Some("image")).map_err(df)?;
         let context = self.0.clone();
         Ok(Computed::table(
             schema(),
@@ -81,8 +73,7 @@ impl TableFunctionImpl for KMeansFunction {
                 let context = context.clone();
                 let (space, filter) = (space.clone(), filter.clone());
                 Box::pin(async move {
-                    let table = resolve(&context.store, &space).await?;
-                    let data = load(&context.store, &table, &filter).await?;
+                    let (_, data) = load_named(&context.store, &space, &filter).await?;
                     let result = kmeans(&data, &options, &context.device.device()?)?;
                     let columns: Vec<ArrayRef> = vec![
                         Arc::new(StringArray::from_iter_values(

@@ -10,7 +10,7 @@ use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::cluster::pca::{Pca, pca};
-use crate::eval::space::{Filter, load, resolve};
+use crate::eval::space::{Filter, load_named};
 
 const SIGNATURE: &str = "pca(space, components [, dataset [, split [, kind]]])";
 
@@ -48,18 +48,13 @@ impl PcaCall {
         Ok(PcaCall {
             space: args.required_text(0, "space")?,
             components: args.required_count(1, "components")?,
-            filter: Filter {
-                dataset: args.text(2, "dataset")?,
-                split: args.text(3, "split")?,
-                kind: Some(args.text(4, "kind")?.unwrap_or_else(|| "image".into())),
-            },
+            filter: args.filter(2, Some("image"))?,
         })
     }
 
     /// Load the items and fit: (item ids, the fit).
     pub async fn fit(&self, context: &Context) -> crate::Result<(Vec<String>, Pca)> {
-        let table = resolve(&context.store, &self.space).await?;
-        let data = load(&context.store, &table, &self.filter).await?;
+        let (_, data) = load_named(&context.store, &self.space, &self.filter).await?;
         let fitted = pca(&data, self.components, &context.device.device()?)?;
         Ok((data.ids, fitted))
     }

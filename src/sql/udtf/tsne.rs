@@ -10,7 +10,7 @@ use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::cluster::tsne::{TsneOptions, tsne};
-use crate::eval::space::{Filter, load, resolve};
+use crate::eval::space::load_named;
 
 const SIGNATURE: &str = "tsne(space, perplexity, iterations, seed [, dataset [, split [, kind]]])";
 
@@ -57,23 +57,14 @@ impl TableFunctionImpl for TsneFunction {
             iterations: args.required_count(2, "iterations").map_err(df)?,
             seed: args.required_count(3, "seed").map_err(df)? as u64,
         };
-        let filter = Filter {
-            dataset: args.text(4, "dataset").map_err(df)?,
-            split: args.text(5, "split").map_err(df)?,
-            kind: Some(
-                args.text(6, "kind")
-                    .map_err(df)?
-                    .unwrap_or_else(|| "image".into()),
-            ),
-        };
+        let filter = args.filter(4, Some("image")).map_err(df)?;
         let context = self.0.clone();
         Ok(Computed::table(
             schema(),
             Box::new(move |_| {
                 let (context, space, filter) = (context.clone(), space.clone(), filter.clone());
                 Box::pin(async move {
-                    let table = resolve(&context.store, &space).await?;
-                    let data = load(&context.store, &table, &filter).await?;
+                    let (_, data) = load_named(&context.store, &space, &filter).await?;
                     let view = tsne(&data, &options)?;
                     let columns: Vec<ArrayRef> = vec![
                         Arc::new(StringArray::from_iter_values(

@@ -11,7 +11,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::{Args, Computed, Context, DOC_SECTION, constant, df};
 use crate::error::{Error, Result};
-use crate::eval::space::{Filter, resolve};
+use crate::eval::space::resolve;
 use crate::models::cache::Input;
 use crate::models::load_shared;
 use crate::search::{embed_one, nearest};
@@ -191,11 +191,7 @@ impl TableFunctionImpl for VectorSearch {
             .unwrap_or(Expr::Literal(ScalarValue::Null, None));
         let (query, subquery) = query(&args, &query_expr).map_err(df)?;
         let k = args.required_count(2, "k").map_err(df)?;
-        let filter = Filter {
-            dataset: args.text(3, "dataset").map_err(df)?,
-            split: args.text(4, "split").map_err(df)?,
-            kind: args.text(5, "kind").map_err(df)?,
-        };
+        let filter = args.filter(3, None).map_err(df)?;
         let context = self.0.clone();
         let compute: super::Compute = Box::new(move |subquery_value| {
             let context = context.clone();

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
-use crate::eval::space::{Filter, resolve};
+use crate::eval::space::resolve;
 
 const SIGNATURE: &str = "vectors(space [, dataset [, split [, kind]]])";
 
@@ -57,11 +57,7 @@ impl TableFunctionImpl for VectorsOf {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
         let args = Args::new("vectors", SIGNATURE, &args, 1, 4).map_err(df)?;
         let space = args.required_text(0, "space").map_err(df)?;
-        let filter = Filter {
-            dataset: args.text(1, "dataset").map_err(df)?,
-            split: args.text(2, "split").map_err(df)?,
-            kind: args.text(3, "kind").map_err(df)?,
-        };
+        let filter = args.filter(1, None).map_err(df)?;
         let context = self.0.clone();
         Ok(Computed::table(
             schema(),
