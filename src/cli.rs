@@ -96,6 +96,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         }
         Command::Mine(args) => commands::mine(&store().await?, args, device, out).await?,
         Command::Eval(args) => commands::eval(&store().await?, args, device, out).await?,
+        Command::Plot(args) => commands::plot(&store().await?, args, device, out).await?,
         Command::Runs(args) => match args.action {
             None | Some(RunsAction::List) => {
                 commands::runs_list(&store().await?, args.format, out).await?

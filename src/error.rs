@@ -117,6 +117,14 @@ pub enum Error {
         source: candle_core::Error,
     },
 
+    /// Drawing or encoding a plot failed.
+    #[error("plot {plot}: {source}")]
+    Plot {
+        plot: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// LanceDB failed.
     #[error("store: {source}")]
     Lance {

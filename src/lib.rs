@@ -14,6 +14,7 @@ pub mod import;
 pub mod ingest;
 pub mod mine;
 pub mod models;
+pub mod plot;
 pub mod progress;
 pub mod rng;
 pub mod search;

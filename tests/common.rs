@@ -119,6 +119,15 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
+/// A store with the retrieval fixture: the shapes and cirr datasets and the reference vectors as space `ref`.
+pub fn retrieval_store() -> TestStore {
+    let store = TestStore::initialised();
+    for args in RETRIEVAL_FIXTURE {
+        assert_success(&store.vlmdb(args));
+    }
+    store
+}
+
 /// The retrieval fixture, as `vlmdb` argument lists: the shapes (Karpathy) and cirr datasets, and the reference
 /// vectors of `fixtures/eval/` imported as space `ref`.
 pub const RETRIEVAL_FIXTURE: [&[&str]; 3] = [

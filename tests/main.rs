@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod ingest;
 mod models;
+mod plot;
 mod retrieval;
 mod shell;
 mod slt;

@@ -4,16 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::common::{TestStore, assert_fails_with, assert_success, snapshot, stdout};
-
-/// A store with the shapes and cirr fixtures and the reference vectors imported as space `ref`.
-fn fixture_store() -> TestStore {
-    let store = TestStore::initialised();
-    for args in crate::common::RETRIEVAL_FIXTURE {
-        assert_success(&store.vlmdb(args));
-    }
-    store
-}
+use crate::common::{
+    TestStore, assert_fails_with, assert_success, retrieval_store, snapshot, stdout,
+};
 
 /// `vlmdb eval … --format json` as (direction, name, dim) -> value.
 fn eval_json(store: &TestStore, args: &[&str]) -> Vec<(String, String, i64, f64)> {
@@ -36,7 +29,7 @@ fn eval_json(store: &TestStore, args: &[&str]) -> Vec<(String, String, i64, f64)
 
 #[test]
 fn eval_equals_the_numpy_reference() {
-    let store = fixture_store();
+    let store = retrieval_store();
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string("fixtures/eval/reference.json").expect("reference.json"),
     )
@@ -97,7 +90,7 @@ fn eval_equals_the_numpy_reference() {
 
 #[test]
 fn mrl_widths_are_evaluated_in_one_command() {
-    let store = fixture_store();
+    let store = retrieval_store();
     let rows = eval_json(
         &store,
         &[
@@ -152,7 +145,7 @@ fn mrl_widths_are_evaluated_in_one_command() {
 
 #[test]
 fn eval_without_vectors_is_a_clear_error() {
-    let store = fixture_store();
+    let store = retrieval_store();
     let out = store.vlmdb(&["eval", "--model", "nope", "--dataset", "shapes"]);
     assert_fails_with(&out, "unknown space 'nope' (spaces in the store: ref)");
     let out = store.vlmdb(&["eval", "--model", "ref", "--dataset", "elsewhere"]);
@@ -164,7 +157,7 @@ fn eval_without_vectors_is_a_clear_error() {
 
 #[test]
 fn mined_negatives_are_never_positives_and_respect_the_filters() {
-    let store = fixture_store();
+    let store = retrieval_store();
     let out = store.vlmdb(&["mine", "--model", "ref", "--dataset", "shapes", "-k", "3"]);
     assert_success(&out);
     let out = store.vlmdb(&["mine", "--model", "ref", "--dataset", "cirr", "-k", "3"]);
@@ -301,7 +294,7 @@ fn write_parquet(path: &Path, ids: &[&str], kinds: &[&str], vectors: Vec<Vector>
 
 #[test]
 fn import_rejects_bad_rows_and_writes_nothing() {
-    let store = fixture_store();
+    let store = retrieval_store();
     let dir = tempfile::tempdir().expect("tmp");
     let v = |x: f32| Some(vec![Some(x), Some(1.0), Some(0.0)]);
     // (file name, item ids, kinds, vectors, the error expected)
@@ -387,7 +380,7 @@ fn import_rejects_bad_rows_and_writes_nothing() {
 
 #[test]
 fn reimporting_changes_nothing() {
-    let store = fixture_store();
+    let store = retrieval_store();
     let count = |s: &TestStore| s.csv("SELECT count(*), count(DISTINCT item_id) FROM emb_ref");
     let before = count(&store);
     assert_eq!(before.lines().nth(1), Some("240,240"), "{before}");
@@ -507,7 +500,7 @@ fn approximate_search_reports_its_recall() {
 
 #[test]
 fn a_lance_index_needs_enough_vectors() {
-    let store = fixture_store();
+    let store = retrieval_store();
     let out = store.vlmdb(&["index", "--model", "ref"]);
     assert_fails_with(
         &out,
@@ -517,7 +510,7 @@ fn a_lance_index_needs_enough_vectors() {
 
 #[test]
 fn cluster_writes_clusters_centroids_and_inertia_reproducibly() {
-    let store = fixture_store();
+    let store = retrieval_store();
     let args = [
         "cluster",
         "--model",
@@ -591,7 +584,7 @@ fn shape_images() -> Vec<String> {
 
 #[test]
 fn drift_tracking_reports_a_planted_shift() {
-    let store = fixture_store();
+    let store = retrieval_store();
     let dir = tempfile::tempdir().expect("tmp");
     let ids = shape_images();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -716,7 +709,7 @@ fn drift_tracking_reports_a_planted_shift() {
 
 #[test]
 fn topical_batches_hold_one_cluster_each() {
-    let store = fixture_store();
+    let store = retrieval_store();
     let out = store.vlmdb(&[
         "cluster",
         "--model",

@@ -54,10 +54,101 @@ pub enum Command {
     Index(IndexArgs),
     /// Mine hard negatives (one round = one iteration) into `hard_negatives`.
     Mine(MineArgs),
+    /// Draw a plot to a PNG (also stored in `artifacts` under a `plot` run): metric curves, a PCA/t-SNE scatter
+    /// coloured by cluster, positive vs negative similarity distributions, or a contact sheet of clusters.
+    Plot(PlotArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
     /// Speed figures beside the peer an issue names (run on an optimised build).
     Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    #[command(subcommand)]
+    pub what: PlotWhat,
+    /// The PNG file to write.
+    #[arg(long, global = true, value_name = "FILE.png")]
+    pub out: Option<PathBuf>,
+    /// Chart width in pixels (a contact sheet's size follows from its cells).
+    #[arg(long, global = true, default_value_t = 900)]
+    pub width: u32,
+    /// Chart height in pixels.
+    #[arg(long, global = true, default_value_t = 600)]
+    pub height: u32,
+    /// Draw the rows of this SQL file instead of the plot's own under sql/plot/ (same parameters, same columns).
+    #[arg(long, global = true, value_name = "FILE.sql")]
+    pub query: Option<PathBuf>,
+    /// Bind $NAME in a --query file to VALUE (besides the plot's own parameters).
+    #[arg(long = "param", global = true, value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlotWhat {
+    /// Metric curves of one or more runs over steps or iterations (sql/plot/metrics.sql).
+    Metrics {
+        /// A run whose metrics are drawn (repeat to compare runs).
+        #[arg(long = "run", required = true)]
+        runs: Vec<String>,
+        /// Only these metric names (repeatable or comma-separated; default: all).
+        #[arg(long = "metric", value_delimiter = ',')]
+        metrics: Vec<String>,
+        /// The x axis: step or iteration (default: the step where there is one, else the iteration).
+        #[arg(long)]
+        x: Option<String>,
+    },
+    /// A 2-D PCA or t-SNE view of a space's items, coloured by the clusters of a clustering run
+    /// (sql/plot/pca_scatter.sql, sql/plot/tsne_scatter.sql).
+    Scatter {
+        #[command(flatten)]
+        on: SpaceOnDataset,
+        /// The kind of item drawn: image, caption, pair_text.
+        #[arg(long, default_value = "image")]
+        kind: String,
+        /// pca or tsne.
+        #[arg(long, default_value = "pca")]
+        method: String,
+        /// The `vlmdb cluster` run whose clusters colour the points (default: one colour).
+        #[arg(long)]
+        clusters: Option<String>,
+        /// t-SNE perplexity.
+        #[arg(long, default_value_t = 30.0)]
+        perplexity: f64,
+        /// t-SNE gradient steps.
+        #[arg(long, default_value_t = 1000)]
+        tsne_iterations: usize,
+        /// Seed of the t-SNE layout.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Similarity distributions (histogram + KDE) of positive vs negative caption–image pairs
+    /// (sql/plot/similarity.sql).
+    Similarity {
+        #[command(flatten)]
+        on: SpaceOnDataset,
+        /// Negative images per caption.
+        #[arg(long, default_value_t = 5)]
+        negatives: usize,
+        /// Seed of the choice of negatives.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Histogram bins.
+        #[arg(long, default_value_t = 40)]
+        bins: usize,
+    },
+    /// A grid of each cluster's most typical images, one row per cluster (sql/plot/contact_sheet.sql).
+    ContactSheet {
+        /// The `vlmdb cluster` run (default: the latest finished one).
+        #[arg(long)]
+        clusters: Option<String>,
+        /// Images per cluster (those closest to the centroid).
+        #[arg(long, default_value_t = 8)]
+        per_cluster: usize,
+        /// Thumbnail size in pixels.
+        #[arg(long, default_value_t = 96)]
+        thumb: u32,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::sql::parser::Statement;
 
-use super::args::{EmbedArgs, EvalArgs, ExportArgs, IngestArgs, MineArgs, SearchArgs, SqlArgs};
+use super::args::{
+    EmbedArgs, EvalArgs, ExportArgs, IngestArgs, MineArgs, PlotArgs, PlotWhat, SearchArgs, SqlArgs,
+};
 use super::format::{Format, write_result};
 use crate::embed::{EmbedOptions, Items};
 use crate::error::{Error, Result};
@@ -430,5 +432,95 @@ pub async fn mine(
     if args.format == Format::Table {
         writeln!(out, "mine run {} ({})", report.run_id, report.table)?;
     }
+    Ok(0)
+}
+
+/// `vlmdb plot`: draw one plot to `--out` (and into `artifacts`) under a `plot` run.
+pub async fn plot(
+    store: &Store,
+    args: PlotArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    use crate::plot::command::{Layout, PlotOptions, Request, XAxis};
+    let file = args
+        .out
+        .ok_or_else(|| Error::Usage("plot needs --out FILE.png".into()))?;
+    let request = match args.what {
+        PlotWhat::Metrics { runs, metrics, x } => Request::Metrics {
+            runs,
+            metrics,
+            x: x.as_deref().map(str::parse::<XAxis>).transpose()?,
+        },
+        PlotWhat::Scatter {
+            on,
+            kind,
+            method,
+            clusters,
+            perplexity,
+            tsne_iterations,
+            seed,
+        } => Request::Scatter {
+            model: on.model,
+            dataset: on.dataset,
+            split: on.split,
+            kind,
+            layout: match method.as_str() {
+                "pca" => Layout::Pca,
+                "tsne" => Layout::Tsne {
+                    perplexity,
+                    iterations: tsne_iterations,
+                    seed,
+                },
+                other => {
+                    return Err(Error::Usage(format!(
+                        "--method '{other}': expected pca or tsne"
+                    )));
+                }
+            },
+            clusters,
+        },
+        PlotWhat::Similarity {
+            on,
+            negatives,
+            seed,
+            bins,
+        } => Request::Similarity {
+            model: on.model,
+            dataset: on.dataset,
+            split: on.split,
+            negatives,
+            seed,
+            bins,
+        },
+        PlotWhat::ContactSheet {
+            clusters,
+            per_cluster,
+            thumb,
+        } => Request::ContactSheet {
+            clusters,
+            per_cluster,
+            thumb,
+        },
+    };
+    let options = PlotOptions {
+        request,
+        out: file,
+        width: args.width,
+        height: args.height,
+        query: args.query,
+        params: Params::from_args(&args.params)?,
+        device,
+    };
+    let summary = crate::plot::command::plot(store, &options).await?;
+    writeln!(
+        out,
+        "wrote {} ({} × {} px; {}), stored in artifacts under run {}",
+        summary.out.display(),
+        summary.width,
+        summary.height,
+        summary.description,
+        summary.run_id
+    )?;
     Ok(0)
 }

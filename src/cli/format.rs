@@ -2,7 +2,10 @@
 
 use std::io::Write;
 
-use arrow::array::RecordBatch;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::pretty::pretty_format_batches_with_schema;
 
 use crate::error::{Error, Result};
@@ -75,7 +78,7 @@ pub fn write_result(out: &mut dyn Write, format: Format, result: &StatementResul
                 arrow::csv::WriterBuilder::new()
                     .with_header(header)
                     .build(&mut buffer)
-                    .write(batch)?;
+                    .write(&hex_binary(batch)?)?;
                 header = false;
                 out.write_all(&buffer)?;
             }
@@ -106,6 +109,52 @@ pub fn write_result(out: &mut dyn Write, format: Format, result: &StatementResul
     }
     out.flush()?;
     Ok(())
+}
+
+/// `batch` with its binary columns (image bytes, digests) as lowercase hex text, as the table format shows them:
+/// CSV has no notation for raw bytes.
+fn hex_binary(batch: &RecordBatch) -> Result<RecordBatch> {
+    let binary = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::FixedSizeBinary(_)
+        )
+    };
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| binary(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if binary(field.data_type()) {
+            let bytes = arrow::compute::cast(column, &DataType::LargeBinary)?;
+            let bytes = bytes.as_binary::<i64>();
+            let text: StringArray = (0..bytes.len())
+                .map(|i| bytes.is_valid(i).then(|| hex::encode(bytes.value(i))))
+                .collect();
+            fields.push(Field::new(
+                field.name(),
+                DataType::Utf8,
+                field.is_nullable(),
+            ));
+            columns.push(Arc::new(text) as ArrayRef);
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Each row of `batch` as one JSON object (no trailing newline).
