@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod retrieval;
+pub mod train;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

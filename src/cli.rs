@@ -95,6 +95,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             0
         }
         Command::Mine(args) => commands::mine(&store().await?, args, device, out).await?,
+        Command::Train(args) => commands::train(&store().await?, args, device, out).await?,
         Command::Eval(args) => commands::eval(&store().await?, args, device, out).await?,
         Command::Plot(args) => commands::plot(&store().await?, args, device, out).await?,
         Command::Runs(args) => match args.action {
@@ -164,6 +165,24 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
                     hnsw_n,
                     dim,
                     k,
+                    (!no_peer).then_some(python.as_str()),
+                    out,
+                )?;
+                0
+            }
+            BenchWhat::Train {
+                n,
+                dim,
+                batch,
+                steps,
+                python,
+                no_peer,
+            } => {
+                crate::bench::train::train_bench(
+                    n,
+                    dim,
+                    batch,
+                    steps,
                     (!no_peer).then_some(python.as_str()),
                     out,
                 )?;

@@ -101,7 +101,10 @@ pub fn space_spec(model: &Model) -> Result<TableSpec> {
 /// Run `vlmdb embed` as a run of its own.
 pub async fn run(store: &Store, options: &EmbedOptions) -> Result<EmbedSummary> {
     store.ensure_writable("embed")?;
-    let model = load_shared(&options.model, options.device).await?;
+    if let Some(run_id) = options.model.strip_prefix(crate::train::space::HEAD_PREFIX) {
+        return project_stored(store, run_id, options).await;
+    }
+    let model = load_shared(Some(store), &options.model, options.device).await?;
     if !model.supports(options.items.modality()) {
         return Err(Error::Model {
             model: options.model.clone(),
@@ -133,6 +136,70 @@ pub async fn run(store: &Store, options: &EmbedOptions) -> Result<EmbedSummary> 
     run.record_model(&model.files.id, &model.files.revision);
     let outcome = embed_items(store, &model, options, &mut run).await;
     run.close(store, outcome).await
+}
+
+/// `vlmdb embed --model head:<run>`: the items' stored vectors in the run's base space, projected through its best
+/// heads into its space (no encoder runs, so heads over imported spaces work too). Every item is (re)written, so the
+/// space follows the run's latest best heads.
+async fn project_stored(
+    store: &Store,
+    run_id: &str,
+    options: &EmbedOptions,
+) -> Result<EmbedSummary> {
+    use crate::train::space::{head_space_spec, load_heads, project};
+    let device = options.device.device()?;
+    let trained = load_heads(store, run_id, &device).await?;
+    let base = if options.items == Items::Images {
+        &trained.image_table
+    } else {
+        &trained.text_table
+    };
+    let dim = trained.heads.shape.dim;
+    let spec = head_space_spec(run_id, dim, &trained.image_table, &trained.text_table)?;
+    let run_spec = RunSpec {
+        kind: "embed".into(),
+        name: format!(
+            "{} {} (projected from {base})",
+            spec.name,
+            options.items.source().0
+        ),
+        config: serde_json::json!({
+            "model": options.model,
+            "items": options.items.source().0,
+            "dataset": options.dataset,
+            "base_space": base,
+            "checkpoint": trained.checkpoint,
+        }),
+        seed: None,
+    };
+    let mut run = Run::open(store, run_spec).await?;
+    run.record_model(&options.model, &trained.checkpoint);
+    run.record_input(base, store.open_table(base).await?.version().await?);
+    let run_id_now = run.id().to_string();
+    let outcome = project(
+        store,
+        &trained.heads,
+        &spec,
+        base,
+        options.items.kind(),
+        options.dataset.as_deref(),
+        None,
+        &run_id_now,
+        &device,
+    )
+    .await;
+    let written = run.close(store, outcome).await?;
+    Ok(EmbedSummary {
+        run_id: run_id_now,
+        table: spec.name,
+        model_id: options.model.clone(),
+        revision: trained.checkpoint,
+        dim,
+        embedded: written,
+        already_present: 0,
+        from_cache: 0,
+        computed: written,
+    })
 }
 
 async fn embed_items(

@@ -20,5 +20,6 @@ pub mod rng;
 pub mod search;
 pub mod sql;
 pub mod store;
+pub mod train;
 
 pub use error::{Error, Result};

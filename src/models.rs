@@ -8,6 +8,7 @@ pub mod bert;
 pub mod cache;
 pub mod clip;
 pub mod device;
+pub mod head;
 pub mod hub;
 pub mod preprocess;
 pub mod siglip;
@@ -298,8 +299,34 @@ pub fn shared(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
     Ok(model)
 }
 
-/// [`shared`] from async code: the load (file reads, weight conversion) runs on a blocking thread.
-pub async fn load_shared(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
+/// [`shared`] from async code: the load (file reads, weight conversion) runs on a blocking thread. A trained head
+/// (`head:<run_id>`) is read from `store`, once per process.
+pub async fn load_shared(
+    store: Option<&crate::store::Store>,
+    spec: &str,
+    device: DeviceChoice,
+) -> Result<Arc<Model>> {
+    if spec.starts_with(crate::train::space::HEAD_PREFIX) {
+        let key = (spec.to_string(), device);
+        let cached = LOADED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(model) = cached {
+            return Ok(model);
+        }
+        let store = store.ok_or_else(|| Error::Model {
+            model: spec.to_string(),
+            message: "a trained head is read from a store, and this call has none".into(),
+        })?;
+        let model = Arc::new(head::load(store, spec, device).await?);
+        LOADED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key, model.clone());
+        return Ok(model);
+    }
     let spec = spec.to_string();
     tokio::task::spawn_blocking(move || shared(&spec, device))
         .await

@@ -27,7 +27,17 @@ impl Progress {
         self.0.inc(n);
     }
 
+    /// A warning on stderr, shown whether or not the bar is (the bar steps aside for it).
+    pub fn warn(&self, message: &str) {
+        self.0.suspend(|| warn(message));
+    }
+
     pub fn finish(&self) {
         self.0.finish_and_clear();
     }
+}
+
+/// A warning on stderr (when no bar is running).
+pub fn warn(message: &str) {
+    eprintln!("warning: {message}");
 }

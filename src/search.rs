@@ -44,7 +44,7 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
     if options.k == 0 {
         return Err(Error::Usage("-k must be at least 1".into()));
     }
-    let model = load_shared(&options.model, options.device).await?;
+    let model = load_shared(Some(store), &options.model, options.device).await?;
     let space = space_spec(&model)?;
     store.open_table(&space.name).await.map_err(|e| match e {
         Error::UnknownTable { .. } => Error::Usage(format!(

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 
 /// The vlmdb binary under test.
 pub fn binary() -> &'static str {
@@ -157,3 +158,29 @@ pub const RETRIEVAL_FIXTURE: [&[&str]; 3] = [
         "numpy-reference",
     ],
 ];
+
+/// One row's vector in a test Parquet file: NULL, or elements that may be NULL.
+pub type Vector = Option<Vec<Option<f32>>>;
+
+pub fn write_parquet(path: &Path, ids: &[&str], kinds: &[&str], vectors: Vec<Vector>) {
+    use arrow::array::{ArrayRef, ListArray, StringArray};
+    use arrow::datatypes::Float32Type;
+    let vector: ListArray = ListArray::from_iter_primitive::<Float32Type, _, _>(vectors);
+    let batch = arrow::array::RecordBatch::try_from_iter(vec![
+        (
+            "item_id",
+            Arc::new(StringArray::from(ids.to_vec())) as ArrayRef,
+        ),
+        (
+            "kind",
+            Arc::new(StringArray::from(kinds.to_vec())) as ArrayRef,
+        ),
+        ("vector", Arc::new(vector) as ArrayRef),
+    ])
+    .expect("batch");
+    let file = std::fs::File::create(path).expect("create parquet");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+}

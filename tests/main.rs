@@ -11,3 +11,4 @@ mod retrieval;
 mod shell;
 mod slt;
 mod store;
+mod train;

@@ -1,11 +1,9 @@
 //! Retrieval end to end through the CLI: `import embeddings`, `eval` against the NumPy reference of
 //! `fixtures/eval/make_reference.py`, MRL widths, `mine` and `sql/mine/diff.sql`.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use crate::common::{
-    TestStore, assert_fails_with, assert_success, retrieval_store, snapshot, stdout,
+    TestStore, Vector, assert_fails_with, assert_success, retrieval_store, snapshot, stdout,
+    write_parquet,
 };
 
 /// `vlmdb eval … --format json` as (direction, name, dim) -> value.
@@ -264,32 +262,6 @@ fn mined_negatives_are_never_positives_and_respect_the_filters() {
         .unwrap_or(-1);
     assert_eq!(get("persisted") + get("resolved"), round0, "{text}");
     assert_eq!(get("persisted") + get("appeared"), round1, "{text}");
-}
-
-/// One row's vector in a test Parquet file: NULL, or elements that may be NULL.
-type Vector = Option<Vec<Option<f32>>>;
-
-fn write_parquet(path: &Path, ids: &[&str], kinds: &[&str], vectors: Vec<Vector>) {
-    use arrow::array::{ArrayRef, ListArray, StringArray};
-    use arrow::datatypes::Float32Type;
-    let vector: ListArray = ListArray::from_iter_primitive::<Float32Type, _, _>(vectors);
-    let batch = arrow::array::RecordBatch::try_from_iter(vec![
-        (
-            "item_id",
-            Arc::new(StringArray::from(ids.to_vec())) as ArrayRef,
-        ),
-        (
-            "kind",
-            Arc::new(StringArray::from(kinds.to_vec())) as ArrayRef,
-        ),
-        ("vector", Arc::new(vector) as ArrayRef),
-    ])
-    .expect("batch");
-    let file = std::fs::File::create(path).expect("create parquet");
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
-    writer.write(&batch).expect("write");
-    writer.close().expect("close");
 }
 
 #[test]

@@ -7,6 +7,8 @@
 --   $split     the split (NULL: the whole dataset as one pool)
 --   $dim       Matryoshka (MRL) width: the first $dim dimensions, re-normalised (NULL: the full width)
 --   $combiner  composed queries: 'sum' (normalise(reference + text)), 'image' or 'text'
+--   $step      recorded on the metrics rows (NULL for `vlmdb eval`; the training step for `vlmdb train`'s epochs)
+--   $iteration recorded on the metrics rows (NULL for `vlmdb eval`; the round for `vlmdb train --rounds`)
 --   $run_id    bound by vlmdb to the current run
 --
 -- Output: direction, name, k, dim, value — one row per number, exactly the rows written to `metrics`.
@@ -60,8 +62,9 @@ CROSS JOIN (VALUES (1), (2), (3)) AS ks(k)
 WHERE subset_rank IS NOT NULL
 GROUP BY direction, k;
 
-INSERT INTO metrics (run_id, name, value, split, direction, k, dim)
-SELECT $run_id, name, value, $split, direction, CAST(k AS INT), CAST($dim AS INT)
+INSERT INTO metrics (run_id, name, value, step, iteration, split, direction, k, dim)
+SELECT $run_id, name, value, CAST($step AS BIGINT) AS step, CAST($iteration AS INT) AS iteration, $split,
+       direction, CAST(k AS INT), CAST($dim AS INT) AS dim
 FROM eval_metrics;
 
 SELECT direction, name, k, CAST($dim AS INT) AS dim, value

@@ -54,6 +54,9 @@ pub enum Command {
     Index(IndexArgs),
     /// Mine hard negatives (one round = one iteration) into `hard_negatives`.
     Mine(MineArgs),
+    /// Train projection heads over two frozen spaces (InfoNCE or SANW losses, MRL, topical or hard-negative
+    /// batches, rounds); the heads become the space head:<run_id>.
+    Train(TrainArgs),
     /// Draw a plot to a PNG (also stored in `artifacts` under a `plot` run): metric curves, a PCA/t-SNE scatter
     /// coloured by cluster, positive vs negative similarity distributions, or a contact sheet of clusters.
     Plot(PlotArgs),
@@ -208,6 +211,26 @@ pub enum BenchWhat {
         /// Skip scikit-learn (slow), keep faiss.
         #[arg(long)]
         no_sklearn: bool,
+    },
+    /// Training steps/s (two linear heads, InfoNCE, AdamW) beside the same head and loss in PyTorch.
+    Train {
+        /// Pairs of random unit vectors.
+        #[arg(long, default_value_t = 8192)]
+        n: usize,
+        /// Width of the input spaces and of the shared space.
+        #[arg(long, default_value_t = 512)]
+        dim: usize,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Timed steps (after 3 untimed ones).
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// The Python that runs the peer (needs numpy and torch).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Skip the peer.
+        #[arg(long)]
+        no_peer: bool,
     },
     /// Exact kNN beside faiss IndexFlatIP, and hnsw_rs beside faiss HNSW32 at equal recall.
     Knn {
@@ -382,6 +405,119 @@ pub struct MineArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The frozen image space: the model that made it, or its name.
+    #[arg(long, required_unless_present = "resume")]
+    pub image_model: Option<String>,
+    /// The frozen text space: the model that made it, or its name.
+    #[arg(long, required_unless_present = "resume")]
+    pub text_model: Option<String>,
+    /// The dataset whose caption–image pairs are trained on.
+    #[arg(long, required_unless_present = "resume")]
+    pub dataset: Option<String>,
+    /// infonce, sanw-debias (--alpha --delta --lambda) or sanw-bandpass (--alpha --m1 --m2 --gamma).
+    #[arg(long, required_unless_present = "resume")]
+    pub loss: Option<String>,
+    /// The split trained on.
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// The split scored (R@1/5/10 both ways) after every epoch.
+    #[arg(long, default_value = "val", conflicts_with = "no_val")]
+    pub val_split: String,
+    /// No validation: the last epoch counts as the best.
+    #[arg(long)]
+    pub no_val: bool,
+    /// Head shape: linear or mlp (one hidden layer, GELU).
+    #[arg(long, default_value = "linear")]
+    pub head: String,
+    /// Width of the shared space.
+    #[arg(long, default_value_t = 512)]
+    pub dim: usize,
+    /// Hidden width of an MLP head.
+    #[arg(long, default_value_t = 1024)]
+    pub hidden: usize,
+    /// Matryoshka (MRL) widths whose losses are summed, e.g. 512,256,128,64 (each also evaluated every epoch).
+    #[arg(long, value_delimiter = ',')]
+    pub mrl: Vec<usize>,
+    /// Pairs per batch (mined negatives come on top).
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Epochs per round.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Learning rate at the end of the cosine decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr: f64,
+    /// Linear-warmup steps (default: one epoch, at most a tenth of the round).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// AdamW's decoupled weight decay (weight matrices only).
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    #[arg(long, default_value_t = 1e-8)]
+    pub eps: f64,
+    /// Clip the global gradient norm to this (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Seed of the run's RNG (initial weights, caption choice, batch order).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// SANW strength (debias default 0.1, bandpass default 0.1).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// SANW-Debias threshold on the positive–negative gap (default 0.2).
+    #[arg(long)]
+    pub delta: Option<f64>,
+    /// SANW-Debias weighting exponent (default 0.5).
+    #[arg(long)]
+    pub lambda: Option<f64>,
+    /// SANW-Bandpass lower bound of the band (default 0.1).
+    #[arg(long)]
+    pub m1: Option<f64>,
+    /// SANW-Bandpass upper bound of the band (default 0.9).
+    #[arg(long)]
+    pub m2: Option<f64>,
+    /// SANW-Bandpass weighting exponent (default 0.5).
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Topical batches: one cluster per batch, from this `vlmdb cluster` run.
+    #[arg(long, value_name = "CLUSTER_RUN")]
+    pub topical: Option<String>,
+    /// Append to each batch the negatives this `vlmdb mine` run found for its images.
+    #[arg(long, value_name = "MINE_RUN")]
+    pub negatives: Option<String>,
+    /// Mined negatives appended per image.
+    #[arg(long, default_value_t = 1)]
+    pub negatives_per_query: usize,
+    /// Stop a round after this many epochs without a better validation R@1.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Flag dead training after this many steps of flat loss, ~0 gradients or no parameter change (0: off).
+    #[arg(long, default_value_t = 50)]
+    pub dead_steps: usize,
+    /// Rounds of mine → train → eval; round r > 0 mines with round r - 1's best heads.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Negatives kept per query when a round mines.
+    #[arg(long, default_value_t = 10)]
+    pub mine_k: usize,
+    /// Continue an interrupted run from its last checkpoint (default: the newest unfinished train run), with the
+    /// configuration it started with.
+    #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "")]
+    pub resume: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

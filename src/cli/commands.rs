@@ -10,6 +10,7 @@ use datafusion::sql::parser::Statement;
 
 use super::args::{
     EmbedArgs, EvalArgs, ExportArgs, IngestArgs, MineArgs, PlotArgs, PlotWhat, SearchArgs, SqlArgs,
+    TrainArgs,
 };
 use super::format::{Format, write_result};
 use crate::embed::{EmbedOptions, Items};
@@ -522,5 +523,95 @@ pub async fn plot(
         summary.description,
         summary.run_id
     )?;
+    Ok(0)
+}
+
+/// `vlmdb train`: exit code 1 when training was flagged dead (the run records it), else 0.
+pub async fn train(
+    store: &Store,
+    args: TrainArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let progress = !args.quiet;
+    let summary = match &args.resume {
+        Some(id) => {
+            let id = (!id.is_empty()).then_some(id.as_str());
+            crate::train::resume(store, id, device, progress).await?
+        }
+        None => {
+            let need = |value: &Option<String>, flag: &str| {
+                value
+                    .clone()
+                    .ok_or_else(|| Error::Usage(format!("train needs {flag} (or --resume)")))
+            };
+            let loss = crate::train::loss::Loss::new(
+                &need(&args.loss, "--loss")?,
+                args.alpha,
+                args.delta,
+                args.lambda,
+                (args.m1, args.m2),
+                args.gamma,
+            )?;
+            let options = crate::train::TrainOptions {
+                image_model: need(&args.image_model, "--image-model")?,
+                text_model: need(&args.text_model, "--text-model")?,
+                dataset: need(&args.dataset, "--dataset")?,
+                split: args.split,
+                val_split: (!args.no_val).then_some(args.val_split),
+                loss,
+                head: args.head.parse()?,
+                dim: args.dim,
+                hidden: args.hidden,
+                mrl: args.mrl,
+                batch: args.batch,
+                epochs: args.epochs,
+                lr: args.lr,
+                min_lr: args.min_lr,
+                warmup: args.warmup,
+                adamw: crate::train::optim::AdamWConfig {
+                    beta1: args.beta1,
+                    beta2: args.beta2,
+                    eps: args.eps,
+                    weight_decay: args.weight_decay,
+                },
+                max_grad_norm: args.max_grad_norm,
+                seed: args.seed,
+                topical: args.topical,
+                negatives: args.negatives,
+                negatives_per_query: args.negatives_per_query,
+                patience: args.patience,
+                dead_steps: args.dead_steps,
+                rounds: args.rounds,
+                mine_k: args.mine_k,
+            };
+            crate::train::train(store, &options, device, progress).await?
+        }
+    };
+    let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    writeln!(
+        out,
+        "train run {}{}: {} steps over {} round(s), final loss {}, best validation R@1 {}; heads are space {} \
+         ({} vectors; use --model head:{})",
+        summary.run_id,
+        summary
+            .resumed_from
+            .map(|s| format!(" (resumed after step {s})"))
+            .unwrap_or_default(),
+        summary.steps,
+        summary.rounds,
+        number(summary.final_loss),
+        number(summary.best_r1),
+        summary.table,
+        summary.projected,
+        summary.run_id
+    )?;
+    if let Some(dead) = &summary.dead {
+        writeln!(
+            out,
+            "training looks dead ({dead}): see the dead_training metric and the run's notes"
+        )?;
+        return Ok(1);
+    }
     Ok(0)
 }

@@ -111,6 +111,8 @@ pub async fn evaluate(store: &Store, options: &EvalOptions) -> Result<EvalReport
             let mut params = space_params(run.id(), &table, &options.dataset, options.split.as_deref())?;
             params.set("dim", ParamValue::Int(d as i64))?;
             params.set("combiner", ParamValue::Text(options.combiner.clone()))?;
+            params.set("step", ParamValue::Null)?;
+            params.set("iteration", ParamValue::Null)?;
             runs.run(
                 store,
                 options.device,

@@ -40,6 +40,17 @@ pub async fn resolve(store: &Store, name: &str) -> Result<String> {
     if spaces.contains(&table) {
         return Ok(table);
     }
+    if let Some(run_id) = name.strip_prefix(crate::train::space::HEAD_PREFIX) {
+        let table = crate::train::space::head_table(run_id);
+        return if spaces.contains(&table) {
+            Ok(table)
+        } else {
+            Err(Error::Usage(format!(
+                "{name} has no vectors yet (its space would be {table}): is {run_id} a finished `vlmdb train` \
+                 run? `vlmdb embed --model {name} --images` (and --captions) projects a dataset into it"
+            )))
+        };
+    }
     // Only names that can be models are resolved as models (a hub lookup for a typo would be slow and confusing).
     let model_like = name.starts_with("hf:")
         || ALIASES.iter().any(|a| a.name == name)

@@ -60,6 +60,11 @@ pub struct ModelFiles {
 #[derive(Debug, Clone)]
 enum Source {
     Local(PathBuf),
+    /// A model built from the store rather than from files (a trained head): it has no files, and its space is
+    /// named by whoever built it.
+    Store {
+        space: String,
+    },
     Hub {
         repo: String,
         /// The revision as asked for (commit, branch or tag).
@@ -190,8 +195,24 @@ impl ModelFiles {
         })
     }
 
+    /// A model that lives in the store (a trained head), whose vectors go to `space`.
+    pub fn in_store(spec: &str, id: &str, revision: &str, space: &str) -> ModelFiles {
+        ModelFiles {
+            spec: spec.to_string(),
+            id: id.to_string(),
+            revision: revision.to_string(),
+            base_name: space.to_string(),
+            source: Source::Store {
+                space: space.to_string(),
+            },
+        }
+    }
+
     /// The space this model's vectors live in: `<base name>_<first 7 characters of the revision>`.
     pub fn space(&self) -> String {
+        if let Source::Store { space } = &self.source {
+            return space.clone();
+        }
         let short: String = self.revision.chars().take(7).collect();
         format!("{}_{}", self.base_name, slug(&short))
     }
@@ -204,6 +225,7 @@ impl ModelFiles {
                 Ok(path.is_file().then_some(path))
             }
             Source::Hub { .. } => self.hub_file(name),
+            Source::Store { .. } => Ok(None),
         }
     }
 

@@ -80,6 +80,22 @@ impl Run {
         self.models.insert(model.to_string(), revision.to_string());
     }
 
+    /// Record something the run found out (a warning, where it resumed) under `notes` in its configuration;
+    /// it is written with the run's next status change.
+    pub fn note(&mut self, key: &str, value: serde_json::Value) {
+        if !self.spec.config.is_object() {
+            self.spec.config = serde_json::json!({ "value": self.spec.config.take() });
+        }
+        if let Some(config) = self.spec.config.as_object_mut() {
+            let notes = config
+                .entry("notes")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(notes) = notes.as_object_mut() {
+                notes.insert(key.to_string(), value);
+            }
+        }
+    }
+
     /// Close the run as finished.
     pub async fn finish(self, store: &Store) -> Result<()> {
         let now = Utc::now().timestamp_micros();

@@ -21,7 +21,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument(
         "model",
         "A text constant: an alias (clip-vit-b32, clip-vit-l14, siglip-b16), hf:org/repo[@rev], or a local \
-         Hugging Face model directory.",
+         Hugging Face model directory, or head:<run_id> — a `vlmdb train` run's best image head over its base \
+         model.",
     )
     .with_argument("image", "Image bytes, e.g. images.data.")
     .with_sql_example(

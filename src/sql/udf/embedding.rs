@@ -138,7 +138,7 @@ impl AsyncScalarUDFImpl for EmbedFunction {
 
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let spec = self.model_name(&args.args[0])?;
-        let model = load_shared(&spec, self.device)
+        let model = load_shared(self.store.as_ref(), &spec, self.device)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let input = args.args[1].to_array(args.number_rows)?;

@@ -209,11 +209,11 @@ impl TableFunctionImpl for VectorSearch {
                     }
                     Query::Vector(v) => v,
                     Query::Text { model, text } => {
-                        let m = load_shared(&model, context.device).await?;
+                        let m = load_shared(Some(store), &model, context.device).await?;
                         embed_one(store, &m, &model, Input::Text(&text)).await?
                     }
                     Query::Image { model, bytes } => {
-                        let m = load_shared(&model, context.device).await?;
+                        let m = load_shared(Some(store), &model, context.device).await?;
                         embed_one(store, &m, &model, Input::Image(&bytes)).await?
                     }
                 };

@@ -1,0 +1,177 @@
+//! How an epoch's pairs are grouped into batches. An epoch visits every training image once, paired with one of
+//! its captions drawn from the run's RNG (so two captions of one image never meet in a batch as each other's
+//! negatives). The images are then ordered one of two ways:
+//! - **random**: one shuffle of all images, cut into batches;
+//! - **topical** (seed S1): the images of each k-means cluster shuffled and cut into batches of that cluster
+//!   alone, then the batches shuffled — so every batch holds one topic and its negatives are on-topic.
+//!
+//! With **mined hard negatives** (seed S4), each batch is then extended with the negatives a mining run found for
+//! its images (in rank order, up to `per_query` per image, each with its caption of the epoch), so every query
+//! meets its hard negatives in its own batch. Batches of fewer than two pairs have nothing to contrast and are
+//! dropped.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::rng::Rng;
+
+/// One training pair: (image index, caption index) into the training set.
+pub type Pair = (usize, usize);
+
+/// How images are ordered into batches.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Order {
+    #[default]
+    Random,
+    /// The cluster of each image (by image index); images without one form a group of their own.
+    Topical(Vec<Option<i32>>),
+}
+
+/// Mined negatives: for each image (by index), negative images in rank order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Negatives {
+    pub of: HashMap<usize, Vec<usize>>,
+    pub per_query: usize,
+}
+
+/// The batches of one epoch. `captions[i]` lists the caption indices of image `i` (none: the image is skipped).
+pub fn epoch_batches(
+    captions: &[Vec<usize>],
+    order: &Order,
+    negatives: Option<&Negatives>,
+    batch_size: usize,
+    rng: &mut Rng,
+) -> Vec<Vec<Pair>> {
+    let batch_size = batch_size.max(2);
+    let caption_of: Vec<Option<usize>> = captions
+        .iter()
+        .map(|c| (!c.is_empty()).then(|| c[rng.below(c.len())]))
+        .collect();
+    let images: Vec<usize> = (0..captions.len())
+        .filter(|&i| caption_of[i].is_some())
+        .collect();
+    let mut groups: Vec<Vec<usize>> = match order {
+        Order::Random => vec![images],
+        Order::Topical(cluster) => {
+            let mut by_cluster: BTreeMap<Option<i32>, Vec<usize>> = BTreeMap::new();
+            for i in images {
+                by_cluster
+                    .entry(cluster.get(i).copied().flatten())
+                    .or_default()
+                    .push(i);
+            }
+            by_cluster.into_values().collect()
+        }
+    };
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for group in &mut groups {
+        rng.shuffle(group);
+        batches.extend(group.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    if matches!(order, Order::Topical(_)) {
+        rng.shuffle(&mut batches);
+    }
+    batches
+        .into_iter()
+        .filter(|b| b.len() >= 2)
+        .map(|images| {
+            let mut pairs: Vec<Pair> = images
+                .iter()
+                .filter_map(|&i| caption_of[i].map(|c| (i, c)))
+                .collect();
+            if let Some(negatives) = negatives {
+                let mut present: std::collections::HashSet<usize> =
+                    images.iter().copied().collect();
+                for &i in &images {
+                    let mut added = 0;
+                    for &n in negatives.of.get(&i).map(Vec::as_slice).unwrap_or_default() {
+                        if added == negatives.per_query {
+                            break;
+                        }
+                        if let Some(c) = caption_of.get(n).copied().flatten()
+                            && present.insert(n)
+                        {
+                            pairs.push((n, c));
+                            added += 1;
+                        }
+                    }
+                }
+            }
+            pairs
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captions(n: usize) -> Vec<Vec<usize>> {
+        (0..n).map(|i| vec![2 * i, 2 * i + 1]).collect()
+    }
+
+    #[test]
+    fn every_image_once_with_one_of_its_captions() {
+        let caps = captions(10);
+        let batches = epoch_batches(&caps, &Order::Random, None, 4, &mut Rng::new(1));
+        let mut seen: Vec<usize> = batches.iter().flatten().map(|p| p.0).collect();
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert!(batches.iter().flatten().all(|&(i, c)| caps[i].contains(&c)));
+        assert_eq!(
+            batches,
+            epoch_batches(&caps, &Order::Random, None, 4, &mut Rng::new(1))
+        );
+        assert_ne!(
+            batches,
+            epoch_batches(&caps, &Order::Random, None, 4, &mut Rng::new(2))
+        );
+    }
+
+    #[test]
+    fn topical_batches_hold_one_cluster_each() {
+        let caps = captions(40);
+        let clusters: Vec<Option<i32>> = (0..40).map(|i| Some((i % 3) as i32)).collect();
+        let batches = epoch_batches(
+            &caps,
+            &Order::Topical(clusters.clone()),
+            None,
+            5,
+            &mut Rng::new(7),
+        );
+        assert!(batches.len() >= 8);
+        for batch in &batches {
+            let first = clusters[batch[0].0];
+            assert!(batch.iter().all(|p| clusters[p.0] == first), "{batch:?}");
+        }
+    }
+
+    #[test]
+    fn mined_negatives_join_their_queries_batches() {
+        let caps = captions(30);
+        let mut of = HashMap::new();
+        for i in 0..30 {
+            of.insert(i, vec![(i + 7) % 30, (i + 11) % 30, (i + 13) % 30]);
+        }
+        let negatives = Negatives { of, per_query: 2 };
+        let batches = epoch_batches(&caps, &Order::Random, Some(&negatives), 4, &mut Rng::new(3));
+        // Negatives draw nothing from the RNG, so the same seed without them gives each batch's own images.
+        let own = epoch_batches(&caps, &Order::Random, None, 4, &mut Rng::new(3));
+        assert_eq!(batches.len(), own.len());
+        for (batch, own) in batches.iter().zip(&own) {
+            let members: Vec<usize> = batch.iter().map(|p| p.0).collect();
+            assert_eq!(&batch[..own.len()], own.as_slice());
+            for &(i, _) in own {
+                for n in &negatives.of[&i][..2] {
+                    assert!(
+                        members.contains(n),
+                        "negative {n} of {i} missing from {members:?}"
+                    );
+                }
+            }
+            let mut unique = members.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), members.len(), "an image twice in {members:?}");
+        }
+    }
+}

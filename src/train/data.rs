@@ -1,0 +1,229 @@
+//! What a training run reads from the store: the caption–image pairs of a split with their frozen vectors from the
+//! image space and the text space, the clusters of a k-means run (topical batches), and the negatives of a mining
+//! run. Every query binds its values as parameters.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type};
+
+use super::batches::Negatives;
+use crate::error::{Error, Result};
+use crate::eval::space::{Filter, Vectors, load};
+use crate::sql::{Engine, ParamValue, Params};
+use crate::store::Store;
+
+/// The pairs of one split: image vectors, caption vectors, and which captions belong to which image.
+#[derive(Debug, Clone)]
+pub struct PairedSet {
+    pub images: Vectors,
+    pub texts: Vectors,
+    /// Caption rows (into `texts`) of each image row (into `images`).
+    pub captions: Vec<Vec<usize>>,
+    /// Image row of each caption id of the split (captions without a vector included).
+    pub image_of_caption: HashMap<String, usize>,
+}
+
+impl PairedSet {
+    /// Number of images with at least one caption.
+    pub fn paired_images(&self) -> usize {
+        self.captions.iter().filter(|c| !c.is_empty()).count()
+    }
+}
+
+/// Text values of column `name` (cast to text).
+pub fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Usage(format!("query result has no column '{name}'")))?;
+    let column = arrow::compute::cast(column, &DataType::Utf8)?;
+    let column = column.as_string::<i32>();
+    Ok((0..column.len())
+        .map(|i| column.is_valid(i).then(|| column.value(i).to_string()))
+        .collect())
+}
+
+/// Integer values of column `name`.
+pub fn integers(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Usage(format!("query result has no column '{name}'")))?;
+    let column = arrow::compute::cast(column, &DataType::Int64)?;
+    let column = column.as_primitive::<Int64Type>();
+    Ok((0..column.len())
+        .map(|i| column.is_valid(i).then(|| column.value(i)))
+        .collect())
+}
+
+/// Run one query with `params` and return its batches.
+async fn query(store: &Store, sql: &str, params: &Params) -> Result<Vec<RecordBatch>> {
+    let engine = Engine::new(store.clone()).await?;
+    let mut results = engine.execute_sql(sql, params).await?;
+    Ok(results.pop().map(|r| r.batches).unwrap_or_default())
+}
+
+/// The pairs of `dataset`/`split` whose image has a vector in `image_table` and caption one in `text_table`.
+pub async fn load_pairs(
+    store: &Store,
+    image_table: &str,
+    text_table: &str,
+    dataset: &str,
+    split: &str,
+) -> Result<PairedSet> {
+    let images = load(
+        store,
+        image_table,
+        &Filter::new(Some("image"), Some(dataset), Some(split)),
+    )
+    .await?;
+    let texts = load(
+        store,
+        text_table,
+        &Filter::new(Some("caption"), Some(dataset), Some(split)),
+    )
+    .await?;
+    let mut params = Params::default();
+    params.set("dataset", ParamValue::Text(dataset.to_string()))?;
+    params.set("split", ParamValue::Text(split.to_string()))?;
+    let batches = query(
+        store,
+        "SELECT caption_id, image_id FROM captions WHERE dataset = $dataset AND split = $split",
+        &params,
+    )
+    .await?;
+    let image_row = images.index();
+    let text_row = texts.index();
+    let mut captions = vec![Vec::new(); images.len()];
+    let mut image_of_caption = HashMap::new();
+    for batch in &batches {
+        let caption_ids = strings(batch, "caption_id")?;
+        let image_ids = strings(batch, "image_id")?;
+        for (caption, image) in caption_ids.into_iter().zip(image_ids) {
+            let (Some(caption), Some(image)) = (caption, image) else {
+                continue;
+            };
+            let Some(&i) = image_row.get(image.as_str()) else {
+                continue;
+            };
+            if let Some(&t) = text_row.get(caption.as_str()) {
+                captions[i as usize].push(t as usize);
+            }
+            image_of_caption.insert(caption, i as usize);
+        }
+    }
+    captions.iter_mut().for_each(|c| c.sort_unstable());
+    let set = PairedSet {
+        images,
+        texts,
+        captions,
+        image_of_caption,
+    };
+    if set.paired_images() < 2 {
+        return Err(Error::Usage(format!(
+            "dataset '{dataset}' split '{split}' has {} caption–image pairs with vectors in both spaces (image space \
+             {image_table}: {} image vectors; text space {text_table}: {} caption vectors); training needs at least 2 \
+             (embed or import the split's images and captions first)",
+            set.paired_images(),
+            set.images.len(),
+            set.texts.len()
+        )));
+    }
+    Ok(set)
+}
+
+/// The cluster of each training image, from the `clusters` rows of a k-means run (items may be images or
+/// captions; a caption's cluster is given to its image).
+pub async fn load_clusters(
+    store: &Store,
+    run_id: &str,
+    set: &PairedSet,
+) -> Result<Vec<Option<i32>>> {
+    let mut params = Params::default();
+    params.set("run", ParamValue::Text(run_id.to_string()))?;
+    let batches = query(
+        store,
+        "SELECT item_id, \"cluster\" FROM clusters WHERE run_id = $run ORDER BY item_id",
+        &params,
+    )
+    .await?;
+    let image_row = set.images.index();
+    let mut cluster = vec![None; set.images.len()];
+    let mut rows = 0;
+    for batch in &batches {
+        for (item, c) in strings(batch, "item_id")?
+            .into_iter()
+            .zip(integers(batch, "cluster")?)
+        {
+            rows += 1;
+            let (Some(item), Some(c)) = (item, c) else {
+                continue;
+            };
+            let row = image_row
+                .get(item.as_str())
+                .map(|&i| i as usize)
+                .or_else(|| set.image_of_caption.get(&item).copied());
+            if let Some(row) = row {
+                cluster[row].get_or_insert(c as i32);
+            }
+        }
+    }
+    if rows == 0 {
+        return Err(Error::Usage(format!(
+            "--topical {run_id}: that run has no rows in `clusters` (give the id of a `vlmdb cluster` run)"
+        )));
+    }
+    Ok(cluster)
+}
+
+/// The negatives of a mining run, by training image, in rank order: caption queries give their image the mined
+/// negative images; image queries get the images of their mined negative captions.
+pub async fn load_negatives(
+    store: &Store,
+    run_id: &str,
+    set: &PairedSet,
+    per_query: usize,
+) -> Result<Negatives> {
+    let mut params = Params::default();
+    params.set("run", ParamValue::Text(run_id.to_string()))?;
+    let batches = query(
+        store,
+        "SELECT query_id, query_kind, negative_id, rank FROM hard_negatives WHERE run_id = $run \
+         ORDER BY rank, query_id, negative_id",
+        &params,
+    )
+    .await?;
+    let image_row = set.images.index();
+    let image = |id: &str| image_row.get(id).map(|&i| i as usize);
+    let mut of: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut rows = 0;
+    for batch in &batches {
+        let queries = strings(batch, "query_id")?;
+        let kinds = strings(batch, "query_kind")?;
+        let negatives = strings(batch, "negative_id")?;
+        for ((q, kind), n) in queries.into_iter().zip(kinds).zip(negatives) {
+            rows += 1;
+            let (Some(q), Some(kind), Some(n)) = (q, kind, n) else {
+                continue;
+            };
+            let pair = match kind.as_str() {
+                "caption" => set.image_of_caption.get(&q).copied().zip(image(&n)),
+                "image" => image(&q).zip(set.image_of_caption.get(&n).copied()),
+                _ => None,
+            };
+            if let Some((query, negative)) = pair
+                && query != negative
+            {
+                let list = of.entry(query).or_default();
+                if !list.contains(&negative) {
+                    list.push(negative);
+                }
+            }
+        }
+    }
+    if rows == 0 {
+        return Err(Error::Usage(format!(
+            "--negatives {run_id}: that run has no rows in `hard_negatives` (give the id of a `vlmdb mine` run)"
+        )));
+    }
+    Ok(Negatives { of, per_query })
+}

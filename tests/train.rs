@@ -1,0 +1,627 @@
+//! `vlmdb train` end to end on planted synthetic pairs brought in with `vlmdb import embeddings`: the text vector
+//! of each pair is a fixed rotation of its image vector plus noise, so raw cosine retrieval is near chance and only
+//! a learned map recovers the pairs. Also: determinism, kill + resume, dead-training detection, SANW losses with
+//! MRL, topical and hard-negative batches, rounds, and trained heads used as a model (`head:<run_id>`).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::common::{TestStore, assert_success, stdout, write_parquet};
+
+/// Dimension of the planted spaces.
+const DIM: usize = 16;
+
+/// A small deterministic generator (the test's own, independent of vlmdb's).
+struct Noise(u64);
+
+impl Noise {
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform().max(1e-12), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// A random rotation (Gram–Schmidt of a Gaussian matrix), rows orthonormal.
+fn rotation(noise: &mut Noise, n: usize) -> Vec<Vec<f64>> {
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    while rows.len() < n {
+        let mut v: Vec<f64> = (0..n).map(|_| noise.normal()).collect();
+        for r in &rows {
+            let dot: f64 = v.iter().zip(r).map(|(a, b)| a * b).sum();
+            v.iter_mut().zip(r).for_each(|(a, b)| *a -= dot * b);
+        }
+        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        if norm > 1e-6 {
+            rows.push(v.iter().map(|a| a / norm).collect());
+        }
+    }
+    rows
+}
+
+/// The planted store: `train` and `val` folders of tiny PNGs with one caption each, ingested as dataset
+/// `planted`, and three imported spaces: `pimg` (images), `ptxt` (captions = rotated images + noise), and `praw`
+/// (both, for the raw-cosine baseline).
+fn planted_store(n_train: usize, n_val: usize) -> TestStore {
+    let store = TestStore::initialised();
+    for (split, n, offset) in [("train", n_train, 0), ("val", n_val, 5000)] {
+        let dir = store.dir.path().join(split);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for i in offset..offset + n {
+            let pixel = image::Rgb([(i % 251) as u8, (i / 251 % 251) as u8, 9]);
+            image::RgbImage::from_pixel(2, 2, pixel)
+                .save(dir.join(format!("p{i:05}.png")))
+                .expect("png");
+            std::fs::write(
+                dir.join(format!("p{i:05}.txt")),
+                format!("planted item {i}"),
+            )
+            .expect("txt");
+        }
+        assert_success(&store.vlmdb(&[
+            "ingest",
+            "folder",
+            dir.to_str().unwrap_or_default(),
+            "--dataset",
+            "planted",
+            "--split",
+            split,
+        ]));
+    }
+    let rows = store.csv("SELECT caption_id, image_id FROM captions ORDER BY caption_id");
+    let pairs: Vec<(String, String)> = rows
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(','))
+        .map(|(c, i)| (c.to_string(), i.to_string()))
+        .collect();
+    assert_eq!(pairs.len(), n_train + n_val);
+    let mut noise = Noise(0x9E3779B97F4A7C15);
+    let r = rotation(&mut noise, DIM);
+    let (mut image_ids, mut image_vectors, mut caption_ids, mut caption_vectors) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (caption, image) in &pairs {
+        let x: Vec<f64> = (0..DIM).map(|_| noise.normal()).collect();
+        let t: Vec<f64> = r
+            .iter()
+            .map(|row| row.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>() + 0.05 * noise.normal())
+            .collect();
+        image_ids.push(image.clone());
+        image_vectors.push(Some(x.iter().map(|v| Some(*v as f32)).collect()));
+        caption_ids.push(caption.clone());
+        caption_vectors.push(Some(t.iter().map(|v| Some(*v as f32)).collect()));
+    }
+    fn ids(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let import = |name: &str, ids: &[&str], kinds: &[&str], vectors: Vec<crate::common::Vector>| {
+        let file = store.dir.path().join(format!("{name}.parquet"));
+        write_parquet(&file, ids, kinds, vectors);
+        assert_success(&store.vlmdb(&[
+            "import",
+            "embeddings",
+            file.to_str().unwrap_or_default(),
+            "--space",
+            name,
+        ]));
+    };
+    let n = pairs.len();
+    import(
+        "pimg",
+        &ids(&image_ids),
+        &vec!["image"; n],
+        image_vectors.clone(),
+    );
+    import(
+        "ptxt",
+        &ids(&caption_ids),
+        &vec!["caption"; n],
+        caption_vectors.clone(),
+    );
+    let mut both_ids = ids(&image_ids);
+    both_ids.extend(ids(&caption_ids));
+    let mut kinds = vec!["image"; n];
+    kinds.extend(vec!["caption"; n]);
+    let mut both = image_vectors;
+    both.extend(caption_vectors);
+    import("praw", &both_ids, &kinds, both);
+    store
+}
+
+/// The run id a `vlmdb train` printed.
+fn run_id(out: &std::process::Output) -> String {
+    let text = stdout(out);
+    text.split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .map(|w| w.trim_end_matches(':').to_string())
+        .unwrap_or_else(|| panic!("no run id in {text}"))
+}
+
+/// (direction -> R@1) of a `vlmdb eval --format csv` output.
+fn r_at_1(csv: &str) -> BTreeMap<String, f64> {
+    csv.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f.get(1) == Some(&"r_at_1")).then(|| (f[0].to_string(), f[4].parse().expect("value")))
+        })
+        .collect()
+}
+
+/// `vlmdb eval --model MODEL --dataset planted --split val --format csv`, which must succeed.
+fn eval_csv(store: &TestStore, model: &str) -> String {
+    let out = store.vlmdb(&[
+        "eval",
+        "--model",
+        model,
+        "--dataset",
+        "planted",
+        "--split",
+        "val",
+        "--format",
+        "csv",
+    ]);
+    assert_success(&out);
+    stdout(&out)
+}
+
+/// One number of a single-row, single-column CSV query.
+fn number(store: &TestStore, sql: &str) -> f64 {
+    let csv = store.csv(sql);
+    csv.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("{sql}: {csv}"))
+}
+
+const PLANTED_TRAIN: [&str; 14] = [
+    "train",
+    "--image-model",
+    "pimg",
+    "--text-model",
+    "ptxt",
+    "--dataset",
+    "planted",
+    "--dim",
+    "16",
+    "--batch",
+    "32",
+    "--quiet",
+    "--seed",
+    "5",
+];
+
+/// InfoNCE lifts validation R@1 from chance (raw cosine ≤ 0.05) to ≥ 0.8 both ways within 200 steps; every step's
+/// numbers are in `metrics`; the trained heads are a space that `vlmdb eval` scores like any other; a healthy run
+/// is not flagged dead.
+#[test]
+fn infonce_learns_the_planted_rotation() {
+    let store = planted_store(320, 50);
+    let raw = eval_csv(&store, "praw");
+    let before = r_at_1(&raw);
+    assert_eq!(before.len(), 2, "{raw}");
+    assert!(
+        before.values().all(|&r| r <= 0.05),
+        "raw cosine is not near chance: {before:?}"
+    );
+
+    let mut args = PLANTED_TRAIN.to_vec();
+    args.extend(["--lr", "0.01", "--loss", "infonce", "--epochs", "20"]);
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let run = run_id(&out);
+    assert!(stdout(&out).contains("200 steps"), "{}", stdout(&out));
+
+    let best = |direction: &str| {
+        number(
+            &store,
+            &format!(
+                "SELECT max(value) FROM metrics WHERE run_id = '{run}' AND name = 'r_at_1' AND direction = \
+                 '{direction}' AND split = 'val' AND step <= 200"
+            ),
+        )
+    };
+    assert!(
+        best("t2i") >= 0.8 && best("i2t") >= 0.8,
+        "t2i {} i2t {}",
+        best("t2i"),
+        best("i2t")
+    );
+    for name in ["loss", "logit_scale", "grad_norm", "lr"] {
+        let n = number(
+            &store,
+            &format!("SELECT count(*) FROM metrics WHERE run_id = '{run}' AND name = '{name}'"),
+        );
+        assert_eq!(n, 200.0, "{name}");
+    }
+    let first_loss = number(
+        &store,
+        &format!("SELECT value FROM metrics WHERE run_id = '{run}' AND name = 'loss' AND step = 1"),
+    );
+    let last_loss = number(
+        &store,
+        &format!(
+            "SELECT value FROM metrics WHERE run_id = '{run}' AND name = 'loss' AND step = 200"
+        ),
+    );
+    assert!(
+        last_loss < 0.5 * first_loss,
+        "loss {first_loss} -> {last_loss}"
+    );
+    let dead = number(
+        &store,
+        &format!("SELECT count(*) FROM metrics WHERE run_id = '{run}' AND name = 'dead_training'"),
+    );
+    assert_eq!(dead, 0.0);
+
+    let model = format!("head:{run}");
+    let head = eval_csv(&store, &model);
+    let after = r_at_1(&head);
+    assert_eq!(after.len(), 2, "{head}");
+    assert!(after.values().all(|&r| r >= 0.8), "{head}");
+    let checkpoints = number(
+        &store,
+        &format!(
+            "SELECT count(*) FROM artifacts WHERE run_id = '{run}' AND starts_with(name, 'checkpoint_')"
+        ),
+    );
+    assert_eq!(checkpoints, 20.0);
+}
+
+/// All (name, step) -> value of a run's metrics.
+fn metrics_of(store: &TestStore, run: &str) -> BTreeMap<(String, i64, String, String), f64> {
+    let csv = store.csv(&format!(
+        "SELECT name, step, coalesce(direction, '') AS d, coalesce(CAST(dim AS VARCHAR), '') AS w, value \
+         FROM metrics WHERE run_id = '{run}' ORDER BY name, step, d, w"
+    ));
+    let mut out = BTreeMap::new();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let key = (
+            f[0].to_string(),
+            f[1].parse().unwrap_or(-1),
+            f[2].to_string(),
+            f[3].to_string(),
+        );
+        assert!(
+            out.insert(key.clone(), f[4].parse().expect("value"))
+                .is_none(),
+            "duplicate metric {key:?}"
+        );
+    }
+    out
+}
+
+/// Two runs with the same seed are identical; a run killed mid-way and resumed equals an uninterrupted one to 1e-6
+/// (every metric and the final weights), without duplicate rows.
+#[test]
+fn same_seed_same_run_and_resume_equals_uninterrupted() {
+    let store = planted_store(96, 24);
+    let mut args = PLANTED_TRAIN.to_vec();
+    args.extend([
+        "--lr",
+        "0.01",
+        "--loss",
+        "sanw-debias",
+        "--epochs",
+        "30",
+        "--mrl",
+        "16,8",
+    ]);
+    let a = store.vlmdb(&args);
+    assert_success(&a);
+    let run_a = run_id(&a);
+    let b = store.vlmdb(&args);
+    assert_success(&b);
+    let run_b = run_id(&b);
+    let (ma, mb) = (metrics_of(&store, &run_a), metrics_of(&store, &run_b));
+    assert!(ma.len() > 30 * 3 * 5, "{}", ma.len());
+    assert_eq!(ma, mb, "two runs with the same seed differ");
+
+    // Interrupt a third run once it has written three checkpoints.
+    let mut child = store.command(&args).spawn().expect("spawn");
+    let started = Instant::now();
+    loop {
+        let n = number(
+            &store,
+            "SELECT count(*) FROM artifacts a JOIN runs r ON a.run_id = r.run_id \
+             WHERE r.status = 'running' AND starts_with(a.name, 'checkpoint_')",
+        );
+        if n >= 3.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoints appeared"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run finished before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let interrupted =
+        store.csv("SELECT run_id FROM runs WHERE kind = 'train' AND status = 'running'");
+    let run_c = interrupted
+        .lines()
+        .nth(1)
+        .expect("an unfinished run")
+        .to_string();
+    let resumed = store.vlmdb(&["train", "--resume", "--quiet"]);
+    assert_success(&resumed);
+    assert!(
+        stdout(&resumed).contains(&format!("train run {run_c} (resumed after step")),
+        "{}",
+        stdout(&resumed)
+    );
+    let mc = metrics_of(&store, &run_c);
+    assert_eq!(ma.keys().collect::<Vec<_>>(), mc.keys().collect::<Vec<_>>());
+    for (key, value) in &ma {
+        assert!(
+            (value - mc[key]).abs() <= 1e-6,
+            "{key:?}: {value} vs {}",
+            mc[key]
+        );
+    }
+    // The final weights: the vectors both runs' heads wrote to their spaces.
+    let table = |run: &str| format!("emb_head_{}", run.replace('-', "_"));
+    let (ta, tc) = (table(&run_a), table(&run_c));
+    let join = format!("FROM {ta} a JOIN {tc} c ON a.item_id = c.item_id AND a.kind = c.kind");
+    assert_eq!(
+        number(&store, &format!("SELECT count(*) {join}")),
+        120.0 * 2.0,
+        "every image and caption"
+    );
+    let farthest = number(
+        &store,
+        &format!("SELECT max(l2_distance(a.vector, c.vector)) {join}"),
+    );
+    assert!(farthest <= 4e-6, "resumed heads differ: {farthest}");
+    let status = store.csv(&format!(
+        "SELECT status, config FROM runs WHERE run_id = '{run_c}'"
+    ));
+    assert!(
+        status.contains("finished") && status.contains("resumed_from"),
+        "{status}"
+    );
+}
+
+/// A learning rate of 0 is flagged as dead training: a warning, exit code 1, a metric and a note on the run.
+#[test]
+fn a_run_with_learning_rate_zero_is_flagged_dead() {
+    let store = planted_store(64, 16);
+    let mut args = PLANTED_TRAIN.to_vec();
+    args.extend([
+        "--loss",
+        "infonce",
+        "--epochs",
+        "12",
+        "--lr",
+        "0",
+        "--dead-steps",
+        "20",
+    ]);
+    let out = store.vlmdb(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        crate::common::stderr(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("training looks dead"));
+    let run = run_id(&out);
+    let flagged = number(
+        &store,
+        &format!("SELECT min(step) FROM metrics WHERE run_id = '{run}' AND name = 'dead_training'"),
+    );
+    assert_eq!(flagged, 20.0);
+    let config = store.csv(&format!("SELECT config FROM runs WHERE run_id = '{run}'"));
+    assert!(config.contains("dead_training"), "{config}");
+}
+
+/// SANW-Bandpass with MRL, topical batches from a k-means run, two rounds (round 1 mines with round 0's heads),
+/// and a run whose batches carry that mining run's negatives.
+#[test]
+fn sanw_mrl_topical_rounds_and_mined_negatives() {
+    let store = planted_store(96, 24);
+    let cluster = store.vlmdb(&[
+        "cluster",
+        "--model",
+        "pimg",
+        "--dataset",
+        "planted",
+        "--split",
+        "train",
+        "-k",
+        "4",
+    ]);
+    assert_success(&cluster);
+    let cluster_run = stdout(&cluster)
+        .split("(run ")
+        .nth(1)
+        .map(|s| s.trim_end().trim_end_matches(')').to_string())
+        .expect("cluster run id");
+    let mut args = PLANTED_TRAIN.to_vec();
+    args.extend([
+        "--lr",
+        "0.01",
+        "--loss",
+        "sanw-bandpass",
+        "--alpha",
+        "0.2",
+        "--m1",
+        "0.1",
+        "--m2",
+        "0.9",
+        "--gamma",
+        "1.0",
+        "--mrl",
+        "16,8,4",
+        "--epochs",
+        "3",
+        "--rounds",
+        "2",
+        "--mine-k",
+        "3",
+        "--topical",
+        &cluster_run,
+    ]);
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let run = run_id(&out);
+    let per = |sql: &str| number(&store, &sql.replace("RUN", &run));
+    assert!(
+        per("SELECT count(*) FROM metrics WHERE run_id = 'RUN' AND name = 'sanw_weight_mean'")
+            > 0.0
+    );
+    assert!(
+        per("SELECT max(value) FROM metrics WHERE run_id = 'RUN' AND name = 'sanw_share_up'") > 0.0
+    );
+    for iteration in [0, 1] {
+        for dim in [16, 8, 4] {
+            let n = per(&format!(
+                "SELECT count(*) FROM metrics WHERE run_id = 'RUN' AND name = 'r_at_1' AND iteration = {iteration} \
+                 AND dim = {dim}"
+            ));
+            assert_eq!(
+                n,
+                2.0 * 3.0,
+                "round {iteration}, width {dim}: both directions every epoch"
+            );
+        }
+    }
+    let mine_run = store.csv("SELECT run_id FROM runs WHERE kind = 'mine'");
+    let mine_run = mine_run.lines().nth(1).expect("round 1 mined").to_string();
+    let mined = number(
+        &store,
+        &format!(
+            "SELECT count(*) FROM hard_negatives WHERE run_id = '{mine_run}' AND iteration = 1"
+        ),
+    );
+    assert!(mined > 0.0);
+
+    let mut args = PLANTED_TRAIN.to_vec();
+    args.extend([
+        "--lr",
+        "0.01",
+        "--loss",
+        "infonce",
+        "--epochs",
+        "1",
+        "--negatives",
+        &mine_run,
+        "--negatives-per-query",
+        "2",
+    ]);
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let run = run_id(&out);
+    let largest = number(
+        &store,
+        &format!("SELECT max(value) FROM metrics WHERE run_id = '{run}' AND name = 'batch_size'"),
+    );
+    assert!(
+        largest > 32.0,
+        "mined negatives were appended to the batches: {largest}"
+    );
+}
+
+/// Heads trained over the tiny CLIP's spaces are a model: `embed_text('head:<run>', …)` equals the vectors
+/// training wrote to the space, `vlmdb search --model head:<run>` ranks with them, and `vlmdb embed --model
+/// head:<run>` projects stored vectors.
+#[test]
+fn trained_heads_are_a_model() {
+    let store = TestStore::initialised();
+    for args in [
+        &[
+            "ingest",
+            "karpathy",
+            "fixtures/datasets/karpathy/dataset_shapes.json",
+            "--images",
+            "fixtures/datasets/karpathy/images",
+            "--dataset",
+            "shapes",
+        ][..],
+        &[
+            "embed",
+            "--model",
+            "fixtures/models/tiny-clip",
+            "--images",
+            "--quiet",
+        ],
+        &[
+            "embed",
+            "--model",
+            "fixtures/models/tiny-clip",
+            "--captions",
+            "--quiet",
+        ],
+    ] {
+        assert_success(&store.vlmdb(args));
+    }
+    let out = store.vlmdb(&[
+        "train",
+        "--image-model",
+        "fixtures/models/tiny-clip",
+        "--text-model",
+        "fixtures/models/tiny-clip",
+        "--dataset",
+        "shapes",
+        "--loss",
+        "infonce",
+        "--dim",
+        "8",
+        "--batch",
+        "8",
+        "--epochs",
+        "2",
+        "--quiet",
+    ]);
+    assert_success(&out);
+    let run = run_id(&out);
+    let table = format!("emb_head_{}", run.replace('-', "_"));
+    let similarity = number(
+        &store,
+        &format!(
+            "SELECT min(cosine_similarity(embed_text('head:{run}', c.text), e.vector)) FROM captions c \
+             JOIN {table} e ON e.item_id = c.caption_id AND e.kind = 'caption'"
+        ),
+    );
+    assert!(similarity > 0.9999, "{similarity}");
+    let search = store.vlmdb(&[
+        "search",
+        "--model",
+        &format!("head:{run}"),
+        "--text",
+        "a red square",
+        "-k",
+        "3",
+        "--format",
+        "csv",
+    ]);
+    assert_success(&search);
+    assert_eq!(stdout(&search).lines().count(), 4, "{}", stdout(&search));
+    let embed = store.vlmdb(&[
+        "embed",
+        "--model",
+        &format!("head:{run}"),
+        "--images",
+        "--quiet",
+    ]);
+    assert_success(&embed);
+    assert!(
+        stdout(&embed).contains("embedded 30 image"),
+        "{}",
+        stdout(&embed)
+    );
+}
