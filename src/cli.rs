@@ -27,6 +27,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     let code = match cli.command {
         Command::Init => commands::init(&store().await?, out).await?,
         Command::Sql(args) => commands::sql(&store().await?, args, out).await?,
+        Command::Run(args) => commands::run_file(&store().await?, args, out).await?,
         Command::Shell(args) => shell::run(&store().await?, args, out).await?,
         Command::Ingest(args) => commands::ingest(&store().await?, args, out).await?,
         Command::Export(args) => commands::export(&store().await?, args, out).await?,
@@ -48,6 +49,31 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
                     out,
                     "imported {} vectors of {} dimensions into {} (run {})",
                     summary.rows, summary.dim, summary.table, summary.run_id
+                )?;
+                0
+            }
+            ImportWhat::Metrics {
+                file,
+                csv,
+                json: _,
+                run_name,
+            } => {
+                use crate::import::metrics::{LogFormat, import};
+                let format = if csv { LogFormat::Csv } else { LogFormat::Json };
+                let s = import(&store().await?, &file, format, &run_name).await?;
+                writeln!(
+                    out,
+                    "imported {} values of {} metrics from {} rows into run {} ({}){}",
+                    s.metrics,
+                    s.names.len(),
+                    s.rows,
+                    s.run_id,
+                    s.names.join(", "),
+                    if s.ignored.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; left out text columns: {}", s.ignored.join(", "))
+                    }
                 )?;
                 0
             }

@@ -7,6 +7,8 @@
 //! pair is an error naming the row, and the store is left as it was. Dataset and split are copied from the item.
 //! Rows already in the space (same item and kind) are replaced, so importing a file twice changes nothing.
 
+pub mod metrics;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod embed;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod export;
 pub mod import;
 pub mod ingest;

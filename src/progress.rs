@@ -41,3 +41,8 @@ impl Progress {
 pub fn warn(message: &str) {
     eprintln!("warning: {message}");
 }
+
+/// A line of information on stderr (what a command did, beside results on stdout).
+pub fn note(message: &str) {
+    eprintln!("{message}");
+}

@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod experiments;
 mod ingest;
 mod models;
 mod plot;

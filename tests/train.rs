@@ -395,7 +395,8 @@ fn same_seed_same_run_and_resume_equals_uninterrupted() {
     );
 }
 
-/// A learning rate of 0 is flagged as dead training: a warning, exit code 1, a metric and a note on the run.
+/// A learning rate of 0 is flagged as dead training: a warning, exit code 1, a metric and a note on the run; and
+/// early stopping ends a run whose validation R@1 does not improve.
 #[test]
 fn a_run_with_learning_rate_zero_is_flagged_dead() {
     let store = planted_store(64, 16);
@@ -427,6 +428,28 @@ fn a_run_with_learning_rate_zero_is_flagged_dead() {
     assert_eq!(flagged, 20.0);
     let config = store.csv(&format!("SELECT config FROM runs WHERE run_id = '{run}'"));
     assert!(config.contains("dead_training"), "{config}");
+
+    // Validation R@1 cannot improve without learning: --patience 2 stops after epoch 3 of 12 (2 steps each).
+    let mut args = PLANTED_TRAIN.to_vec();
+    args.extend([
+        "--loss",
+        "infonce",
+        "--epochs",
+        "12",
+        "--lr",
+        "0",
+        "--patience",
+        "2",
+    ]);
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let run = run_id(&out);
+    assert!(stdout(&out).contains(": 6 steps"), "{}", stdout(&out));
+    let stopped = number(
+        &store,
+        &format!("SELECT value FROM metrics WHERE run_id = '{run}' AND name = 'early_stop'"),
+    );
+    assert_eq!(stopped, 3.0);
 }
 
 /// SANW-Bandpass with MRL, topical batches from a k-means run, two rounds (round 1 mines with round 0's heads),

@@ -34,6 +34,9 @@ pub enum Command {
     Init,
     /// Run SQL statements and print their results.
     Sql(SqlArgs),
+    /// Run an experiment file (SQL) as a run: bound parameters and $run_id, results printed, numbers stored in
+    /// `metrics` when the file's header has a `-- @metrics` line.
+    Run(RunFileArgs),
     /// Interactive SQL shell (also reads statements from piped stdin).
     Shell(ShellArgs),
     /// Ingest a dataset: images, captions and composed-retrieval pairs.
@@ -323,6 +326,21 @@ pub enum ImportWhat {
         /// The model the vectors came from (recorded in the space's metadata).
         #[arg(long)]
         model_id: Option<String>,
+    },
+    /// A training log (per-epoch CSV, metrics.json) into `metrics` under a new run.
+    #[command(group(clap::ArgGroup::new("log_format").required(true).args(["csv", "json"])))]
+    Metrics {
+        /// The log file.
+        file: PathBuf,
+        /// The file is CSV with a header row.
+        #[arg(long)]
+        csv: bool,
+        /// The file is JSON: an array of rows, or an object of series / values.
+        #[arg(long)]
+        json: bool,
+        /// The name of the new run (e.g. the experiment the log came from).
+        #[arg(long)]
+        run_name: String,
     },
 }
 
@@ -629,6 +647,19 @@ pub struct SqlArgs {
     /// Read the SQL from this file instead.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// Bind $NAME to VALUE (NAME:int|float|bool|text=VALUE forces a type). Repeatable.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RunFileArgs {
+    /// The experiment file (e.g. sql/runs/compare.sql).
+    #[arg(value_name = "FILE.sql")]
+    pub file: PathBuf,
     /// Bind $NAME to VALUE (NAME:int|float|bool|text=VALUE forces a type). Repeatable.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,

@@ -9,8 +9,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::sql::parser::Statement;
 
 use super::args::{
-    EmbedArgs, EvalArgs, ExportArgs, IngestArgs, MineArgs, PlotArgs, PlotWhat, SearchArgs, SqlArgs,
-    TrainArgs,
+    EmbedArgs, EvalArgs, ExportArgs, IngestArgs, MineArgs, PlotArgs, PlotWhat, RunFileArgs,
+    SearchArgs, SqlArgs, TrainArgs,
 };
 use super::format::{Format, write_result};
 use crate::embed::{EmbedOptions, Items};
@@ -77,6 +77,25 @@ pub async fn sql(store: &Store, args: SqlArgs, out: &mut dyn Write) -> Result<u8
     let spec = sql_run_spec(&name, &text, &params);
     let work = execute_all(&engine, statements, &params, args.format, out);
     recorded(&engine, run_id, spec, work).await?;
+    Ok(0)
+}
+
+/// `vlmdb run FILE.sql`: the file as one `run` run; a summary line on stderr after the results.
+pub async fn run_file(store: &Store, args: RunFileArgs, out: &mut dyn Write) -> Result<u8> {
+    let params = Params::from_args(&args.params)?;
+    let s = crate::experiment::run_file(store, &args.file, params, args.format, out).await?;
+    crate::progress::note(&format!(
+        "run {}: {} statements of {}, {} metrics stored{}",
+        s.run_id,
+        s.statements,
+        args.file.display(),
+        s.metrics,
+        if s.ignored.is_empty() {
+            String::new()
+        } else {
+            format!(" (text columns left out: {})", s.ignored.join(", "))
+        }
+    ));
     Ok(0)
 }
 

@@ -1,5 +1,5 @@
 //! vlmdb's table functions, one per file: `knn`, `vector_search`, `retrieval_ranks`, `vectors`, `kmeans`,
-//! `pca`, `pca_variance`, `tsne`, `cluster_matching` and `cluster_agreement`. Arguments are
+//! `pca`, `pca_variance`, `tsne`, `cluster_matching`, `cluster_agreement` and `run_configs`. Arguments are
 //! positional constants (bound parameters included) read with [`Args`]; the rows are computed when the statement
 //! runs ([`Computed`]), on the session's device, and errors name the function and argument.
 
@@ -10,6 +10,7 @@ pub mod knn;
 pub mod pca;
 pub mod pca_variance;
 pub mod retrieval_ranks;
+pub mod run_configs;
 pub mod tsne;
 pub mod vector_search;
 pub mod vectors;
@@ -91,6 +92,10 @@ pub fn register(ctx: &SessionContext, store: &Store, device: DeviceChoice) {
         "pca_variance",
         Arc::new(pca_variance::PcaVariance(context.clone())),
     );
+    ctx.register_udtf(
+        "run_configs",
+        Arc::new(run_configs::RunConfigs(context.clone())),
+    );
     ctx.register_udtf("vectors", Arc::new(vectors::VectorsOf(context)));
 }
 
@@ -107,6 +112,7 @@ pub fn documentation(name: &str) -> Option<&'static Documentation> {
         "cluster_matching" => Some(cluster_matching::documentation()),
         "cluster_agreement" => Some(cluster_agreement::documentation()),
         "pca_variance" => Some(pca_variance::documentation()),
+        "run_configs" => Some(run_configs::documentation()),
         _ => None,
     }
 }

@@ -35,28 +35,37 @@ impl Default for AdamWConfig {
     }
 }
 
-/// AdamW's state: the step count and both moment estimates of every parameter (in [`Heads::named`] order).
+/// AdamW's state: the step count and both moment estimates of every parameter (in [`Heads::named`] order). The
+/// update runs as one fused pass per parameter over its values (PyTorch's `fused`/`foreach` AdamW does the same),
+/// instead of a dozen whole-tensor operations that each allocate and stream the parameter through memory.
 #[derive(Debug)]
 pub struct AdamW {
     pub config: AdamWConfig,
     /// Updates taken so far.
     pub steps: u64,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
 }
 
 fn t(context: &'static str) -> impl Fn(candle_core::Error) -> Error + Copy {
     Error::tensor(context)
 }
 
+/// A tensor's values, flat.
+pub fn flat(x: &Tensor) -> Result<Vec<f32>> {
+    x.flatten_all()
+        .and_then(|x| x.to_dtype(DType::F32)?.to_vec1::<f32>())
+        .map_err(t("reading a tensor"))
+}
+
 impl AdamW {
     /// Zero moments for every parameter of `heads`.
     pub fn new(config: AdamWConfig, heads: &Heads) -> Result<AdamW> {
-        let zeros = heads
+        let zeros: Vec<Vec<f32>> = heads
             .named()
             .iter()
-            .map(|(_, var)| var.as_tensor().zeros_like().map_err(t("optimiser state")))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|(_, var)| vec![0.0; var.as_tensor().elem_count()])
+            .collect();
         Ok(AdamW {
             config,
             steps: 0,
@@ -65,54 +74,68 @@ impl AdamW {
         })
     }
 
-    /// One update of every parameter with its gradient (`grads` in [`Heads::named`] order) at learning rate `lr`.
-    /// Returns the size of the update relative to the parameters, ‖Δθ‖ / ‖θ‖ (for dead-training detection).
-    pub fn step(&mut self, heads: &Heads, grads: &[Tensor], lr: f64) -> Result<f64> {
-        let (mut moved, mut size) = (0.0f64, 0.0f64);
+    /// One update of every parameter at learning rate `lr` with its gradient (`grads`: flat, in [`Heads::named`]
+    /// order) times `grad_scale` (the clipping factor). Returns the size of the update relative to the parameters,
+    /// ‖Δθ‖ / ‖θ‖ (for dead-training detection).
+    pub fn step(
+        &mut self,
+        heads: &Heads,
+        grads: &[Vec<f32>],
+        lr: f64,
+        grad_scale: f64,
+    ) -> Result<f64> {
         self.steps += 1;
         let c = self.config;
-        let correction1 = 1.0 - c.beta1.powi(self.steps as i32);
-        let correction2 = 1.0 - c.beta2.powi(self.steps as i32);
+        let (b1, b2, eps) = (c.beta1 as f32, c.beta2 as f32, c.eps as f32);
+        let correction1 = (1.0 - c.beta1.powi(self.steps as i32)) as f32;
+        let correction2 = (1.0 - c.beta2.powi(self.steps as i32)) as f32;
+        let (lr32, scale) = (lr as f32, grad_scale as f32);
+        let (mut moved, mut size) = (0.0f64, 0.0f64);
         for (i, ((name, var), g)) in heads.named().into_iter().zip(grads).enumerate() {
-            let op = t("AdamW step");
-            let mut theta = var.as_tensor().detach();
-            if c.weight_decay > 0.0 && name.ends_with(".weight") {
-                theta = theta.affine(1.0 - lr * c.weight_decay, 0.0).map_err(op)?;
+            let mut theta = flat(var.as_tensor())?;
+            if g.len() != theta.len() {
+                return Err(Error::Usage(format!(
+                    "AdamW: parameter {name} has {} values but its gradient {}",
+                    theta.len(),
+                    g.len()
+                )));
             }
-            self.m[i] = ((&self.m[i] * c.beta1).map_err(op)?
-                + (g * (1.0 - c.beta1)).map_err(op)?)
-            .map_err(op)?;
-            self.v[i] = ((&self.v[i] * c.beta2).map_err(op)?
-                + (g.sqr().map_err(op)? * (1.0 - c.beta2)).map_err(op)?)
-            .map_err(op)?;
-            let m_hat = (&self.m[i] / correction1).map_err(op)?;
-            let denominator = ((&self.v[i] / correction2).map_err(op)?.sqrt().map_err(op)? + c.eps)
-                .map_err(op)?;
-            let update = ((m_hat / denominator).map_err(op)? * lr).map_err(op)?;
-            let new = (theta - update).map_err(op)?;
-            let squared = |x: &Tensor| -> Result<f64> {
-                Ok(f64::from(
-                    x.sqr()
-                        .and_then(|x| x.sum_all()?.to_scalar::<f32>())
-                        .map_err(op)?,
-                ))
+            let decay = if c.weight_decay > 0.0 && name.ends_with(".weight") {
+                1.0 - (lr * c.weight_decay) as f32
+            } else {
+                1.0
             };
-            moved += squared(&(&new - var.as_tensor()).map_err(op)?)?;
-            size += squared(var.as_tensor())?;
-            // `set` writes into the parameter's storage: every value above was computed before it.
-            var.set(&new).map_err(op)?;
+            let (m, v) = (&mut self.m[i], &mut self.v[i]);
+            for j in 0..theta.len() {
+                let old = theta[j];
+                let g = g[j] * scale;
+                m[j] = b1 * m[j] + (1.0 - b1) * g;
+                v[j] = b2 * v[j] + (1.0 - b2) * g * g;
+                let update = lr32 * (m[j] / correction1) / ((v[j] / correction2).sqrt() + eps);
+                theta[j] = old * decay - update;
+                moved += f64::from(theta[j] - old).powi(2);
+                size += f64::from(old).powi(2);
+            }
+            let value = Tensor::from_vec(theta, var.as_tensor().shape(), var.as_tensor().device())
+                .map_err(t("AdamW step"))?;
+            var.set(&value).map_err(t("AdamW step"))?;
         }
         Ok(moved.sqrt() / size.sqrt().max(1e-30))
     }
 
     /// The moments by checkpoint name (`adam.m.<param>`, `adam.v.<param>`).
-    pub fn tensors(&self, heads: &Heads) -> BTreeMap<String, Tensor> {
+    pub fn tensors(&self, heads: &Heads) -> Result<BTreeMap<String, Tensor>> {
         let mut out = BTreeMap::new();
-        for (i, (name, _)) in heads.named().into_iter().enumerate() {
-            out.insert(format!("adam.m.{name}"), self.m[i].clone());
-            out.insert(format!("adam.v.{name}"), self.v[i].clone());
+        for (i, (name, var)) in heads.named().into_iter().enumerate() {
+            let shape = var.as_tensor().shape();
+            let device = var.as_tensor().device();
+            for (which, values) in [("m", &self.m[i]), ("v", &self.v[i])] {
+                let tensor =
+                    Tensor::from_slice(values, shape, device).map_err(t("optimiser state"))?;
+                out.insert(format!("adam.{which}.{name}"), tensor);
+            }
         }
-        out
+        Ok(out)
     }
 
     /// Restore the moments and step count from a checkpoint.
@@ -135,7 +158,7 @@ impl AdamW {
                         var.as_tensor().dims()
                     )));
                 }
-                *slot = value.to_dtype(DType::F32).map_err(t("checkpoint"))?;
+                *slot = flat(value)?;
             }
         }
         self.steps = steps;
@@ -165,28 +188,23 @@ impl Schedule {
     }
 }
 
-/// The global L2 norm of `grads`, and the gradients scaled down to norm `max_norm` when they exceed it (PyTorch's
-/// `clip_grad_norm_`: factor max_norm / (norm + 1e-6), at most 1). `max_norm` ≤ 0 turns clipping off.
-pub fn clip(grads: Vec<Tensor>, max_norm: f64) -> Result<(f64, Vec<Tensor>)> {
-    let op = t("gradient norm");
-    let mut sum = 0.0f64;
-    for g in &grads {
-        let s = g
-            .to_dtype(DType::F64)
-            .and_then(|g| g.sqr()?.sum_all()?.to_scalar::<f64>())
-            .map_err(op)?;
-        sum += s;
+/// The global L2 norm of `grads`.
+pub fn grad_norm(grads: &[Vec<f32>]) -> f64 {
+    grads
+        .iter()
+        .flatten()
+        .map(|g| f64::from(*g).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The factor gradients are scaled by to clip their global norm to `max_norm` (PyTorch's `clip_grad_norm_`:
+/// max_norm / (norm + 1e-6), at most 1). `max_norm` ≤ 0 turns clipping off.
+pub fn clip_factor(norm: f64, max_norm: f64) -> f64 {
+    if max_norm <= 0.0 {
+        return 1.0;
     }
-    let norm = sum.sqrt();
-    if max_norm <= 0.0 || norm <= max_norm {
-        return Ok((norm, grads));
-    }
-    let factor = (max_norm / (norm + 1e-6)).min(1.0);
-    let scaled = grads
-        .into_iter()
-        .map(|g| (g * factor).map_err(op))
-        .collect::<Result<Vec<_>>>()?;
-    Ok((norm, scaled))
+    (max_norm / (norm + 1e-6)).min(1.0)
 }
 
 #[cfg(test)]
@@ -214,11 +232,11 @@ mod tests {
 
     #[test]
     fn clipping_scales_to_the_norm() {
-        let g = vec![Tensor::new(&[3.0f32, 4.0], &Device::Cpu).unwrap()];
-        let (norm, clipped) = clip(g, 1.0).unwrap();
+        let norm = grad_norm(&[vec![3.0, 0.0], vec![4.0]]);
         assert!((norm - 5.0).abs() < 1e-9);
-        let v: Vec<f32> = clipped[0].to_vec1().unwrap();
-        assert!((v[0] - 0.6).abs() < 1e-5 && (v[1] - 0.8).abs() < 1e-5);
+        assert!((clip_factor(norm, 1.0) - 0.2).abs() < 1e-6);
+        assert_eq!(clip_factor(norm, 10.0), 1.0);
+        assert_eq!(clip_factor(norm, 0.0), 1.0);
     }
 
     /// One AdamW step by hand: the first update moves every parameter by lr·sign(g) (m̂/√v̂ = ±1), plus decay.
@@ -238,12 +256,12 @@ mod tests {
             ..AdamWConfig::default()
         };
         let mut opt = AdamW::new(config, &heads).unwrap();
-        let grads: Vec<Tensor> = heads
+        let grads: Vec<Vec<f32>> = heads
             .named()
             .iter()
-            .map(|(_, v)| (v.as_tensor().ones_like().unwrap() * -2.0).unwrap())
+            .map(|(_, v)| vec![-4.0; v.as_tensor().elem_count()])
             .collect();
-        opt.step(&heads, &grads, 0.1).unwrap();
+        opt.step(&heads, &grads, 0.1, 0.5).unwrap();
         for (name, after) in heads.tensors().unwrap() {
             let b: Vec<f32> = before[&name].flatten_all().unwrap().to_vec1().unwrap();
             let a: Vec<f32> = after.flatten_all().unwrap().to_vec1().unwrap();

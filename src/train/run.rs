@@ -7,9 +7,7 @@
 //! (and the best weights when validation R@1 improved) in one commit. A resumed run forgets metrics after its last
 //! checkpoint and redoes the epoch from there, so interrupted + resumed equals uninterrupted.
 
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
+use arrow::array::Float64Array;
 use candle_core::{Device, Tensor};
 
 use super::batches::{Negatives, Order, epoch_batches};
@@ -18,7 +16,7 @@ use super::data::{PairedSet, load_clusters, load_negatives, load_pairs, strings}
 use super::dead::DeadWatch;
 use super::head::{HeadKind, HeadShape, Heads};
 use super::loss::{Loss, batch_loss};
-use super::optim::{AdamW, AdamWConfig, Schedule, clip};
+use super::optim::{AdamW, AdamWConfig, Schedule, clip_factor, flat, grad_norm};
 use super::space::{head_space_spec, head_table, project_all};
 use crate::error::{Error, Result};
 use crate::eval::evaluate::{RETRIEVAL_SQL, space_model, space_params};
@@ -28,9 +26,9 @@ use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::sql::{Engine, FileRuns, ParamValue, Params};
 use crate::store::Store;
+use crate::store::metrics::{Metric, write as write_metrics};
 use crate::store::runs::{Run, RunSpec};
-use crate::store::schema::{TableSpec, fixed_table};
-use crate::store::write::{append, batch_for};
+use crate::store::schema::TableSpec;
 
 /// Everything a training run is: stored as the run's configuration, which is what `--resume` continues.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -97,49 +95,17 @@ pub struct TrainSummary {
     pub projected: usize,
 }
 
-fn metrics_spec() -> Result<TableSpec> {
-    fixed_table("metrics")?.ok_or_else(|| Error::UnknownTable {
-        name: "metrics".into(),
-    })
-}
-
 /// Metrics of one epoch's steps, written in one commit.
 #[derive(Debug, Default)]
-struct StepMetrics {
-    names: Vec<&'static str>,
-    values: Vec<f64>,
-    steps: Vec<i64>,
-    iterations: Vec<i32>,
-}
+struct StepMetrics(Vec<Metric>);
 
 impl StepMetrics {
-    fn push(&mut self, name: &'static str, value: f64, step: u64, round: usize) {
-        self.names.push(name);
-        self.values.push(value);
-        self.steps.push(step as i64);
-        self.iterations.push(round as i32);
+    fn push(&mut self, name: &str, value: f64, step: u64, round: usize) {
+        self.0.push(Metric::at(name, value, step, round));
     }
 
     async fn write(self, store: &Store, run_id: &str) -> Result<()> {
-        let spec = metrics_spec()?;
-        let n = self.names.len();
-        let batch = batch_for(
-            &spec,
-            vec![
-                (
-                    "run_id",
-                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                        run_id, n,
-                    ))) as ArrayRef,
-                ),
-                ("name", Arc::new(StringArray::from_iter_values(self.names))),
-                ("value", Arc::new(Float64Array::from(self.values))),
-                ("step", Arc::new(Int64Array::from(self.steps))),
-                ("iteration", Arc::new(Int32Array::from(self.iterations))),
-            ],
-        )?;
-        append(store, &spec, batch).await?;
-        Ok(())
+        write_metrics(store, run_id, &self.0).await
     }
 }
 
@@ -192,13 +158,13 @@ pub fn train_step(
         .named()
         .iter()
         .map(|(_, var)| match grads.get(var.as_tensor()) {
-            Some(g) => Ok(g.clone()),
-            None => var.as_tensor().zeros_like().map_err(op),
+            Some(g) => flat(g),
+            None => Ok(vec![0.0; var.as_tensor().elem_count()]),
         })
         .collect::<Result<Vec<_>>>()?;
-    let (grad_norm, grads) = clip(grads, max_grad_norm)?;
+    let grad_norm = grad_norm(&grads);
     let relative_update = if value.is_finite() {
-        let r = optimizer.step(heads, &grads, lr)?;
+        let r = optimizer.step(heads, &grads, lr, clip_factor(grad_norm, max_grad_norm))?;
         heads.clamp_logit_scale()?;
         r
     } else {
@@ -766,7 +732,7 @@ async fn train_rounds(
             state.rng = rng.state();
             metrics.write(store, &run_id).await?;
             let mut full = heads.tensors()?;
-            full.extend(optimizer.tensors(heads));
+            full.extend(optimizer.tensors(heads)?);
             let mut files = vec![(
                 checkpoint_name(state.step),
                 checkpoint::encode(&full, state)?,

@@ -1,0 +1,126 @@
+//! `run_configs(runs)`: the configuration of runs as rows, one per setting, so SQL can compare runs
+//! (`sql/runs/compare.sql`).
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Documentation;
+
+use super::{Args, Computed, Context, DOC_SECTION, df};
+use crate::error::Result;
+use crate::sql::{Engine, ParamValue, Params};
+use crate::train::data::strings;
+
+const SIGNATURE: &str = "run_configs(runs)";
+
+static DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        DOC_SECTION,
+        "The configuration of each run, one row per setting: run_id, key, value. Nested settings are flattened \
+         with dots (`loss.alpha`), lists and texts are shown as JSON; the run's kind, name and seed are settings \
+         too. Runs that do not exist give no rows.",
+        SIGNATURE,
+    )
+    .with_argument("runs", "Run ids, comma-separated (a text constant or a bound parameter).")
+    .with_sql_example(
+        "> SELECT key, run_id, value FROM run_configs('20261201-101500-1a2b3c4d,20261201-113000-5e6f7a8b')\n  WHERE key LIKE 'loss%' ORDER BY key, run_id;",
+    )
+    .build()
+});
+
+pub fn documentation() -> &'static Documentation {
+    &DOC
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, true),
+    ]))
+}
+
+/// `value` flattened into (dotted key, JSON text) pairs.
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, Option<String>)>) {
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        serde_json::Value::Null => out.push((prefix.to_string(), None)),
+        serde_json::Value::String(s) => out.push((prefix.to_string(), Some(s.clone()))),
+        other => out.push((prefix.to_string(), Some(other.to_string()))),
+    }
+}
+
+async fn rows(context: &Context, runs: &str) -> Result<RecordBatch> {
+    let engine = Engine::new(context.store.clone()).await?;
+    let mut params = Params::default();
+    params.set("runs", ParamValue::Text(runs.to_string()))?;
+    let results = engine
+        .execute_sql(
+            "SELECT run_id, kind, name, CAST(seed AS VARCHAR) AS seed, config FROM runs \
+             WHERE array_has(string_to_array($runs, ','), run_id) ORDER BY run_id",
+            &params,
+        )
+        .await?;
+    let (mut ids, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for batch in results.iter().flat_map(|r| &r.batches) {
+        let columns = ["run_id", "kind", "name", "seed", "config"]
+            .iter()
+            .map(|c| strings(batch, c))
+            .collect::<Result<Vec<_>>>()?;
+        for r in 0..batch.num_rows() {
+            let Some(run_id) = columns[0][r].clone() else {
+                continue;
+            };
+            let mut settings = vec![
+                ("kind".to_string(), columns[1][r].clone()),
+                ("name".to_string(), columns[2][r].clone()),
+                ("seed".to_string(), columns[3][r].clone()),
+            ];
+            let config = columns[4][r].as_deref().unwrap_or("{}");
+            let value: serde_json::Value = serde_json::from_str(config)
+                .unwrap_or_else(|_| serde_json::Value::String(config.to_string()));
+            flatten("config", &value, &mut settings);
+            for (key, value) in settings {
+                ids.push(run_id.clone());
+                keys.push(key);
+                values.push(value);
+            }
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(ids)),
+        Arc::new(StringArray::from(keys)),
+        Arc::new(StringArray::from(values)),
+    ];
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+#[derive(Debug)]
+pub struct RunConfigs(pub Context);
+
+impl TableFunctionImpl for RunConfigs {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let args = Args::new("run_configs", SIGNATURE, &args, 1, 1).map_err(df)?;
+        let runs = args.required_text(0, "runs").map_err(df)?;
+        let context = self.0.clone();
+        Ok(Computed::table(
+            schema(),
+            Box::new(move |_| {
+                let (context, runs) = (context.clone(), runs.clone());
+                Box::pin(async move { rows(&context, &runs).await })
+            }),
+        ))
+    }
+}
