@@ -1,6 +1,7 @@
 //! How an epoch's pairs are grouped into batches. An epoch visits every training image once, paired with one of
 //! its captions drawn from the run's RNG (so two captions of one image never meet in a batch as each other's
-//! negatives). The images are then ordered one of two ways:
+//! negatives). The images are then ordered one of two ways, and cut into batches of near-equal size
+//! ([`chunk_sizes`]):
 //! - **random**: one shuffle of all images, cut into batches;
 //! - **topical** (seed S1): the images of each k-means cluster shuffled and cut into batches of that cluster
 //!   alone, then the batches shuffled — so every batch holds one topic and its negatives are on-topic.
@@ -31,6 +32,19 @@ pub enum Order {
 pub struct Negatives {
     pub of: HashMap<usize, Vec<usize>>,
     pub per_query: usize,
+}
+
+/// How `n` items are cut into batches of at most `batch_size`: as few batches as that allows, of sizes that
+/// differ by at most one (18 items in batches of 8 are 6 + 6 + 6, not 8 + 8 + 2), so every step's loss is over a
+/// batch of about the same size and losses stay comparable from step to step.
+pub fn chunk_sizes(n: usize, batch_size: usize) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let batches = n.div_ceil(batch_size.max(1));
+    (0..batches)
+        .map(|i| n / batches + usize::from(i < n % batches))
+        .collect()
 }
 
 /// The batches of one epoch. `captions[i]` lists the caption indices of image `i` (none: the image is skipped).
@@ -65,7 +79,12 @@ pub fn epoch_batches(
     let mut batches: Vec<Vec<usize>> = Vec::new();
     for group in &mut groups {
         rng.shuffle(group);
-        batches.extend(group.chunks(batch_size).map(<[usize]>::to_vec));
+        let mut rest = group.as_slice();
+        for size in chunk_sizes(rest.len(), batch_size) {
+            let (batch, tail) = rest.split_at(size);
+            batches.push(batch.to_vec());
+            rest = tail;
+        }
     }
     if matches!(order, Order::Topical(_)) {
         rng.shuffle(&mut batches);
@@ -125,6 +144,15 @@ mod tests {
             batches,
             epoch_batches(&caps, &Order::Random, None, 4, &mut Rng::new(2))
         );
+    }
+
+    #[test]
+    fn batches_are_as_even_as_they_can_be() {
+        assert_eq!(chunk_sizes(18, 8), [6, 6, 6]);
+        assert_eq!(chunk_sizes(16, 8), [8, 8]);
+        assert_eq!(chunk_sizes(17, 8), [6, 6, 5]);
+        assert_eq!(chunk_sizes(3, 8), [3]);
+        assert!(chunk_sizes(0, 8).is_empty());
     }
 
     #[test]

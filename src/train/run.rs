@@ -10,7 +10,7 @@
 use arrow::array::Float64Array;
 use candle_core::{Device, Tensor};
 
-use super::batches::{Negatives, Order, epoch_batches};
+use super::batches::{Negatives, Order, chunk_sizes, epoch_batches};
 use super::checkpoint::{self, TrainState, best_name, checkpoint_name};
 use super::data::{PairedSet, load_clusters, load_negatives, load_pairs, strings};
 use super::dead::DeadWatch;
@@ -194,7 +194,12 @@ fn batches_per_epoch(set: &PairedSet, order: &Order, batch: usize) -> usize {
     }
     sizes
         .values()
-        .map(|&n| n / batch + usize::from(n % batch >= 2))
+        .map(|&n| {
+            chunk_sizes(n, batch)
+                .into_iter()
+                .filter(|&s| s >= 2)
+                .count()
+        })
         .sum()
 }
 
