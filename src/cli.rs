@@ -121,7 +121,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             0
         }
         Command::Mine(args) => commands::mine(&store().await?, args, device, out).await?,
-        Command::Train(args) => commands::train(&store().await?, args, device, out).await?,
+        Command::Train(args) => commands::train(&store().await?, *args, device, out).await?,
         Command::Eval(args) => commands::eval(&store().await?, args, device, out).await?,
         Command::Plot(args) => commands::plot(&store().await?, args, device, out).await?,
         Command::Runs(args) => match args.action {

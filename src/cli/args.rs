@@ -59,7 +59,7 @@ pub enum Command {
     Mine(MineArgs),
     /// Train projection heads over two frozen spaces (InfoNCE or SANW losses, MRL, topical or hard-negative
     /// batches, rounds); the heads become the space head:<run_id>.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Draw a plot to a PNG (also stored in `artifacts` under a `plot` run): metric curves, a PCA/t-SNE scatter
     /// coloured by cluster, positive vs negative similarity distributions, or a contact sheet of clusters.
     Plot(PlotArgs),

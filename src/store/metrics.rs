@@ -187,7 +187,7 @@ pub fn from_columns(
     };
     let ignored: Vec<String> = columns
         .iter()
-        .filter(|(n, c)| !qualifier(n) && !is_numeric(c) && !(long && n == "name"))
+        .filter(|(n, c)| !(qualifier(n) || is_numeric(c) || (long && n == "name")))
         .map(|(n, _)| n.clone())
         .collect();
     let mut metrics = Vec::new();

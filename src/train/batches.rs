@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn topical_batches_hold_one_cluster_each() {
         let caps = captions(40);
-        let clusters: Vec<Option<i32>> = (0..40).map(|i| Some((i % 3) as i32)).collect();
+        let clusters: Vec<Option<i32>> = (0..40).map(|i: i32| Some(i % 3)).collect();
         let batches = epoch_batches(
             &caps,
             &Order::Topical(clusters.clone()),

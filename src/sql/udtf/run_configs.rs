@@ -79,8 +79,8 @@ async fn rows(context: &Context, runs: &str) -> Result<RecordBatch> {
             .iter()
             .map(|c| strings(batch, c))
             .collect::<Result<Vec<_>>>()?;
-        for r in 0..batch.num_rows() {
-            let Some(run_id) = columns[0][r].clone() else {
+        for (r, run_id) in columns[0].iter().enumerate() {
+            let Some(run_id) = run_id.clone() else {
                 continue;
             };
             let mut settings = vec![
