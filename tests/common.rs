@@ -184,3 +184,14 @@ pub fn write_parquet(path: &Path, ids: &[&str], kinds: &[&str], vectors: Vec<Vec
     writer.write(&batch).expect("write");
     writer.close().expect("close");
 }
+
+/// The run id a command printed as `(run ID)`.
+pub fn run_in_parens(out: &Output) -> String {
+    let text = stdout(out);
+    text.rsplit("(run ")
+        .next()
+        .filter(|_| text.contains("(run "))
+        .and_then(|s| s.split(')').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no run id in {text}"))
+}

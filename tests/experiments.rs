@@ -2,7 +2,7 @@
 //! with `vlmdb import metrics`, end to end through the CLI.
 
 use crate::common::{
-    TestStore, assert_fails_with, assert_success, retrieval_store, stderr, stdout,
+    TestStore, assert_fails_with, assert_success, retrieval_store, run_in_parens, stderr, stdout,
 };
 
 /// The run id `vlmdb run` reports on stderr.
@@ -12,16 +12,6 @@ fn experiment_run(out: &std::process::Output) -> String {
         .find_map(|l| l.strip_prefix("run ").and_then(|r| r.split(':').next()))
         .map(str::to_string)
         .unwrap_or_else(|| panic!("no run id in {err}"))
-}
-
-/// The run id in `(run ID)` of a command's output.
-fn run_in_parens(out: &std::process::Output) -> String {
-    let text = stdout(out);
-    text.split("(run ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no run id in {text}"))
 }
 
 #[test]

@@ -8,7 +8,9 @@ use image::RgbImage;
 use vlmdb::plot::contact_sheet::Geometry;
 use vlmdb::plot::palette;
 
-use crate::common::{TestStore, assert_fails_with, assert_success, retrieval_store, stdout};
+use crate::common::{
+    TestStore, assert_fails_with, assert_success, retrieval_store, run_in_parens, stdout,
+};
 
 /// Cluster the shapes images of space `ref` (k = 4, seed 1) and return the run id.
 fn cluster(store: &TestStore, seed: &str) -> String {
@@ -24,12 +26,7 @@ fn cluster(store: &TestStore, seed: &str) -> String {
         seed,
     ]);
     assert_success(&out);
-    let text = stdout(&out);
-    text.rsplit("(run ")
-        .next()
-        .and_then(|s| s.split(')').next())
-        .expect("run id in the cluster output")
-        .to_string()
+    run_in_parens(&out)
 }
 
 /// Run `vlmdb plot …`, check its output line, and return (the decoded PNG, the plot run id).

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::common::{TestStore, assert_success, stdout, write_parquet};
+use crate::common::{TestStore, assert_success, run_in_parens, stdout, write_parquet};
 
 /// Dimension of the planted spaces.
 const DIM: usize = 16;
@@ -469,11 +469,7 @@ fn sanw_mrl_topical_rounds_and_mined_negatives() {
         "4",
     ]);
     assert_success(&cluster);
-    let cluster_run = stdout(&cluster)
-        .split("(run ")
-        .nth(1)
-        .map(|s| s.trim_end().trim_end_matches(')').to_string())
-        .expect("cluster run id");
+    let cluster_run = run_in_parens(&cluster);
     let mut args = PLANTED_TRAIN.to_vec();
     args.extend([
         "--lr",

@@ -60,7 +60,7 @@ fn embedded(prefix: &str, n: usize, dim: usize, noise: &mut Noise) -> Result<Vec
 }
 
 /// `n` random unit vectors named `<prefix><index>` (zero-padded, so id order is row order).
-fn random(prefix: &str, n: usize, dim: usize, noise: &mut Noise) -> Result<Vectors> {
+pub(super) fn random(prefix: &str, n: usize, dim: usize, noise: &mut Noise) -> Result<Vectors> {
     let rows = (0..n)
         .map(|i| {
             (

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
-use super::retrieval::{Noise, threads, work_dir, write_f32};
+use super::retrieval::{Noise, random, threads, work_dir, write_f32};
 use super::run_peer;
 use crate::error::{Error, Result};
 use crate::eval::space::Vectors;
@@ -38,19 +38,8 @@ pub fn train_bench(
         )));
     }
     let mut noise = Noise(0x51_7CC1_B727_220A);
-    let mut random = |prefix: &str| {
-        let rows = (0..n)
-            .map(|i| {
-                (
-                    format!("{prefix}{i:08}"),
-                    (0..dim).map(|_| noise.next()).collect(),
-                )
-            })
-            .collect();
-        Vectors::from_rows(prefix, dim, rows)
-    };
-    let images = random("i")?;
-    let texts = random("t")?;
+    let images = random("i", n, dim, &mut noise)?;
+    let texts = random("t", n, dim, &mut noise)?;
     let lr = 1e-3;
     let weight_decay = 0.1;
     writeln!(
