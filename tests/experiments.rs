@@ -62,6 +62,17 @@ fn run_binds_parameters_records_the_run_and_stores_metrics() {
         stdout(&out).lines().filter(|l| l.contains(",90")).count(),
         0
     );
+    // NAME:null= binds NULL (the view then has no rows); a value after it is refused.
+    let out = store.vlmdb(&["run", path, "--param", "dataset:null=", "--format", "csv"]);
+    assert_success(&out);
+    assert_eq!(
+        stdout(&out).lines().filter(|l| l.contains(",90")).count(),
+        0
+    );
+    assert_fails_with(
+        &store.vlmdb(&["run", path, "--param", "dataset:null=x"]),
+        "parameter dataset",
+    );
     // $run_id is vlmdb's; a missing file and a bad statement are clear errors.
     assert_fails_with(
         &store.vlmdb(&["run", path, "--param", "run_id=x"]),

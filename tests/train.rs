@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::common::{TestStore, assert_success, run_in_parens, stdout, write_parquet};
+use crate::common::{
+    TestStore, assert_fails_with, assert_success, run_in_parens, stdout, write_parquet,
+};
 
 /// Dimension of the planted spaces.
 const DIM: usize = 16;
@@ -392,6 +394,19 @@ fn same_seed_same_run_and_resume_equals_uninterrupted() {
     assert!(
         status.contains("finished") && status.contains("resumed_from"),
         "{status}"
+    );
+    // Nothing left to resume: a finished run, or no unfinished one.
+    assert_fails_with(
+        &store.vlmdb(&["train", "--resume", &run_a]),
+        "already finished",
+    );
+    assert_fails_with(
+        &store.vlmdb(&["train", "--resume"]),
+        "no unfinished train run",
+    );
+    assert_fails_with(
+        &TestStore::empty().vlmdb(&["train", "--resume"]),
+        "no runs yet",
     );
 }
 

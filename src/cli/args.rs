@@ -647,7 +647,7 @@ pub struct SqlArgs {
     /// Read the SQL from this file instead.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Bind $NAME to VALUE (NAME:int|float|bool|text=VALUE forces a type). Repeatable.
+    /// Bind $NAME to VALUE (NAME:int|float|bool|text=VALUE forces a type, NAME:null= binds NULL). Repeatable.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
     /// Output format.
@@ -660,7 +660,7 @@ pub struct RunFileArgs {
     /// The experiment file (e.g. sql/runs/compare.sql).
     #[arg(value_name = "FILE.sql")]
     pub file: PathBuf,
-    /// Bind $NAME to VALUE (NAME:int|float|bool|text=VALUE forces a type). Repeatable.
+    /// Bind $NAME to VALUE (NAME:int|float|bool|text=VALUE forces a type, NAME:null= binds NULL). Repeatable.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
     /// Output format.

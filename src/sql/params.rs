@@ -46,7 +46,7 @@ impl ParamValue {
         }
     }
 
-    /// Parse `text` as the named type (`int`, `float`, `bool`, `text`).
+    /// Parse `text` as the named type (`int`, `float`, `bool`, `text`, or `null` with an empty value).
     pub fn typed(name: &str, type_name: &str, text: &str) -> Result<ParamValue> {
         let bad = |what: &str| Error::Param {
             name: name.to_string(),
@@ -57,10 +57,13 @@ impl ParamValue {
             "float" => ParamValue::Float(text.parse().map_err(|_| bad("a number"))?),
             "bool" => ParamValue::Bool(text.parse().map_err(|_| bad("true or false"))?),
             "text" => ParamValue::Text(text.to_string()),
+            // `--param margin:null=`: SQL files read NULL as "not given" (no filter, no margin, …).
+            "null" if text.is_empty() => ParamValue::Null,
+            "null" => return Err(bad("empty (a null parameter is written NAME:null=)")),
             other => {
                 return Err(Error::Param {
                     name: name.to_string(),
-                    message: format!("unknown type '{other}' (use int, float, bool or text)"),
+                    message: format!("unknown type '{other}' (use int, float, bool, text or null)"),
                 });
             }
         })

@@ -239,6 +239,11 @@ fn validate(options: &TrainOptions) -> Result<()> {
 
 /// The run to resume: the given id, or the newest `train` run that did not finish.
 async fn run_to_resume(store: &Store, id: Option<&str>) -> Result<(String, TrainOptions)> {
+    if !store.table_names().await?.iter().any(|t| t == "runs") {
+        return Err(Error::Usage(
+            "--resume: this store has no runs yet, so no train run to resume".into(),
+        ));
+    }
     let engine = Engine::new(store.clone()).await?;
     let mut params = Params::default();
     let sql = match id {
@@ -258,6 +263,13 @@ async fn run_to_resume(store: &Store, id: Option<&str>) -> Result<(String, Train
         }
         let run_id = strings(batch, "run_id")?.into_iter().next().flatten();
         let config = strings(batch, "config")?.into_iter().next().flatten();
+        let status = strings(batch, "status")?.into_iter().next().flatten();
+        if status.as_deref() == Some("finished") {
+            return Err(Error::Usage(format!(
+                "--resume {}: that run has already finished (its heads are head:{0})",
+                run_id.unwrap_or_default()
+            )));
+        }
         if let (Some(run_id), Some(config)) = (run_id, config) {
             let mut value: serde_json::Value = serde_json::from_str(&config)?;
             if let Some(map) = value.as_object_mut() {
