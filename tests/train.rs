@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    TestStore, assert_fails_with, assert_success, run_in_parens, stdout, write_parquet,
+    RETRIEVAL_FIXTURE, TestStore, assert_fails_with, assert_success, run_in_parens, stdout,
+    write_parquet,
 };
 
 /// Dimension of the planted spaces.
@@ -577,15 +578,7 @@ fn sanw_mrl_topical_rounds_and_mined_negatives() {
 fn trained_heads_are_a_model() {
     let store = TestStore::initialised();
     for args in [
-        &[
-            "ingest",
-            "karpathy",
-            "fixtures/datasets/karpathy/dataset_shapes.json",
-            "--images",
-            "fixtures/datasets/karpathy/images",
-            "--dataset",
-            "shapes",
-        ][..],
+        RETRIEVAL_FIXTURE[0],
         &[
             "embed",
             "--model",

@@ -78,40 +78,44 @@ impl Loss {
                 ));
             }
         };
+        let alpha = |alpha: f64| -> Result<()> {
+            if (0.0..1.0).contains(&alpha) {
+                Ok(())
+            } else {
+                Err(Error::Usage(format!("--alpha {alpha}: must be in [0, 1)")))
+            }
+        };
+        let positive = |flag: &str, value: f64| -> Result<()> {
+            if value > 0.0 && value.is_finite() {
+                Ok(())
+            } else {
+                Err(Error::Usage(format!("--{flag} {value}: must be positive")))
+            }
+        };
         match loss {
             Loss::Infonce => {}
             Loss::SanwDebias {
-                alpha,
+                alpha: a,
                 delta,
                 lambda,
             } => {
-                if !(0.0..1.0).contains(&alpha) {
-                    return bad(format!("--alpha {alpha}: must be in [0, 1)"));
-                }
-                if !(delta > 0.0 && delta.is_finite()) {
-                    return bad(format!("--delta {delta}: must be positive"));
-                }
-                if !(lambda > 0.0 && lambda.is_finite()) {
-                    return bad(format!("--lambda {lambda}: must be positive"));
-                }
+                alpha(a)?;
+                positive("delta", delta)?;
+                positive("lambda", lambda)?;
             }
             Loss::SanwBandpass {
-                alpha,
+                alpha: a,
                 m1,
                 m2,
                 gamma,
             } => {
-                if !(0.0..1.0).contains(&alpha) {
-                    return bad(format!("--alpha {alpha}: must be in [0, 1)"));
-                }
+                alpha(a)?;
                 if !(m1 < m2 && (-1.0..=1.0).contains(&m1) && (-1.0..=1.0).contains(&m2)) {
                     return bad(format!(
                         "--m1 {m1} --m2 {m2}: need -1 <= m1 < m2 <= 1 (cosine similarities)"
                     ));
                 }
-                if !(gamma > 0.0 && gamma.is_finite()) {
-                    return bad(format!("--gamma {gamma}: must be positive"));
-                }
+                positive("gamma", gamma)?;
             }
         }
         Ok(loss)
