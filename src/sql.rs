@@ -2,6 +2,7 @@
 //! docs ([`functions`]), and parameters bound on the parsed statement ([`params`]).
 
 pub mod catalog;
+pub mod columns;
 pub mod functions;
 pub mod params;
 pub mod udaf;

@@ -12,7 +12,6 @@
 //! a vector (the error names the first missing one); a space with no vectors for the dataset gives no rows.
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
 use candle_core::Device;
 use datafusion::prelude::{Expr, col, lit};
 use futures::TryStreamExt;
@@ -21,6 +20,7 @@ use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use super::ranks::{both_directions, ranks, subset_rank};
 use super::space::{Filter, Vectors, load, normalize};
 use crate::error::{Error, Result};
+use crate::sql::columns::strings;
 use crate::store::Store;
 
 /// How a composed query is built from the reference image's vector `r` and the modification text's vector `t`.
@@ -273,20 +273,6 @@ async fn read(
         .await?)
 }
 
-fn strings(batch: &RecordBatch, table: &str, name: &str) -> Result<Vec<Option<String>>> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| Error::SchemaMismatch {
-            table: table.to_string(),
-            message: format!("no column '{name}'"),
-        })?;
-    let column = arrow::compute::cast(column, &DataType::Utf8)?;
-    let column = column.as_string::<i32>();
-    Ok((0..column.len())
-        .map(|r| column.is_valid(r).then(|| column.value(r).to_string()))
-        .collect())
-}
-
 /// (caption id, image id) of the dataset's captions in the split.
 pub async fn caption_truth(
     store: &Store,
@@ -302,8 +288,8 @@ pub async fn caption_truth(
     )
     .await?
     {
-        let ids = strings(&batch, "captions", "caption_id")?;
-        let images = strings(&batch, "captions", "image_id")?;
+        let ids = strings(&batch, "caption_id")?;
+        let images = strings(&batch, "image_id")?;
         out.extend(
             ids.into_iter()
                 .zip(images)
@@ -332,9 +318,9 @@ pub async fn pair_truth(
     let mut out = Vec::new();
     let columns = ["pair_id", "reference_id", "target_id", "candidates"];
     for batch in read(store, "pairs", &columns, filter(dataset, split)).await? {
-        let ids = strings(&batch, "pairs", "pair_id")?;
-        let references = strings(&batch, "pairs", "reference_id")?;
-        let targets = strings(&batch, "pairs", "target_id")?;
+        let ids = strings(&batch, "pair_id")?;
+        let references = strings(&batch, "reference_id")?;
+        let targets = strings(&batch, "target_id")?;
         let candidates =
             batch
                 .column_by_name("candidates")

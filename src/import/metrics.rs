@@ -118,8 +118,12 @@ fn json_cell(path: &Path, at: &str, value: &serde_json::Value) -> Result<Cell> {
     })
 }
 
-/// `{"a": {"b": 1}}` → `{"a.b": 1}`.
-fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+/// `{"a": {"b": 1}}` → `{"a.b": 1}`, under `prefix` (empty: none). Also how `run_configs` shows a run's settings.
+pub fn flatten(
+    prefix: &str,
+    value: &serde_json::Value,
+    out: &mut BTreeMap<String, serde_json::Value>,
+) {
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, LargeBinaryArray, StringArray};
 use candle_core::{Device, Tensor};
 
-use super::data::strings;
 use crate::error::{Error, Result};
+use crate::sql::columns::strings;
 use crate::sql::{Engine, ParamValue, Params};
 use crate::store::Store;
 use crate::store::schema::fixed_table;

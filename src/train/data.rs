@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::array::RecordBatch;
 
 use super::batches::Negatives;
 use crate::error::{Error, Result};
+use crate::eval::retrieval::caption_truth;
 use crate::eval::space::{Filter, Vectors, load};
+use crate::sql::columns::{integers, strings};
 use crate::sql::{Engine, ParamValue, Params};
 use crate::store::Store;
 
@@ -29,30 +30,6 @@ impl PairedSet {
     pub fn paired_images(&self) -> usize {
         self.captions.iter().filter(|c| !c.is_empty()).count()
     }
-}
-
-/// Text values of column `name` (cast to text).
-pub fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| Error::Usage(format!("query result has no column '{name}'")))?;
-    let column = arrow::compute::cast(column, &DataType::Utf8)?;
-    let column = column.as_string::<i32>();
-    Ok((0..column.len())
-        .map(|i| column.is_valid(i).then(|| column.value(i).to_string()))
-        .collect())
-}
-
-/// Integer values of column `name`.
-pub fn integers(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    let column = batch
-        .column_by_name(name)
-        .ok_or_else(|| Error::Usage(format!("query result has no column '{name}'")))?;
-    let column = arrow::compute::cast(column, &DataType::Int64)?;
-    let column = column.as_primitive::<Int64Type>();
-    Ok((0..column.len())
-        .map(|i| column.is_valid(i).then(|| column.value(i)))
-        .collect())
 }
 
 /// Run one query with `params` and return its batches.
@@ -82,34 +59,18 @@ pub async fn load_pairs(
         &Filter::new(Some("caption"), Some(dataset), Some(split)),
     )
     .await?;
-    let mut params = Params::default();
-    params.set("dataset", ParamValue::Text(dataset.to_string()))?;
-    params.set("split", ParamValue::Text(split.to_string()))?;
-    let batches = query(
-        store,
-        "SELECT caption_id, image_id FROM captions WHERE dataset = $dataset AND split = $split",
-        &params,
-    )
-    .await?;
     let image_row = images.index();
     let text_row = texts.index();
     let mut captions = vec![Vec::new(); images.len()];
     let mut image_of_caption = HashMap::new();
-    for batch in &batches {
-        let caption_ids = strings(batch, "caption_id")?;
-        let image_ids = strings(batch, "image_id")?;
-        for (caption, image) in caption_ids.into_iter().zip(image_ids) {
-            let (Some(caption), Some(image)) = (caption, image) else {
-                continue;
-            };
-            let Some(&i) = image_row.get(image.as_str()) else {
-                continue;
-            };
-            if let Some(&t) = text_row.get(caption.as_str()) {
-                captions[i as usize].push(t as usize);
-            }
-            image_of_caption.insert(caption, i as usize);
+    for (caption, image) in caption_truth(store, dataset, Some(split)).await? {
+        let Some(&i) = image_row.get(image.as_str()) else {
+            continue;
+        };
+        if let Some(&t) = text_row.get(caption.as_str()) {
+            captions[i as usize].push(t as usize);
         }
+        image_of_caption.insert(caption, i as usize);
     }
     captions.iter_mut().for_each(|c| c.sort_unstable());
     let set = PairedSet {

@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 
 use super::batches::{Negatives, Order, chunk_sizes, epoch_batches};
 use super::checkpoint::{self, TrainState, best_name, checkpoint_name};
-use super::data::{PairedSet, load_clusters, load_negatives, load_pairs, strings};
+use super::data::{PairedSet, load_clusters, load_negatives, load_pairs};
 use super::dead::DeadWatch;
 use super::head::{HeadKind, HeadShape, Heads};
 use super::loss::{Loss, batch_loss};
@@ -24,6 +24,7 @@ use crate::eval::space::resolve;
 use crate::models::DeviceChoice;
 use crate::progress::Progress;
 use crate::rng::Rng;
+use crate::sql::columns::{integers, strings};
 use crate::sql::{Engine, FileRuns, ParamValue, Params};
 use crate::store::Store;
 use crate::store::metrics::{Metric, write as write_metrics};
@@ -341,7 +342,7 @@ fn mean_r1(result: &crate::sql::StatementResult, dim: usize) -> Result<Option<f6
     let mut values = Vec::new();
     for batch in &result.batches {
         let names = strings(batch, "name")?;
-        let dims = super::data::integers(batch, "dim")?;
+        let dims = integers(batch, "dim")?;
         let value = arrow::compute::cast(
             batch
                 .column_by_name("value")
@@ -770,26 +771,4 @@ async fn train_rounds(
         bar.finish();
     }
     Ok(final_loss)
-}
-
-/// The latest checkpoint's tensors of a run (for tests and `head:` loading).
-pub async fn checkpoint_tensors(
-    store: &Store,
-    run_id: &str,
-    prefix: &str,
-    device: &Device,
-) -> Result<
-    Option<(
-        String,
-        std::collections::BTreeMap<String, Tensor>,
-        TrainState,
-    )>,
-> {
-    match checkpoint::latest(store, run_id, prefix).await? {
-        Some((name, bytes)) => {
-            let (tensors, state) = checkpoint::decode(&bytes, device)?;
-            Ok(Some((name, tensors, state)))
-        }
-        None => Ok(None),
-    }
 }

@@ -241,7 +241,7 @@ pub async fn load_heads(store: &Store, run_id: &str, device: &Device) -> Result<
         .iter()
         .flat_map(|r| &r.batches)
         .filter(|b| b.num_rows() > 0)
-        .map(|b| super::data::strings(b, "config"))
+        .map(|b| crate::sql::columns::strings(b, "config"))
         .next()
         .transpose()?
         .and_then(|c| c.into_iter().next().flatten())

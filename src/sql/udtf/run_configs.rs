@@ -11,8 +11,9 @@ use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::error::Result;
+use crate::import::metrics::flatten;
+use crate::sql::columns::strings;
 use crate::sql::{Engine, ParamValue, Params};
-use crate::train::data::strings;
 
 const SIGNATURE: &str = "run_configs(runs)";
 
@@ -41,25 +42,6 @@ fn schema() -> SchemaRef {
         Field::new("key", DataType::Utf8, false),
         Field::new("value", DataType::Utf8, true),
     ]))
-}
-
-/// `value` flattened into (dotted key, JSON text) pairs.
-fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, Option<String>)>) {
-    match value {
-        serde_json::Value::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        serde_json::Value::Null => out.push((prefix.to_string(), None)),
-        serde_json::Value::String(s) => out.push((prefix.to_string(), Some(s.clone()))),
-        other => out.push((prefix.to_string(), Some(other.to_string()))),
-    }
 }
 
 async fn rows(context: &Context, runs: &str) -> Result<RecordBatch> {
@@ -91,7 +73,16 @@ async fn rows(context: &Context, runs: &str) -> Result<RecordBatch> {
             let config = columns[4][r].as_deref().unwrap_or("{}");
             let value: serde_json::Value = serde_json::from_str(config)
                 .unwrap_or_else(|_| serde_json::Value::String(config.to_string()));
-            flatten("config", &value, &mut settings);
+            let mut flat = std::collections::BTreeMap::new();
+            flatten("config", &value, &mut flat);
+            settings.extend(flat.into_iter().map(|(key, v)| {
+                let text = match v {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(s),
+                    other => Some(other.to_string()),
+                };
+                (key, text)
+            }));
             for (key, value) in settings {
                 ids.push(run_id.clone());
                 keys.push(key);
