@@ -4,6 +4,7 @@
 //! DataFusion SQL over that store ([`sql`]); people use it through the CLI and the SQL shell ([`cli`]).
 
 pub mod bench;
+pub mod caption;
 pub mod cli;
 pub mod cluster;
 pub mod embed;

@@ -5,9 +5,11 @@
 //! [`shared`] loads each model once per process.
 
 pub mod bert;
+pub mod blip;
 pub mod cache;
 pub mod clip;
 pub mod device;
+pub mod diffusion;
 pub mod head;
 pub mod hub;
 pub mod preprocess;
@@ -282,21 +284,65 @@ fn normalize_all(model: &str, vectors: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
 }
 
 /// Models loaded by this process, by (spec, device).
-type Loaded = HashMap<(String, DeviceChoice), Arc<Model>>;
+type Loaded<T> = Mutex<HashMap<(String, DeviceChoice), Arc<T>>>;
 
-static LOADED: LazyLock<Mutex<Loaded>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+static LOADED: LazyLock<Loaded<Model>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+static CAPTIONERS: LazyLock<Loaded<blip::Captioner>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+static GENERATORS: LazyLock<Loaded<diffusion::Generator>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// The model for `spec` on `device`, loaded at most once per process.
-pub fn shared(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
-    let mut loaded = LOADED
+/// The entry of `cache` for (spec, device), loaded with `load` the first time.
+fn cached<T>(
+    cache: &Loaded<T>,
+    spec: &str,
+    device: DeviceChoice,
+    load: impl FnOnce() -> Result<T>,
+) -> Result<Arc<T>> {
+    let mut loaded = cache
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(model) = loaded.get(&(spec.to_string(), device)) {
         return Ok(model.clone());
     }
-    let model = Arc::new(Model::load(spec, device)?);
+    let model = Arc::new(load()?);
     loaded.insert((spec.to_string(), device), model.clone());
     Ok(model)
+}
+
+/// The model for `spec` on `device`, loaded at most once per process.
+pub fn shared(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
+    cached(&LOADED, spec, device, || Model::load(spec, device))
+}
+
+/// Run a (blocking) model load on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    load: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(load)
+        .await
+        .map_err(|e| Error::Usage(format!("loading the model failed: {e}")))?
+}
+
+/// The BLIP captioner for `spec` on `device`, loaded at most once per process (on a blocking thread).
+pub async fn load_captioner(spec: &str, device: DeviceChoice) -> Result<Arc<blip::Captioner>> {
+    let spec = spec.to_string();
+    blocking(move || {
+        cached(&CAPTIONERS, &spec, device, || {
+            blip::Captioner::load(ModelFiles::resolve(&spec)?, device.device()?)
+        })
+    })
+    .await
+}
+
+/// The Stable Diffusion pipeline for `spec` on `device`, loaded at most once per process (on a blocking thread).
+pub async fn load_generator(spec: &str, device: DeviceChoice) -> Result<Arc<diffusion::Generator>> {
+    let spec = spec.to_string();
+    blocking(move || {
+        cached(&GENERATORS, &spec, device, || {
+            diffusion::Generator::load(ModelFiles::resolve(&spec)?, device.device()?)
+        })
+    })
+    .await
 }
 
 /// [`shared`] from async code: the load (file reads, weight conversion) runs on a blocking thread. A trained head
@@ -328,9 +374,7 @@ pub async fn load_shared(
         return Ok(model);
     }
     let spec = spec.to_string();
-    tokio::task::spawn_blocking(move || shared(&spec, device))
-        .await
-        .map_err(|e| Error::Usage(format!("loading the model failed: {e}")))?
+    blocking(move || shared(&spec, device)).await
 }
 
 /// Parse a JSON file of the model.
@@ -363,18 +407,29 @@ fn drop_nulls(value: &mut serde_json::Value) {
     }
 }
 
-/// The model's image preprocessing: `preprocessor_config.json` over the family's defaults.
+/// The model's image preprocessing: `preprocessor_config.json` (or, as transformers 5 writes it, the
+/// `image_processor` object of `processor_config.json`) over the family's defaults.
 fn image_processor(files: &mut ModelFiles, defaults: ImageProcessor) -> Result<ImageProcessor> {
-    match files.optional("preprocessor_config.json")? {
-        None => Ok(defaults),
-        Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            ImageProcessor::from_config(&text, defaults).map_err(|e| Error::Model {
-                model: files.spec.clone(),
-                message: e.to_string(),
-            })
+    let (path, text) = if let Some(path) = files.optional("preprocessor_config.json")? {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        (path, text)
+    } else if let Some(path) = files.optional("processor_config.json")? {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Model {
+            model: files.spec.clone(),
+            message: format!("{}: {e}", path.display()),
+        })?;
+        match value.get("image_processor") {
+            Some(inner) => (path, inner.to_string()),
+            None => return Ok(defaults),
         }
-    }
+    } else {
+        return Ok(defaults);
+    };
+    ImageProcessor::from_config(&text, defaults).map_err(|e| Error::Model {
+        model: files.spec.clone(),
+        message: format!("{}: {e}", path.display()),
+    })
 }
 
 /// The weights as f32 on `device`: `model.safetensors`, else `pytorch_model.bin`.

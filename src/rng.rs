@@ -60,6 +60,14 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// A standard normal draw (Box–Muller on two uniforms; the second value is not kept, so the stream position
+    /// depends only on the number of draws).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.next_f64(); // (0, 1]: ln is finite
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
     /// Uniform in `0..n` (`n > 0`), without modulo bias.
     pub fn below(&mut self, n: usize) -> usize {
         let n = n as u64;
@@ -86,6 +94,13 @@ mod tests {
         assert_eq!(xs, ys);
         assert_ne!(xs, zs);
         let mut r = Rng::new(1);
+        let normals: Vec<f64> = (0..20_000).map(|_| r.normal()).collect();
+        let mean = normals.iter().sum::<f64>() / normals.len() as f64;
+        let var = normals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / normals.len() as f64;
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
         assert!((0..1000).all(|_| r.below(3) < 3));
         assert!(
             (0..1000)

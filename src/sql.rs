@@ -127,6 +127,8 @@ impl Engine {
         }
         ctx.register_udf(udf::embed_text::udf(Some(store.clone()), device));
         ctx.register_udf(udf::embed_image::udf(Some(store.clone()), device));
+        ctx.register_udf(udf::caption::udf(Some(store.clone()), device));
+        ctx.register_udf(udf::generate_image::udf(device));
         for function in udaf::functions() {
             ctx.register_udaf(function);
         }

@@ -11,19 +11,19 @@ use vlmdb::models::{DeviceChoice, Model};
 
 use crate::common::{TestStore, assert_success, stdout};
 
-fn fixture(path: &str) -> PathBuf {
+pub fn fixture(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(path)
 }
 
-fn reference(name: &str) -> Value {
+pub fn reference(name: &str) -> Value {
     let path = fixture(&format!("models/reference/{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("reference JSON")
 }
 
-fn floats(value: &Value) -> Vec<f32> {
+pub fn floats(value: &Value) -> Vec<f32> {
     value
         .as_array()
         .expect("an array of numbers")
@@ -43,7 +43,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "vector lengths differ");
     a.iter()
         .zip(b)

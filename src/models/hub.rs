@@ -156,8 +156,11 @@ impl ModelFiles {
                 snapshot: None,
             },
         };
-        // config.json pins the commit: every later file comes from the same snapshot.
-        files.require("config.json")?;
+        // config.json (model_index.json for a diffusers pipeline) pins the commit: every later file comes from the
+        // same snapshot.
+        if files.optional("config.json")?.is_none() {
+            files.require("model_index.json")?;
+        }
         Ok(files)
     }
 
@@ -173,12 +176,12 @@ impl ModelFiles {
                 ),
             });
         }
-        if !dir.join("config.json").is_file() {
+        if !dir.join("config.json").is_file() && !dir.join("model_index.json").is_file() {
             return Err(Error::Model {
                 model: spec.into(),
-                message:
-                    "the directory has no config.json (expected a Hugging Face model directory)"
-                        .into(),
+                message: "the directory has no config.json (expected a Hugging Face model directory) and no \
+                          model_index.json (a diffusers pipeline)"
+                    .into(),
             });
         }
         let dir = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
@@ -335,6 +338,11 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     for name in [
         "config.json",
+        "model_index.json",
+        "unet/config.json",
+        "vae/config.json",
+        "text_encoder/config.json",
+        "scheduler/scheduler_config.json",
         "tokenizer.json",
         "preprocessor_config.json",
         "sentence_bert_config.json",
@@ -346,7 +354,13 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
             hasher.update(&bytes);
         }
     }
-    for name in ["model.safetensors", "pytorch_model.bin"] {
+    for name in [
+        "model.safetensors",
+        "pytorch_model.bin",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+    ] {
         let path = dir.join(name);
         let Ok(mut file) = std::fs::File::open(&path) else {
             continue;

@@ -33,3 +33,12 @@ pub fn integers(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
         .map(|i| column.is_valid(i).then(|| column.value(i)))
         .collect())
 }
+
+/// Binary values of column `name` (image bytes of any binary width).
+pub fn binaries(batch: &RecordBatch, name: &str) -> Result<Vec<Option<Vec<u8>>>> {
+    let column = column(batch, name, &DataType::LargeBinary)?;
+    let column = column.as_binary::<i64>();
+    Ok((0..column.len())
+        .map(|i| column.is_valid(i).then(|| column.value(i).to_vec()))
+        .collect())
+}

@@ -12,7 +12,6 @@ use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
 };
-use datafusion::scalar::ScalarValue;
 
 use super::images::check_binary;
 use super::vectors::{vector_array, vector_type};
@@ -65,20 +64,6 @@ impl EmbedFunction {
             doc,
         };
         AsyncScalarUDF::new(Arc::new(function)).into_scalar_udf()
-    }
-
-    fn model_name(&self, arg: &ColumnarValue) -> Result<String> {
-        match arg {
-            ColumnarValue::Scalar(
-                ScalarValue::Utf8(Some(s))
-                | ScalarValue::LargeUtf8(Some(s))
-                | ScalarValue::Utf8View(Some(s)),
-            ) => Ok(s.clone()),
-            _ => Err(DataFusionError::Execution(format!(
-                "{}: the model (argument 1) must be a text constant such as 'minilm'",
-                self.name
-            ))),
-        }
     }
 }
 
@@ -137,7 +122,7 @@ impl AsyncScalarUDFImpl for EmbedFunction {
     }
 
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let spec = self.model_name(&args.args[0])?;
+        let spec = super::text_constant(self.name, 1, "the model", &args.args[0])?;
         let model = load_shared(self.store.as_ref(), &spec, self.device)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;

@@ -1,0 +1,316 @@
+//! Captioning images with a BLIP model: [`captions`] is the one path from image bytes to caption texts for the
+//! `caption(...)` SQL function, `vlmdb caption` and the loop. Each distinct (image, prompt) is looked up in
+//! `model_cache` first and computed once; `vlmdb caption` ([`run`]) writes a dataset's captions into `captions`
+//! with source = the model id, under a run.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
+use datafusion::prelude::{col, lit};
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+
+use crate::error::{Error, Result};
+use crate::models::blip::Captioner;
+use crate::models::cache::{insert_texts, lookup_texts, sha256};
+use crate::models::{DeviceChoice, load_captioner};
+use crate::progress::Progress;
+use crate::sql::columns::strings;
+use crate::store::Store;
+use crate::store::runs::{Run, RunSpec};
+use crate::store::schema::fixed_table;
+use crate::store::write::{batch_for, upsert};
+
+/// Captions of `images` (encoded bytes; `None` in → `None` out), each starting with `prompt` when one is given.
+/// Cached in `store`'s `model_cache`; an image that cannot be decoded is an error naming its position.
+pub async fn captions(
+    store: Option<&Store>,
+    captioner: &Arc<Captioner>,
+    images: &[Option<&[u8]>],
+    prompt: Option<&str>,
+) -> Result<Vec<Option<String>>> {
+    let key = captioner.cache_key(prompt);
+    let hashes: Vec<Option<String>> = images.iter().map(|i| i.map(sha256)).collect();
+    let mut distinct = Vec::new();
+    let mut seen = HashSet::new();
+    for hash in hashes.iter().flatten() {
+        if seen.insert(hash.as_str()) {
+            distinct.push(hash.clone());
+        }
+    }
+    let mut known = match store {
+        Some(store) => lookup_texts(store, &key, &distinct).await?,
+        None => HashMap::new(),
+    };
+    let mut missing = Vec::new();
+    let mut queued = HashSet::new();
+    for (i, hash) in hashes.iter().enumerate() {
+        if let Some(hash) = hash
+            && !known.contains_key(hash)
+            && queued.insert(hash.as_str())
+        {
+            missing.push(i);
+        }
+    }
+    if !missing.is_empty() {
+        let owned: Vec<Vec<u8>> = missing
+            .iter()
+            .map(|&i| images[i].map(<[u8]>::to_vec).unwrap_or_default())
+            .collect();
+        let positions = missing.clone();
+        let model = Arc::clone(captioner);
+        let prompt_owned = prompt.map(str::to_string);
+        let computed = tokio::task::spawn_blocking(move || {
+            owned
+                .iter()
+                .zip(&positions)
+                .map(|(bytes, &position)| {
+                    let (image, _) = crate::ingest::image::decode(bytes).map_err(|reason| {
+                        Error::ModelInput {
+                            model: model.files.spec.clone(),
+                            input: position,
+                            message: format!("the image cannot be read: {reason}"),
+                        }
+                    })?;
+                    model.caption(&image, prompt_owned.as_deref())
+                })
+                .collect::<Result<Vec<String>>>()
+        })
+        .await
+        .map_err(|e| Error::Usage(format!("captioning task failed: {e}")))??;
+        let entries: Vec<(String, String)> = missing
+            .iter()
+            .zip(computed)
+            .filter_map(|(&i, text)| hashes[i].clone().map(|h| (h, text)))
+            .collect();
+        if let Some(store) = store {
+            insert_texts(store, &key, &entries).await?;
+        }
+        known.extend(entries);
+    }
+    Ok(hashes
+        .iter()
+        .map(|h| h.as_ref().and_then(|h| known.get(h).cloned()))
+        .collect())
+}
+
+/// What `vlmdb caption` does.
+#[derive(Debug, Clone)]
+pub struct CaptionOptions {
+    pub model: String,
+    pub dataset: String,
+    pub prompt: Option<String>,
+    pub split: Option<String>,
+    pub device: DeviceChoice,
+    pub progress: bool,
+}
+
+/// What `vlmdb caption` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaptionSummary {
+    pub run_id: String,
+    pub model_id: String,
+    pub revision: String,
+    pub captioned: usize,
+}
+
+/// Images captioned per commit.
+const CHUNK: usize = 64;
+
+/// The id of a model caption of an image: stable for (image, model revision, prompt), so captioning again
+/// replaces rather than duplicates.
+pub fn caption_id(image_id: &str, captioner: &Captioner, prompt: Option<&str>) -> String {
+    let mut id = format!("{image_id}#{}", captioner.files.space());
+    if let Some(prompt) = prompt.filter(|p| !p.is_empty()) {
+        id.push_str("_p");
+        id.push_str(&sha256(prompt.as_bytes())[..8]);
+    }
+    id
+}
+
+/// `vlmdb caption`: caption every image of a dataset (or one split of it) into `captions`.
+pub async fn run(store: &Store, options: &CaptionOptions) -> Result<CaptionSummary> {
+    store.ensure_writable("caption")?;
+    let captioner = load_captioner(&options.model, options.device).await?;
+    let images = store.open_table("images").await?;
+    let mut filter = col("dataset").eq(lit(options.dataset.as_str()));
+    if let Some(split) = &options.split {
+        filter = filter.and(col("split").eq(lit(split.as_str())));
+    }
+    let ids: Vec<RecordBatch> = images
+        .query()
+        .only_if_expr(filter.clone())
+        .select(Select::columns(&["image_id"]))
+        .execute()
+        .await?
+        .try_collect()
+        .await?;
+    let mut all_ids: Vec<String> = Vec::new();
+    for batch in &ids {
+        all_ids.extend(strings(batch, "image_id")?.into_iter().flatten());
+    }
+    all_ids.sort();
+    if all_ids.is_empty() {
+        return Err(Error::Usage(format!(
+            "dataset '{}'{} has no images: ingest it first",
+            options.dataset,
+            options
+                .split
+                .as_deref()
+                .map(|s| format!(" (split '{s}')"))
+                .unwrap_or_default()
+        )));
+    }
+    let spec = RunSpec {
+        kind: "caption".into(),
+        name: format!(
+            "caption {} with {}",
+            options.dataset,
+            captioner.files.space()
+        ),
+        config: serde_json::json!({
+            "model": options.model,
+            "dataset": options.dataset,
+            "split": options.split,
+            "prompt": options.prompt,
+            "max_new_tokens": captioner.max_new_tokens,
+            "device": options.device.to_string(),
+        }),
+        seed: None,
+    };
+    let mut run = Run::open(store, spec).await?;
+    run.record_model(&captioner.files.id, &captioner.files.revision);
+    run.record_input("images", images.version().await?);
+    let run_id = run.id().to_string();
+    let outcome = caption_all(store, &captioner, options, &all_ids, &run_id).await;
+    let captioned = run.close(store, outcome).await?;
+    Ok(CaptionSummary {
+        run_id,
+        model_id: captioner.files.id.clone(),
+        revision: captioner.files.revision.clone(),
+        captioned,
+    })
+}
+
+async fn caption_all(
+    store: &Store,
+    captioner: &Arc<Captioner>,
+    options: &CaptionOptions,
+    ids: &[String],
+    run_id: &str,
+) -> Result<usize> {
+    let spec = fixed_table("captions")?.ok_or_else(|| Error::UnknownTable {
+        name: "captions".into(),
+    })?;
+    let images = store.open_table("images").await?;
+    let progress = options
+        .progress
+        .then(|| Progress::new(ids.len() as u64, "caption"));
+    let prompt = options.prompt.as_deref();
+    let mut written = 0;
+    for chunk in ids.chunks(CHUNK) {
+        let filter =
+            col("image_id").in_list(chunk.iter().map(|id| lit(id.as_str())).collect(), false);
+        let batches: Vec<RecordBatch> = images
+            .query()
+            .only_if_expr(filter)
+            .select(Select::columns(&["image_id", "dataset", "split", "data"]))
+            .execute()
+            .await?
+            .try_collect()
+            .await?;
+        for batch in batches {
+            let image_ids = strings(&batch, "image_id")?;
+            let splits = strings(&batch, "split")?;
+            let data = crate::sql::columns::binaries(&batch, "data")?;
+            let inputs: Vec<Option<&[u8]>> = data.iter().map(|d| d.as_deref()).collect();
+            let texts = captions(Some(store), captioner, &inputs, prompt)
+                .await
+                .map_err(|e| match e {
+                    Error::ModelInput {
+                        model,
+                        input,
+                        message,
+                    } => Error::ModelInput {
+                        model,
+                        input,
+                        message: format!(
+                            "image '{}': {message}",
+                            image_ids[input].as_deref().unwrap_or("?")
+                        ),
+                    },
+                    other => other,
+                })?;
+            let rows: Vec<(String, Option<String>, String)> = image_ids
+                .iter()
+                .zip(&splits)
+                .zip(texts)
+                .filter_map(|((id, split), text)| Some((id.clone()?, split.clone(), text?)))
+                .collect();
+            let n = rows.len();
+            let columns: Vec<(&str, ArrayRef)> = vec![
+                (
+                    "caption_id",
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter()
+                            .map(|(id, _, _)| caption_id(id, captioner, prompt)),
+                    )),
+                ),
+                (
+                    "image_id",
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|(id, _, _)| id.as_str()),
+                    )),
+                ),
+                (
+                    "dataset",
+                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                        options.dataset.as_str(),
+                        n,
+                    ))),
+                ),
+                (
+                    "split",
+                    Arc::new(StringArray::from(
+                        rows.iter()
+                            .map(|(_, s, _)| s.as_deref())
+                            .collect::<Vec<_>>(),
+                    )),
+                ),
+                (
+                    "text",
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|(_, _, t)| t.as_str()),
+                    )),
+                ),
+                (
+                    "source",
+                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                        captioner.files.id.as_str(),
+                        n,
+                    ))),
+                ),
+                (
+                    "run_id",
+                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                        run_id, n,
+                    ))),
+                ),
+                (
+                    "iteration",
+                    Arc::new(Int32Array::from(vec![None::<i32>; n])),
+                ),
+            ];
+            upsert(store, &spec, batch_for(&spec, columns)?).await?;
+            written += n;
+            if let Some(p) = &progress {
+                p.inc(n as u64);
+            }
+        }
+    }
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    Ok(written)
+}
