@@ -32,6 +32,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         Command::Ingest(args) => commands::ingest(&store().await?, args, out).await?,
         Command::Export(args) => commands::export(&store().await?, args, out).await?,
         Command::Embed(args) => commands::embed(&store().await?, args, device, out).await?,
+        Command::Caption(args) => commands::caption(&store().await?, args, device, out).await?,
+        Command::Loop(args) => commands::feedback_loop(&store().await?, *args, device, out).await?,
         Command::Search(args) => commands::search(&store().await?, args, device, out).await?,
         Command::Import(args) => match args.what {
             ImportWhat::Embeddings {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod eval;
 pub mod experiment;
 pub mod export;
+pub mod feedback;
 pub mod import;
 pub mod ingest;
 pub mod mine;

@@ -32,6 +32,11 @@ impl Progress {
         self.0.suspend(|| warn(message));
     }
 
+    /// A line of information on stderr, shown whether or not the bar is.
+    pub fn note(&self, message: &str) {
+        self.0.suspend(|| note(message));
+    }
+
     pub fn finish(&self) {
         self.0.finish_and_clear();
     }

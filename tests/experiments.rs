@@ -122,6 +122,31 @@ fn every_shipped_sql_file_runs() {
         ]));
     }
     let runs = format!("{c0},{c1}");
+    let looped = store.vlmdb(&[
+        "loop",
+        "--captioner",
+        "fixtures/models/tiny-blip",
+        "--generator",
+        "fixtures/models/tiny-sd",
+        "--dataset",
+        "shapes",
+        "--images",
+        "2",
+        "--iterations",
+        "1",
+        "--steps",
+        "2",
+        "--image-space",
+        "fixtures/models/tiny-clip",
+        "--text-space",
+        "fixtures/models/tiny-clip",
+    ]);
+    assert_success(&looped);
+    let loop_run = stdout(&looped)
+        .strip_prefix("loop run ")
+        .and_then(|rest| rest.split(':').next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no loop run in {}", stdout(&looped)));
     let files: Vec<(&str, Vec<String>)> = vec![
         (
             "sql/cluster/drift.sql",
@@ -146,6 +171,7 @@ fn every_shipped_sql_file_runs() {
             .to_vec(),
         ),
         ("sql/examples/tour.sql", vec!["dataset=shapes".into()]),
+        ("sql/loop/drift.sql", vec![format!("run={loop_run}")]),
         (
             "sql/mine/diff.sql",
             vec!["from_iteration=0".into(), "to_iteration=1".into()],

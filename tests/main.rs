@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod experiments;
+mod feedback;
 mod generation;
 mod ingest;
 mod models;

@@ -45,6 +45,11 @@ pub enum Command {
     Export(ExportArgs),
     /// Embed a dataset's images, captions or pair texts into the model's space table emb_<space>.
     Embed(EmbedArgs),
+    /// Caption a dataset's images with a BLIP model into `captions` (source = the model id), under a run.
+    Caption(CaptionArgs),
+    /// The caption→image→caption loop: caption each image, generate the next image from the caption, for N hops,
+    /// with lineage and per-hop similarities in the store (plus baselines as linked runs).
+    Loop(Box<LoopArgs>),
     /// Exact cosine top-k over a model's space for a text or an image.
     Search(SearchArgs),
     /// Bring data computed elsewhere into the store.
@@ -103,6 +108,15 @@ pub enum PlotWhat {
         /// The x axis: step or iteration (default: the step where there is one, else the iteration).
         #[arg(long)]
         x: Option<String>,
+    },
+    /// Similarity decay per hop of a `vlmdb loop` run and its baselines, one curve per run (sql/loop/drift.sql).
+    Drift {
+        /// The loop run (its baselines are found through their `baseline_of`).
+        #[arg(long)]
+        run: String,
+        /// The similarities drawn (repeatable or comma-separated; default: image_sim_to_hop0).
+        #[arg(long = "metric", value_delimiter = ',')]
+        metrics: Vec<String>,
     },
     /// A 2-D PCA or t-SNE view of a space's items, coloured by the clusters of a clustering run
     /// (sql/plot/pca_scatter.sql, sql/plot/tsne_scatter.sql).
@@ -302,6 +316,75 @@ pub struct EmbedArgs {
     /// Inputs per forward pass.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub batch: u32,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptionArgs {
+    /// The BLIP captioning model: hf:org/repo[@rev] (e.g. hf:Salesforce/blip-image-captioning-base) or a
+    /// directory.
+    #[arg(long)]
+    pub model: String,
+    /// The dataset whose images are captioned.
+    #[arg(long)]
+    pub dataset: String,
+    /// A conditional prefix the captions continue, e.g. "an engraving depicting".
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Only this split.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoopArgs {
+    /// The captioner (BLIP): hf:org/repo[@rev] or a directory.
+    #[arg(long)]
+    pub captioner: String,
+    /// The generator (Stable Diffusion 1.x/2.x pipeline): hf:org/repo[@rev] or a diffusers directory.
+    #[arg(long)]
+    pub generator: String,
+    /// The dataset whose images are hop 0.
+    #[arg(long)]
+    pub dataset: String,
+    /// Only images of this split.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Items: the dataset's first N captioned images by image_id.
+    #[arg(long, default_value_t = 8)]
+    pub images: usize,
+    /// Hops after hop 0 (generated images per item).
+    #[arg(long, default_value_t = 5)]
+    pub iterations: usize,
+    /// Seed of every generation (and of the random-captions baseline).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also run the baselines (generator-only, random captions, fixed caption) as runs linked to the loop run.
+    #[arg(long)]
+    pub baselines: bool,
+    /// The model that measures image–image and image–caption similarity (needs image and text towers).
+    #[arg(long, default_value = "clip-vit-b32")]
+    pub image_space: String,
+    /// The model that measures caption–caption similarity.
+    #[arg(long, default_value = "minilm")]
+    pub text_space: String,
+    /// Denoising steps per generated image.
+    #[arg(long, default_value_t = crate::models::diffusion::DEFAULT_STEPS)]
+    pub steps: usize,
+    /// Classifier-free guidance scale (≤ 1 turns guidance off).
+    #[arg(long, default_value_t = crate::models::diffusion::DEFAULT_GUIDANCE)]
+    pub guidance: f64,
+    /// A conditional prefix for the captioner.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// The fixed-caption baseline's caption (default: the first item's original caption).
+    #[arg(long)]
+    pub fixed_caption: Option<String>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,

@@ -9,8 +9,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::sql::parser::Statement;
 
 use super::args::{
-    EmbedArgs, EvalArgs, ExportArgs, IngestArgs, MineArgs, PlotArgs, PlotWhat, RunFileArgs,
-    SearchArgs, SqlArgs, TrainArgs,
+    CaptionArgs, EmbedArgs, EvalArgs, ExportArgs, IngestArgs, LoopArgs, MineArgs, PlotArgs,
+    PlotWhat, RunFileArgs, SearchArgs, SqlArgs, TrainArgs,
 };
 use super::format::{Format, write_result};
 use crate::embed::{EmbedOptions, Items};
@@ -374,6 +374,77 @@ pub async fn embed(
     Ok(0)
 }
 
+/// `vlmdb caption`: one run that captions the dataset's images into `captions`.
+pub async fn caption(
+    store: &Store,
+    args: CaptionArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let options = crate::caption::CaptionOptions {
+        model: args.model,
+        dataset: args.dataset,
+        prompt: args.prompt,
+        split: args.split,
+        device,
+        progress: !args.quiet,
+    };
+    let s = crate::caption::run(store, &options).await?;
+    writeln!(
+        out,
+        "captioned {} images of {} (run {}, {} {})",
+        s.captioned,
+        options.dataset,
+        s.run_id,
+        s.model_id,
+        s.revision.chars().take(12).collect::<String>()
+    )?;
+    Ok(0)
+}
+
+/// `vlmdb loop`: the loop run and, with --baselines, its baseline runs; one line per run.
+pub async fn feedback_loop(
+    store: &Store,
+    args: LoopArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let options = crate::feedback::LoopOptions {
+        captioner: args.captioner,
+        generator: args.generator,
+        dataset: args.dataset,
+        split: args.split,
+        images: args.images,
+        iterations: args.iterations,
+        seed: args.seed,
+        baselines: args.baselines,
+        image_space: args.image_space,
+        text_space: args.text_space,
+        steps: args.steps,
+        guidance: args.guidance,
+        prompt: args.prompt,
+        fixed_caption: args.fixed_caption,
+    };
+    let summary = crate::feedback::run(store, &options, device, !args.quiet).await?;
+    for run in &summary.runs {
+        writeln!(
+            out,
+            "{} run {}: {} items × {} hops{}: {} images, {} captions, {} metrics written",
+            run.variant.name(),
+            run.run_id,
+            summary.items,
+            summary.iterations,
+            run.resumed_after_hop
+                .map(|h| format!(" (resumed after hop {h})"))
+                .unwrap_or_default(),
+            run.images_written,
+            run.captions_written,
+            run.metrics_written
+        )?;
+    }
+    Ok(0)
+}
+
 /// `vlmdb search`: the k nearest items of the model's space to a text or an image.
 pub async fn search(
     store: &Store,
@@ -471,6 +542,19 @@ pub async fn plot(
             runs,
             metrics,
             x: x.as_deref().map(str::parse::<XAxis>).transpose()?,
+        },
+        PlotWhat::Drift { run, metrics } => Request::Metrics {
+            runs: crate::feedback::linked_runs(store, &run)
+                .await?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+            metrics: if metrics.is_empty() {
+                vec!["image_sim_to_hop0".to_string()]
+            } else {
+                metrics
+            },
+            x: Some(XAxis::Iteration),
         },
         PlotWhat::Scatter {
             on,

@@ -96,6 +96,28 @@ pub async fn write(store: &Store, run_id: &str, metrics: &[Metric]) -> Result<()
     Ok(())
 }
 
+/// Delete the metrics of `run_id` that match `condition`, an SQL predicate the program builds from numbers (never
+/// from user text). Lance deletes by predicate text, so the run id — always ours: a timestamp and hex — is checked
+/// for characters a run id never has before it goes in.
+pub async fn forget(store: &Store, run_id: &str, condition: &str) -> Result<()> {
+    if !run_id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::Usage(format!(
+            "run id '{run_id}' has characters a run id never has"
+        )));
+    }
+    if !store.table_names().await?.iter().any(|t| t == "metrics") {
+        return Ok(());
+    }
+    let table = store.open_table("metrics").await?;
+    table
+        .delete(&format!("run_id = '{run_id}' AND ({condition})"))
+        .await?;
+    Ok(())
+}
+
 /// One cell of a table of results or of a training log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {

@@ -316,25 +316,7 @@ pub async fn resume(
 
 /// Drop the metrics a run wrote after `step` (those of an epoch its checkpoint does not cover).
 async fn forget_after(store: &Store, run_id: &str, step: u64) -> Result<()> {
-    // Lance deletes by predicate text; the run id is ours (timestamp and hex), checked before it goes in.
-    if !run_id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(Error::Usage(format!(
-            "run id '{run_id}' has characters a run id never has"
-        )));
-    }
-    if !store.table_names().await?.iter().any(|t| t == "metrics") {
-        return Ok(());
-    }
-    let table = store.open_table("metrics").await?;
-    table
-        .delete(&format!(
-            "run_id = '{run_id}' AND (step IS NULL OR step > {step})"
-        ))
-        .await?;
-    Ok(())
+    crate::store::metrics::forget(store, run_id, &format!("step IS NULL OR step > {step}")).await
 }
 
 /// The mean of the image→text and text→image R@1 at the full width in an eval result.

@@ -1,0 +1,398 @@
+//! The caption→image→caption loop end to end on the tiny BLIP and Stable Diffusion fixtures: the rows, lineage and
+//! metric names of a 3-hop loop over 4 images with all baselines, resuming after a kill without duplicates, and
+//! captioning through `vlmdb caption` and the SQL functions.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use crate::common::{RETRIEVAL_FIXTURE, TestStore, assert_fails_with, assert_success, stdout};
+
+const CAPTIONER: &str = "fixtures/models/tiny-blip";
+const GENERATOR: &str = "fixtures/models/tiny-sd";
+const SPACE: &str = "fixtures/models/tiny-clip";
+
+fn shapes_store() -> TestStore {
+    let store = TestStore::initialised();
+    assert_success(&store.vlmdb(RETRIEVAL_FIXTURE[0]));
+    store
+}
+
+fn loop_args(images: &str, iterations: &str, baselines: bool) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "loop",
+        "--captioner",
+        CAPTIONER,
+        "--generator",
+        GENERATOR,
+        "--dataset",
+        "shapes",
+        "--images",
+        images,
+        "--iterations",
+        iterations,
+        "--image-space",
+        SPACE,
+        "--text-space",
+        SPACE,
+        "--steps",
+        "3",
+        "--seed",
+        "11",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if baselines {
+        args.push("--baselines".into());
+    }
+    args
+}
+
+/// `variant run <id>: …` lines of `vlmdb loop`'s output.
+fn run_ids(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|line| {
+            let (variant, rest) = line.split_once(" run ")?;
+            let id = rest.split(':').next()?;
+            Some((variant.to_string(), id.to_string()))
+        })
+        .collect()
+}
+
+fn one_number(store: &TestStore, sql: &str) -> i64 {
+    let csv = store.csv(sql);
+    csv.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{sql}: {csv}"))
+}
+
+/// Rows, lineage and metrics one loop run (of any variant) must have: 4 items, 3 hops.
+fn check_run(store: &TestStore, run: &str, variant: &str) {
+    let count = |table: &str| {
+        one_number(
+            store,
+            &format!("SELECT count(*) AS n FROM {table} WHERE run_id = '{run}'"),
+        )
+    };
+    assert_eq!(count("images"), 12, "{variant}: 4 items × 3 generated hops");
+    assert_eq!(count("captions"), 16, "{variant}: 4 items × hops 0..=3");
+    assert_eq!(
+        count("metrics"),
+        80,
+        "{variant}: (1 + 3·5) per item and per hop"
+    );
+    let distinct = one_number(
+        store,
+        &format!("SELECT count(DISTINCT image_id) AS n FROM images WHERE run_id = '{run}'"),
+    );
+    assert_eq!(distinct, 12, "{variant}: no duplicate images");
+    // Lineage: every generated image at hop h came from the caption of the same item's image at hop h − 1.
+    let broken = one_number(
+        store,
+        &format!(
+            "SELECT count(*) AS n FROM images i \
+             LEFT JOIN captions c ON c.caption_id = i.parent_id AND c.iteration = i.iteration - 1 \
+             WHERE i.run_id = '{run}' AND (c.caption_id IS NULL OR c.run_id <> '{run}')"
+        ),
+    );
+    assert_eq!(
+        broken, 0,
+        "{variant}: every image's parent is the previous hop's caption"
+    );
+    let orphans = one_number(
+        store,
+        &format!(
+            "SELECT count(*) AS n FROM captions c LEFT JOIN images i ON i.image_id = c.image_id \
+             WHERE c.run_id = '{run}' AND i.image_id IS NULL"
+        ),
+    );
+    assert_eq!(
+        orphans, 0,
+        "{variant}: every caption describes a stored image"
+    );
+    let hop0 = one_number(
+        store,
+        &format!(
+            "SELECT count(*) AS n FROM captions c JOIN images i ON i.image_id = c.image_id \
+             WHERE c.run_id = '{run}' AND c.iteration = 0 AND i.dataset = 'shapes'"
+        ),
+    );
+    assert_eq!(
+        hop0, 4,
+        "{variant}: hop-0 captions describe the dataset's images"
+    );
+    let names = store.csv(&format!(
+        "SELECT name, count(*) AS n, count(item_id) AS per_item FROM metrics WHERE run_id = '{run}' \
+         GROUP BY name ORDER BY name"
+    ));
+    assert_eq!(
+        names,
+        "name,n,per_item\n\
+         caption_sim_to_hop0,15,12\n\
+         caption_sim_to_prev,15,12\n\
+         image_caption_sim,20,16\n\
+         image_sim_to_hop0,15,12\n\
+         image_sim_to_prev,15,12\n",
+        "{variant}"
+    );
+    let bad = one_number(
+        store,
+        &format!(
+            "SELECT count(*) AS n FROM metrics WHERE run_id = '{run}' \
+             AND (value < -1.0001 OR value > 1.0001 OR iteration IS NULL OR iteration > 3)"
+        ),
+    );
+    assert_eq!(bad, 0, "{variant}: similarities are cosines at hops 0..=3");
+}
+
+#[test]
+fn a_three_hop_loop_with_baselines_stores_every_row_with_lineage() {
+    let store = shapes_store();
+    let args = loop_args("4", "3", true);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let runs = run_ids(&stdout(&out));
+    let variants: Vec<&str> = runs.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(
+        variants,
+        ["loop", "generator_only", "random_captions", "fixed_caption"]
+    );
+    for (variant, run) in &runs {
+        check_run(&store, run, variant);
+    }
+    let main = &runs[0].1;
+    // Baselines are linked to the loop run.
+    for (variant, run) in &runs[1..] {
+        let config = store.csv(&format!("SELECT config FROM runs WHERE run_id = '{run}'"));
+        assert!(
+            config.contains(&format!("\"\"baseline_of\"\":\"\"{main}\"\"")),
+            "{variant}: {config}"
+        );
+    }
+    // The loop's captions come from the captioner; the baselines' from their rule.
+    let sources = store.csv(
+        "SELECT source, count(*) AS n FROM captions WHERE dataset = 'shapes/loop' GROUP BY source ORDER BY source",
+    );
+    assert!(sources.contains("baseline:fixed_caption,16"), "{sources}");
+    assert!(sources.contains("baseline:generator_only,16"), "{sources}");
+    assert!(sources.contains("baseline:random_captions,16"), "{sources}");
+    assert!(sources.contains("tiny-blip,16"), "{sources}");
+    let fixed = one_number(
+        &store,
+        &format!(
+            "SELECT count(DISTINCT text) AS n FROM captions WHERE run_id = '{}'",
+            runs[3].1
+        ),
+    );
+    assert_eq!(fixed, 1, "one caption for every item and hop");
+    // The same (item, hop) is generated with the same seed in every variant: generator-only and fixed caption
+    // draw the first item from the same caption (the fixed caption defaults to it), so their images are equal.
+    let same = one_number(
+        &store,
+        &format!(
+            "SELECT count(*) AS n FROM images a JOIN images b ON a.sha256 = b.sha256 \
+             WHERE a.run_id = '{}' AND b.run_id = '{}' AND a.image_id LIKE '%scene_001/hop%' \
+             AND b.image_id LIKE '%scene_001/hop%' AND a.iteration = b.iteration",
+            runs[1].1, runs[3].1
+        ),
+    );
+    assert_eq!(same, 3);
+
+    // drift.sql: one row per run and hop; plot drift draws it.
+    let drift = store.vlmdb(&[
+        "run",
+        "sql/loop/drift.sql",
+        "--param",
+        &format!("run={main}"),
+        "--format",
+        "csv",
+    ]);
+    assert_success(&drift);
+    let text = stdout(&drift);
+    assert_eq!(text.lines().count(), 1 + 4 * 4, "{text}");
+    assert!(
+        text.starts_with("variant,run_id,hop,image_sim_to_hop0"),
+        "{text}"
+    );
+    let png = store.dir.path().join("drift.png");
+    let out = store.vlmdb(&[
+        "plot",
+        "drift",
+        "--run",
+        main,
+        "--metric",
+        "image_sim_to_hop0,caption_sim_to_hop0",
+        "--out",
+        png.to_str().expect("path"),
+    ]);
+    assert_success(&out);
+    let image = image::open(&png).expect("a PNG");
+    assert!(image.width() > 100);
+
+    // compare.sql puts the loop and a baseline side by side at their last hop.
+    let compared = store.vlmdb(&[
+        "run",
+        "sql/runs/compare.sql",
+        "--param",
+        &format!("runs={main},{}", runs[1].1),
+        "--format",
+        "csv",
+    ]);
+    assert_success(&compared);
+    let text = stdout(&compared);
+    assert!(
+        text.contains(&format!("config.variant,{main},loop")),
+        "{text}"
+    );
+    let last_hop: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("image_sim_to_hop0,") && l.contains(",,3,"))
+        .collect();
+    assert_eq!(last_hop.len(), 2, "one hop-3 mean per run: {text}");
+
+    // Running the same command again starts new runs (the old ones finished) and leaves the old rows alone.
+    let again = store.vlmdb(&args);
+    assert_success(&again);
+    assert!(!stdout(&again).contains("resumed"), "{}", stdout(&again));
+    check_run(&store, main, "loop (after a second invocation)");
+}
+
+#[test]
+fn a_killed_loop_resumes_from_the_last_completed_hop_without_duplicates() {
+    let store = shapes_store();
+    let args = loop_args("4", "3", false);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = store
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vlmdb loop");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut killed_after = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("stderr line");
+        if line.contains("hop 1/3 done") {
+            child.kill().expect("kill");
+            killed_after = Some(line);
+            break;
+        }
+    }
+    let status = child.wait().expect("wait");
+    assert!(killed_after.is_some(), "the loop reported hop 1");
+    assert!(!status.success(), "the loop was killed, not finished");
+    let running = store.csv("SELECT run_id, status FROM runs WHERE kind = 'loop'");
+    assert!(running.contains(",running"), "{running}");
+
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let text = stdout(&out);
+    let runs = run_ids(&text);
+    assert_eq!(runs.len(), 1, "{text}");
+    let (_, run) = &runs[0];
+    assert!(
+        running.contains(run.as_str()),
+        "the same run continued: {text}"
+    );
+    assert!(text.contains("(resumed after hop "), "{text}");
+    check_run(&store, run, "resumed loop");
+    let status = store.csv(&format!("SELECT status FROM runs WHERE run_id = '{run}'"));
+    assert_eq!(status, "status\nfinished\n");
+}
+
+#[test]
+fn vlmdb_caption_writes_prompted_captions_under_a_run_and_replaces_on_rerun() {
+    let store = shapes_store();
+    let prompt = "an engraving depicting";
+    let args = [
+        "caption",
+        "--model",
+        CAPTIONER,
+        "--dataset",
+        "shapes",
+        "--prompt",
+        prompt,
+        "--split",
+        "test",
+    ];
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let images = one_number(
+        &store,
+        "SELECT count(*) AS n FROM images WHERE dataset = 'shapes' AND split = 'test'",
+    );
+    assert!(images > 0);
+    let rows = store.csv(
+        "SELECT count(*) AS n, count(DISTINCT run_id) AS runs, min(source) AS source FROM captions \
+         WHERE source <> 'human'",
+    );
+    assert!(
+        rows.starts_with(&format!("n,runs,source\n{images},1,")),
+        "{rows}"
+    );
+    assert!(rows.trim_end().ends_with("tiny-blip"), "{rows}");
+    let unprompted = one_number(
+        &store,
+        &format!(
+            "SELECT count(*) AS n FROM captions WHERE source <> 'human' AND text NOT LIKE '{prompt}%'"
+        ),
+    );
+    assert_eq!(unprompted, 0, "every caption continues the prompt");
+    // Again: the same ids are replaced, not duplicated, and the model cache serves the captions.
+    assert_success(&store.vlmdb(&args));
+    let again = one_number(
+        &store,
+        "SELECT count(*) AS n FROM captions WHERE source <> 'human'",
+    );
+    assert_eq!(again, images);
+    let cached = one_number(
+        &store,
+        "SELECT count(*) AS n FROM model_cache WHERE text IS NOT NULL",
+    );
+    assert_eq!(cached, images, "one cached caption per image");
+
+    assert_fails_with(
+        &store.vlmdb(&["caption", "--model", CAPTIONER, "--dataset", "nope"]),
+        "dataset 'nope' has no images",
+    );
+    assert_fails_with(
+        &store.vlmdb(&["caption", "--model", GENERATOR, "--dataset", "shapes"]),
+        "config.json",
+    );
+}
+
+#[test]
+fn caption_and_generate_image_in_sql() {
+    let store = shapes_store();
+    let sql = format!(
+        "SELECT image_id, caption('{CAPTIONER}', data) AS plain, caption('{CAPTIONER}', data, 'an engraving depicting') AS prompted \
+         FROM images WHERE dataset = 'shapes' ORDER BY image_id LIMIT 3"
+    );
+    let csv = store.csv(&sql);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains(",an engraving depicting")),
+        "{csv}"
+    );
+    let same = store.csv(&format!(
+        "SELECT generate_image('{GENERATOR}', 'a red circle', 5, 2) = generate_image('{GENERATOR}', 'a red circle', 5, 2) AS same, \
+                generate_image('{GENERATOR}', 'a red circle', 5, 2) = generate_image('{GENERATOR}', 'a red circle', 6, 2) AS other, \
+                image_size(generate_image('{GENERATOR}', 'a red circle', 5, 2))['width'] AS size"
+    ));
+    assert!(same.starts_with("same,other,size\ntrue,false,"), "{same}");
+    assert!(same.ends_with(",32\n"), "{same}");
+    let null = store.csv(&format!(
+        "SELECT generate_image('{GENERATOR}', CAST(NULL AS VARCHAR), 5) IS NULL AS n"
+    ));
+    assert_eq!(null, "n\ntrue\n");
+    let out = store.vlmdb(&[
+        "sql",
+        &format!("SELECT generate_image('{GENERATOR}', 'x', 1.5)"),
+    ]);
+    assert_fails_with(&out, "seed");
+}
