@@ -3,7 +3,7 @@
 //! `model_cache` first and computed once; `vlmdb caption` ([`run`]) writes a dataset's captions into `captions`
 //! with source = the model id, under a run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
@@ -13,7 +13,7 @@ use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
 use crate::error::{Error, Result};
 use crate::models::blip::Captioner;
-use crate::models::cache::{insert_texts, lookup_texts, sha256};
+use crate::models::cache::{distinct, first_misses, insert_texts, lookup_texts, sha256};
 use crate::models::{DeviceChoice, load_captioner};
 use crate::progress::Progress;
 use crate::sql::columns::strings;
@@ -32,27 +32,11 @@ pub async fn captions(
 ) -> Result<Vec<Option<String>>> {
     let key = captioner.cache_key(prompt);
     let hashes: Vec<Option<String>> = images.iter().map(|i| i.map(sha256)).collect();
-    let mut distinct = Vec::new();
-    let mut seen = HashSet::new();
-    for hash in hashes.iter().flatten() {
-        if seen.insert(hash.as_str()) {
-            distinct.push(hash.clone());
-        }
-    }
     let mut known = match store {
-        Some(store) => lookup_texts(store, &key, &distinct).await?,
+        Some(store) => lookup_texts(store, &key, &distinct(&hashes)).await?,
         None => HashMap::new(),
     };
-    let mut missing = Vec::new();
-    let mut queued = HashSet::new();
-    for (i, hash) in hashes.iter().enumerate() {
-        if let Some(hash) = hash
-            && !known.contains_key(hash)
-            && queued.insert(hash.as_str())
-        {
-            missing.push(i);
-        }
-    }
+    let missing = first_misses(&hashes, &known);
     if !missing.is_empty() {
         let owned: Vec<Vec<u8>> = missing
             .iter()
@@ -93,6 +77,15 @@ pub async fn captions(
         .iter()
         .map(|h| h.as_ref().and_then(|h| known.get(h).cloned()))
         .collect())
+}
+
+/// The error for a dataset (or split) without the images a command needs (`what`: "images", "images with a human
+/// caption").
+pub fn no_images(dataset: &str, split: Option<&str>, what: &str) -> Error {
+    Error::Usage(format!(
+        "dataset '{dataset}'{} has no {what}: ingest it first",
+        split.map(|s| format!(" (split '{s}')")).unwrap_or_default()
+    ))
 }
 
 /// What `vlmdb caption` does.
@@ -152,15 +145,11 @@ pub async fn run(store: &Store, options: &CaptionOptions) -> Result<CaptionSumma
     }
     all_ids.sort();
     if all_ids.is_empty() {
-        return Err(Error::Usage(format!(
-            "dataset '{}'{} has no images: ingest it first",
-            options.dataset,
-            options
-                .split
-                .as_deref()
-                .map(|s| format!(" (split '{s}')"))
-                .unwrap_or_default()
-        )));
+        return Err(no_images(
+            &options.dataset,
+            options.split.as_deref(),
+            "images",
+        ));
     }
     let spec = RunSpec {
         kind: "caption".into(),
@@ -227,20 +216,10 @@ async fn caption_all(
             let inputs: Vec<Option<&[u8]>> = data.iter().map(|d| d.as_deref()).collect();
             let texts = captions(Some(store), captioner, &inputs, prompt)
                 .await
-                .map_err(|e| match e {
-                    Error::ModelInput {
-                        model,
-                        input,
-                        message,
-                    } => Error::ModelInput {
-                        model,
-                        input,
-                        message: format!(
-                            "image '{}': {message}",
-                            image_ids[input].as_deref().unwrap_or("?")
-                        ),
-                    },
-                    other => other,
+                .map_err(|e| {
+                    e.naming_input(|i| {
+                        format!("image '{}'", image_ids[i].as_deref().unwrap_or("?"))
+                    })
                 })?;
             let rows: Vec<(String, Option<String>, String)> = image_ids
                 .iter()

@@ -383,21 +383,14 @@ async fn write_chunk(
         options.batch,
     )
     .await
-    .map_err(|e| match e {
-        Error::ModelInput {
-            model,
-            input,
-            message,
-        } => Error::ModelInput {
-            model,
-            input,
-            message: format!(
-                "{} '{}': {message}",
+    .map_err(|e| {
+        e.naming_input(|input| {
+            format!(
+                "{} '{}'",
                 id_column,
                 ids.value(input.min(ids.len().saturating_sub(1)))
-            ),
-        },
-        other => other,
+            )
+        })
     })?;
     summary.from_cache += stats.cached;
     summary.computed += stats.computed;

@@ -174,6 +174,23 @@ fn known_spaces(known: &[String]) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A model-input error with the input's name (`f(position)`, e.g. "image 'shapes/scene_001'") put in front of
+    /// its message; other errors pass unchanged.
+    pub fn naming_input(self, f: impl FnOnce(usize) -> String) -> Error {
+        match self {
+            Error::ModelInput {
+                model,
+                input,
+                message,
+            } => Error::ModelInput {
+                message: format!("{}: {message}", f(input)),
+                model,
+                input,
+            },
+            other => other,
+        }
+    }
+
     /// Wrap an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

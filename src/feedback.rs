@@ -300,15 +300,11 @@ async fn select_items(
         }
     }
     if chosen.is_empty() {
-        return Err(Error::Usage(format!(
-            "dataset '{}'{} has no images with a human caption: ingest it first",
-            options.dataset,
-            options
-                .split
-                .as_deref()
-                .map(|s| format!(" (split '{s}')"))
-                .unwrap_or_default()
-        )));
+        return Err(crate::caption::no_images(
+            &options.dataset,
+            options.split.as_deref(),
+            "images with a human caption",
+        ));
     }
     if chosen.len() < options.images {
         crate::progress::warn(&format!(
@@ -617,6 +613,38 @@ async fn hop_captions(
     })
 }
 
+/// The columns every generated row shares: dataset `<dataset>/loop`, the item's split, the run and the hop.
+fn lineage_columns(
+    run_id: &str,
+    options: &LoopOptions,
+    items: &[Item],
+    hop: usize,
+) -> Vec<(&'static str, ArrayRef)> {
+    let n = items.len();
+    let dataset = format!("{}/loop", options.dataset);
+    vec![
+        (
+            "dataset",
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                dataset, n,
+            ))),
+        ),
+        (
+            "split",
+            Arc::new(StringArray::from(
+                items.iter().map(|i| i.split.clone()).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "run_id",
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                run_id, n,
+            ))),
+        ),
+        ("iteration", Arc::new(Int32Array::from(vec![hop as i32; n]))),
+    ]
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn write_images(
     store: &Store,
@@ -642,25 +670,12 @@ async fn write_images(
         formats.push(crate::ingest::image::format_name(info.format));
     }
     let n = states.len();
-    let dataset = format!("{}/loop", options.dataset);
-    let columns: Vec<(&str, ArrayRef)> = vec![
+    let mut columns: Vec<(&str, ArrayRef)> = lineage_columns(run_id, options, items, hop);
+    columns.extend::<Vec<(&str, ArrayRef)>>(vec![
         (
             "image_id",
             Arc::new(StringArray::from_iter_values(
                 states.iter().map(|s| s.image_id.as_str()),
-            )),
-        ),
-        (
-            "dataset",
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                dataset.as_str(),
-                n,
-            ))),
-        ),
-        (
-            "split",
-            Arc::new(StringArray::from(
-                items.iter().map(|i| i.split.as_deref()).collect::<Vec<_>>(),
             )),
         ),
         (
@@ -681,19 +696,12 @@ async fn write_images(
             )),
         ),
         (
-            "run_id",
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                run_id, n,
-            ))),
-        ),
-        ("iteration", Arc::new(Int32Array::from(vec![hop as i32; n]))),
-        (
             "parent_id",
             Arc::new(StringArray::from_iter_values(
                 previous.iter().map(|p| p.caption_id.as_str()),
             )),
         ),
-    ];
+    ]);
     upsert(store, &spec, batch_for(&spec, columns)?).await?;
     Ok(n)
 }
@@ -711,8 +719,8 @@ async fn write_captions(
         name: "captions".into(),
     })?;
     let n = states.len();
-    let dataset = format!("{}/loop", options.dataset);
-    let columns: Vec<(&str, ArrayRef)> = vec![
+    let mut columns: Vec<(&str, ArrayRef)> = lineage_columns(run_id, options, items, hop);
+    columns.extend::<Vec<(&str, ArrayRef)>>(vec![
         (
             "caption_id",
             Arc::new(StringArray::from_iter_values(
@@ -723,19 +731,6 @@ async fn write_captions(
             "image_id",
             Arc::new(StringArray::from_iter_values(
                 states.iter().map(|s| s.image_id.as_str()),
-            )),
-        ),
-        (
-            "dataset",
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                dataset.as_str(),
-                n,
-            ))),
-        ),
-        (
-            "split",
-            Arc::new(StringArray::from(
-                items.iter().map(|i| i.split.as_deref()).collect::<Vec<_>>(),
             )),
         ),
         (
@@ -751,14 +746,7 @@ async fn write_captions(
                 n,
             ))),
         ),
-        (
-            "run_id",
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                run_id, n,
-            ))),
-        ),
-        ("iteration", Arc::new(Int32Array::from(vec![hop as i32; n]))),
-    ];
+    ]);
     upsert(store, &spec, batch_for(&spec, columns)?).await?;
     Ok(n)
 }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::hub::ModelFiles;
-use super::preprocess::{CLIP_MEAN, CLIP_STD, Filter, ImageProcessor, Resize};
+use super::preprocess::{CLIP_MEAN, CLIP_STD, ImageProcessor};
 use super::read_json;
 use crate::error::{Error, Result};
 
@@ -187,16 +187,11 @@ impl Captioner {
             message: format!("cannot load the tokenizer: {e}"),
         })?;
         let size = v.image_size as u32;
+        // SigLIP's squash to size × size, with OpenAI's mean/std.
         let defaults = ImageProcessor {
-            resize: Resize::Exact {
-                height: size,
-                width: size,
-            },
-            filter: Filter::Bicubic,
-            crop: None,
-            rescale: 1.0 / 255.0,
             mean: CLIP_MEAN,
             std: CLIP_STD,
+            ..ImageProcessor::siglip(size)
         };
         let processor = super::image_processor(&mut files, defaults)?;
         if processor.output_size() != (size, size) {

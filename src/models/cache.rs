@@ -214,6 +214,33 @@ impl InputColumn {
     }
 }
 
+/// The distinct hashes of `hashes`, in first-seen order.
+pub fn distinct(hashes: &[Option<String>]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for hash in hashes.iter().flatten() {
+        if seen.insert(hash.as_str()) {
+            out.push(hash.clone());
+        }
+    }
+    out
+}
+
+/// The first position of each input whose hash is not in `known`: what is left to compute, once each.
+pub fn first_misses<T>(hashes: &[Option<String>], known: &HashMap<String, T>) -> Vec<usize> {
+    let mut missing = Vec::new();
+    let mut queued = HashSet::new();
+    for (i, hash) in hashes.iter().enumerate() {
+        if let Some(hash) = hash
+            && !known.contains_key(hash)
+            && queued.insert(hash.as_str())
+        {
+            missing.push(i);
+        }
+    }
+    missing
+}
+
 /// What [`embed`] did: how many vectors came from the cache and how many were computed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
@@ -236,32 +263,15 @@ pub async fn embed(
         .iter()
         .map(|i| i.as_ref().map(|i| sha256(i.bytes())))
         .collect();
-    let mut distinct: Vec<String> = Vec::new();
-    let mut seen = HashSet::new();
-    for hash in hashes.iter().flatten() {
-        if seen.insert(hash.as_str()) {
-            distinct.push(hash.clone());
-        }
-    }
     let mut known = match store {
-        Some(store) => lookup(store, &key, &distinct).await?,
+        Some(store) => lookup(store, &key, &distinct(&hashes)).await?,
         None => HashMap::new(),
     };
     let mut stats = CacheStats {
         cached: known.len(),
         computed: 0,
     };
-    // First position of each input still missing.
-    let mut missing: Vec<usize> = Vec::new();
-    let mut queued = HashSet::new();
-    for (i, hash) in hashes.iter().enumerate() {
-        if let Some(hash) = hash
-            && !known.contains_key(hash)
-            && queued.insert(hash.as_str())
-        {
-            missing.push(i);
-        }
-    }
+    let missing = first_misses(&hashes, &known);
     if !missing.is_empty() {
         let computed = compute(model, modality, inputs, &missing, batch_size).await?;
         stats.computed = computed.len();
