@@ -483,6 +483,13 @@ async fn execute(
     };
     for hop in first_hop..=options.iterations {
         let started = Instant::now();
+        if let Some(bar) = bar {
+            bar.label(&format!(
+                "{} hop {hop}/{}",
+                config.variant.name(),
+                options.iterations
+            ));
+        }
         let images: Vec<Vec<u8>> = if hop == 0 {
             items.iter().map(|i| i.data.clone()).collect()
         } else {

@@ -8,6 +8,7 @@ pub mod bert;
 pub mod blip;
 pub mod cache;
 pub mod clip;
+pub mod clip_text;
 pub mod device;
 pub mod diffusion;
 pub mod head;
@@ -15,6 +16,7 @@ pub mod hub;
 pub mod preprocess;
 pub mod siglip;
 pub mod tokens;
+pub mod unet;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -32,6 +32,11 @@ impl Progress {
         self.0.suspend(|| warn(message));
     }
 
+    /// Change the label in front of the bar (e.g. the current hop).
+    pub fn label(&self, label: &str) {
+        self.0.set_message(label.to_string());
+    }
+
     /// A line of information on stderr, shown whether or not the bar is.
     pub fn note(&self, message: &str) {
         self.0.suspend(|| note(message));

@@ -386,6 +386,13 @@ fn caption_and_generate_image_in_sql() {
     ));
     assert!(same.starts_with("same,other,size\ntrue,false,"), "{same}");
     assert!(same.ends_with(",32\n"), "{same}");
+    let xl = store.csv(
+        "SELECT image_size(generate_image('fixtures/models/tiny-sdxl', 'a red circle', 5, 1, 0.0))['width'] AS w",
+    );
+    assert_eq!(
+        xl, "w\n32\n",
+        "an SDXL-Turbo-style pipeline: one step, no guidance"
+    );
     let null = store.csv(&format!(
         "SELECT generate_image('{GENERATOR}', CAST(NULL AS VARCHAR), 5) IS NULL AS n"
     ));

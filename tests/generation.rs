@@ -164,3 +164,90 @@ fn the_same_seed_gives_identical_png_bytes_and_another_seed_another_image() {
         .expect("another prompt");
     assert_ne!(a, again, "another prompt, another image");
 }
+
+fn sdxl() -> Generator {
+    let dir = fixture("models/tiny-sdxl");
+    let files = ModelFiles::resolve(&dir.display().to_string()).expect("tiny-sdxl resolves");
+    Generator::load(files, Device::Cpu).expect("tiny-sdxl loads")
+}
+
+#[test]
+fn sdxl_conditioning_and_ddim_latents_match_diffusers() {
+    let reference = reference("tiny-sdxl");
+    let generator = sdxl();
+    let prompt = reference["prompt"].as_str().expect("prompt");
+    let cond = generator.encode(&[prompt]).expect("conditioning");
+    let context = cond
+        .context
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("context");
+    let diff = max_abs_diff(&context, &floats(&reference["prompt_embeds"]));
+    assert!(
+        diff < 1e-4,
+        "both encoders' penultimate states differ by {diff}"
+    );
+    let pooled = cond
+        .pooled
+        .expect("pooled")
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("pooled");
+    let diff = max_abs_diff(&pooled, &floats(&reference["pooled_prompt_embeds"]));
+    assert!(diff < 1e-4, "the pooled projection differs by {diff}");
+
+    let initial = Tensor::from_vec(
+        floats(&reference["initial_latent"]),
+        (1, 4, 16, 16),
+        &Device::Cpu,
+    )
+    .expect("latent");
+    for (key, options) in [
+        (
+            "final_latent",
+            GenerateOptions {
+                steps: 2,
+                guidance: 5.0,
+            },
+        ),
+        (
+            "turbo_latent",
+            GenerateOptions {
+                steps: 1,
+                guidance: 0.0,
+            },
+        ),
+    ] {
+        let latent = generator
+            .denoise(prompt, &initial, options)
+            .expect("denoise");
+        let got = latent
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("values");
+        let expected = floats(&reference[key]);
+        let diff = max_abs_diff(&got, &expected);
+        assert!(diff < 1e-3, "{key}: differs by {diff}");
+    }
+    let a = generator
+        .generate(
+            prompt,
+            3,
+            GenerateOptions {
+                steps: 1,
+                guidance: 0.0,
+            },
+        )
+        .expect("turbo");
+    let b = generator
+        .generate(
+            prompt,
+            3,
+            GenerateOptions {
+                steps: 1,
+                guidance: 0.0,
+            },
+        )
+        .expect("again");
+    assert_eq!(a, b, "same seed, same bytes");
+}

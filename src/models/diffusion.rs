@@ -1,40 +1,39 @@
-//! Stable Diffusion text-to-image (diffusers' `StableDiffusionPipeline` layout: `model_index.json`, `unet/`, `vae/`,
-//! `text_encoder/`, `tokenizer/`, `scheduler/`), e.g. SD 1.5 and SD 2.1. candle's `StableDiffusionConfig` keeps its
-//! parts private and only has presets, so every part is built here from its own public config: the UNet
-//! (`UNet2DConditionModelConfig`), the VAE (`AutoEncoderKLConfig`), and the CLIP text encoder (candle's CLIP for
-//! `quick_gelu` encoders such as SD 1.5's, candle's SD 2.1 preset for the `gelu` OpenCLIP-H encoder).
+//! Stable Diffusion text-to-image, in diffusers' pipeline layout (`model_index.json`, `unet/`, `vae/`,
+//! `text_encoder/`, `tokenizer/`, `scheduler/`, and for SDXL `text_encoder_2/`, `tokenizer_2/`): SD 1.x, SD 2.x,
+//! SDXL and SDXL-Turbo. candle's `StableDiffusionConfig` keeps its parts private and only has presets, so every
+//! part is built here from its own public config: the UNet from candle's blocks ([`super::unet`], which adds SDXL's
+//! time/text conditioning candle's UNet lacks), the VAE (`AutoEncoderKLConfig`), and the CLIP text encoders
+//! ([`super::clip_text`]: any size, quick_gelu or gelu, every layer's hidden state, SDXL's pooled projection).
+//!
+//! Text conditioning follows diffusers: SD takes the encoder's `last_hidden_state`; SDXL concatenates both
+//! encoders' penultimate hidden states, with the second encoder's projected pooled output and the six size/crop
+//! numbers `(h, w, 0, 0, h, w)` as added conditioning, and its unconditional embeddings are zeros when the
+//! pipeline sets `force_zeros_for_empty_prompt` (SD's come from the empty prompt).
 //!
 //! Sampling is DDIM with η = 0 over the pipeline's own noise schedule (betas, prediction type, timestep spacing and
-//! offset from `scheduler/scheduler_config.json`, whatever scheduler class the pipeline names), with
-//! classifier-free guidance against the empty prompt as diffusers does it (`uncond + g·(cond − uncond)`). candle
-//! cannot seed its CPU generator, so the only noise, the initial latent, comes from vlmdb's seeded RNG: the same
-//! seed gives the same latent, the same pixels, and the same PNG bytes.
-//!
-//! SDXL pipelines (two text encoders, the UNet's added time/text embedding) are refused with a clear error: candle's
-//! UNet has no added conditioning, so its images would not be the model's.
+//! offset from `scheduler/scheduler_config.json`, whatever scheduler class the pipeline names: SDXL-Turbo's
+//! EulerAncestral schedule with trailing spacing becomes DDIM with trailing spacing), with classifier-free guidance
+//! `uncond + g·(cond − uncond)` when g > 1. candle cannot seed its CPU generator, so the only noise, the initial
+//! latent, comes from vlmdb's seeded RNG: the same seed gives the same latent, the same pixels, and the same PNG
+//! bytes.
 
 use std::io::Cursor;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::clip::text_model::{
-    Activation as ClipActivation, ClipTextConfig, ClipTextTransformer,
-};
-use candle_transformers::models::stable_diffusion::clip as sd_clip;
 use candle_transformers::models::stable_diffusion::ddim::DDIMSchedulerConfig;
 use candle_transformers::models::stable_diffusion::schedulers::{
     BetaSchedule, PredictionType, SchedulerConfig, TimestepSpacing,
-};
-use candle_transformers::models::stable_diffusion::unet_2d::{
-    BlockConfig, UNet2DConditionModel, UNet2DConditionModelConfig,
 };
 use candle_transformers::models::stable_diffusion::vae::{AutoEncoderKL, AutoEncoderKLConfig};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
+use super::clip_text::{ClipText, ClipTextConfig};
 use super::hub::ModelFiles;
 use super::read_json;
+use super::unet::{Unet, UnetConfig};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -47,67 +46,8 @@ pub const DEFAULT_GUIDANCE: f64 = 7.5;
 struct ModelIndex {
     #[serde(rename = "_class_name")]
     class_name: Option<String>,
-}
-
-/// An int, or one value per block.
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum PerBlock {
-    One(usize),
-    Each(Vec<usize>),
-}
-
-impl PerBlock {
-    fn get(&self, i: usize) -> Option<usize> {
-        match self {
-            PerBlock::One(n) => Some(*n),
-            PerBlock::Each(values) => values.get(i).copied(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct UnetConfig {
-    #[serde(default = "four")]
-    in_channels: usize,
-    #[serde(default = "four")]
-    out_channels: usize,
     #[serde(default)]
-    center_input_sample: bool,
-    #[serde(default = "yes")]
-    flip_sin_to_cos: bool,
-    #[serde(default)]
-    freq_shift: f64,
-    down_block_types: Vec<String>,
-    up_block_types: Vec<String>,
-    block_out_channels: Vec<usize>,
-    #[serde(default = "two")]
-    layers_per_block: usize,
-    #[serde(default = "one")]
-    downsample_padding: usize,
-    #[serde(default = "one_f")]
-    mid_block_scale_factor: f64,
-    #[serde(default = "thirty_two")]
-    norm_num_groups: usize,
-    #[serde(default = "norm_eps")]
-    norm_eps: f64,
-    cross_attention_dim: usize,
-    #[serde(default = "eight")]
-    attention_head_dim: PerBlock,
-    num_attention_heads: Option<PerBlock>,
-    #[serde(default)]
-    use_linear_projection: bool,
-    transformer_layers_per_block: Option<PerBlock>,
-    sample_size: Option<usize>,
-    addition_embed_type: Option<String>,
-    class_embed_type: Option<String>,
-    time_cond_proj_dim: Option<usize>,
-    encoder_hid_dim: Option<usize>,
-    #[serde(default)]
-    only_cross_attention: serde_json::Value,
-    mid_block_type: Option<String>,
-    time_embedding_type: Option<String>,
-    resnet_time_scale_shift: Option<String>,
+    force_zeros_for_empty_prompt: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -129,21 +69,6 @@ struct VaeConfig {
     use_quant_conv: bool,
     #[serde(default = "yes")]
     use_post_quant_conv: bool,
-}
-
-#[derive(Deserialize)]
-struct TextEncoderConfig {
-    vocab_size: usize,
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    #[serde(default = "seventy_seven")]
-    max_position_embeddings: usize,
-    #[serde(default = "quick_gelu")]
-    hidden_act: String,
-    #[serde(default = "clip_eps")]
-    layer_norm_eps: f64,
 }
 
 #[derive(Deserialize)]
@@ -175,38 +100,20 @@ struct SchedulerJson {
 fn one() -> usize {
     1
 }
-fn two() -> usize {
-    2
-}
 fn three() -> usize {
     3
 }
 fn four() -> usize {
     4
 }
-fn eight() -> PerBlock {
-    PerBlock::One(8)
-}
 fn thirty_two() -> usize {
     32
-}
-fn seventy_seven() -> usize {
-    77
 }
 fn thousand() -> usize {
     1000
 }
-fn one_f() -> f64 {
-    1.0
-}
 fn yes() -> bool {
     true
-}
-fn norm_eps() -> f64 {
-    1e-5
-}
-fn clip_eps() -> f64 {
-    1e-5
 }
 fn scaling() -> f64 {
     0.18215
@@ -217,9 +124,6 @@ fn beta_start() -> f64 {
 fn beta_end() -> f64 {
     0.02
 }
-fn quick_gelu() -> String {
-    "quick_gelu".into()
-}
 fn linear() -> String {
     "linear".into()
 }
@@ -228,22 +132,6 @@ fn epsilon() -> String {
 }
 fn leading() -> String {
     "leading".into()
-}
-
-enum TextEncoder {
-    /// candle's CLIP text transformer (quick_gelu), built from the config.
-    Clip(ClipTextTransformer),
-    /// candle's Stable Diffusion CLIP text transformer, SD 2.1's preset (gelu).
-    Sd(sd_clip::ClipTextTransformer),
-}
-
-impl TextEncoder {
-    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            TextEncoder::Clip(m) => m.forward_with_mask(ids, usize::MAX),
-            TextEncoder::Sd(m) => m.forward_with_mask(ids, usize::MAX),
-        }
-    }
 }
 
 /// How one image is generated.
@@ -262,15 +150,30 @@ impl Default for GenerateOptions {
     }
 }
 
+/// One CLIP text encoder with its tokenizer.
+struct Encoder {
+    model: ClipText,
+    tokenizer: Tokenizer,
+    pad_id: u32,
+}
+
+/// What the UNet is conditioned on for a batch of prompts.
+pub struct Conditioning {
+    /// `batch × 77 × cross_attention_dim`.
+    pub context: Tensor,
+    /// SDXL: the second encoder's projected pooled output, `batch × P`.
+    pub pooled: Option<Tensor>,
+}
+
 /// A loaded Stable Diffusion pipeline.
 pub struct Generator {
     pub files: ModelFiles,
     pub device: Device,
-    tokenizer: Tokenizer,
-    pad_id: u32,
-    max_len: usize,
-    text: TextEncoder,
-    unet: UNet2DConditionModel,
+    encoders: Vec<Encoder>,
+    /// SDXL: penultimate hidden states of both encoders, pooled output, size/crop conditioning.
+    xl: bool,
+    force_zeros_for_empty_prompt: bool,
+    unet: Unet,
     vae: AutoEncoderKL,
     scheduler: DDIMSchedulerConfig,
     scaling_factor: f64,
@@ -285,6 +188,7 @@ impl std::fmt::Debug for Generator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Generator")
             .field("id", &self.files.id)
+            .field("xl", &self.xl)
             .field("height", &self.height)
             .field("width", &self.width)
             .finish()
@@ -300,30 +204,29 @@ impl Generator {
             message,
         };
         let index: ModelIndex = read_json(&mut files, "model_index.json")?;
-        match index.class_name.as_deref() {
-            Some("StableDiffusionPipeline") => {}
-            Some(other) if other.contains("XL") => {
-                return Err(bad(format!(
-                    "{other} is not supported yet: SDXL's UNet adds time/text conditioning that candle's UNet \
-                     lacks (SD 1.x and 2.x pipelines work)"
-                )));
-            }
+        let xl = match index.class_name.as_deref() {
+            Some("StableDiffusionPipeline") => false,
+            Some("StableDiffusionXLPipeline") => true,
             other => {
                 return Err(bad(format!(
-                    "model_index.json _class_name {other:?} is not a StableDiffusionPipeline"
+                    "model_index.json _class_name {other:?} is not a StableDiffusionPipeline or                      StableDiffusionXLPipeline"
                 )));
             }
-        }
+        };
         let unet_config: UnetConfig = read_json(&mut files, "unet/config.json")?;
         let vae_config: VaeConfig = read_json(&mut files, "vae/config.json")?;
-        let text_config: TextEncoderConfig = read_json(&mut files, "text_encoder/config.json")?;
         let scheduler_config: SchedulerJson =
             read_json(&mut files, "scheduler/scheduler_config.json")?;
-
-        let candle_unet = unet_blocks(&unet_config).map_err(&bad)?;
         let scheduler = ddim_config(&scheduler_config).map_err(&bad)?;
         if vae_config.block_out_channels.is_empty() {
             return Err(bad("vae/config.json has no block_out_channels".into()));
+        }
+        if xl != unet_config.addition_embed_type.is_some() {
+            return Err(bad(format!(
+                "a {} whose UNet has addition_embed_type {:?}",
+                if xl { "SDXL pipeline" } else { "SD pipeline" },
+                unet_config.addition_embed_type
+            )));
         }
         let vae_scale = 1usize << (vae_config.block_out_channels.len() - 1);
         let sample = unet_config.sample_size.unwrap_or(64);
@@ -332,15 +235,27 @@ impl Generator {
             source,
         };
 
+        let mut encoders = Vec::new();
+        for (model_dir, tokenizer_dir) in [
+            ("text_encoder", "tokenizer"),
+            ("text_encoder_2", "tokenizer_2"),
+        ]
+        .into_iter()
+        .take(if xl { 2 } else { 1 })
+        {
+            let config: ClipTextConfig =
+                read_json(&mut files, &format!("{model_dir}/config.json"))?;
+            let vb = component_weights(&mut files, model_dir, &device)?;
+            let model = ClipText::new(config, vb).map_err(|e| bad(format!("{model_dir}: {e}")))?;
+            let (tokenizer, pad_id) = tokenizer(&mut files, tokenizer_dir)?;
+            encoders.push(Encoder {
+                model,
+                tokenizer,
+                pad_id,
+            });
+        }
         let unet_vb = component_weights(&mut files, "unet", &device)?;
-        let unet = UNet2DConditionModel::new(
-            unet_vb,
-            unet_config.in_channels,
-            unet_config.out_channels,
-            false,
-            candle_unet,
-        )
-        .map_err(candle)?;
+        let unet = Unet::new(unet_config, unet_vb).map_err(&bad)?;
         let vae_vb = component_weights(&mut files, "vae", &device)?;
         let vae = AutoEncoderKL::new(
             vae_vb,
@@ -356,18 +271,12 @@ impl Generator {
             },
         )
         .map_err(candle)?;
-        let text_vb = component_weights(&mut files, "text_encoder", &device)?;
-        let text = text_encoder(&text_config, text_vb)
-            .map_err(&bad)?
-            .map_err(candle)?;
-        let (tokenizer, pad_id) = tokenizer(&mut files)?;
         Ok(Generator {
             files,
             device,
-            tokenizer,
-            pad_id,
-            max_len: text_config.max_position_embeddings,
-            text,
+            encoders,
+            xl,
+            force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(xl),
             unet,
             vae,
             scheduler,
@@ -386,33 +295,54 @@ impl Generator {
         }
     }
 
-    /// Token ids of a prompt as the pipeline feeds them: bos, tokens, eos, truncated and padded to the text
-    /// encoder's length with the tokenizer's pad token.
+    /// Token ids of a prompt as the pipeline feeds the first text encoder: bos, tokens, eos, truncated and padded
+    /// to the encoder's length with the tokenizer's pad token.
     pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
-        let encoded = self
-            .tokenizer
-            .encode(prompt, true)
-            .map_err(|e| Error::Usage(format!("tokenizing the prompt {prompt:?}: {e}")))?;
-        let mut ids = encoded.get_ids().to_vec();
-        if ids.len() > self.max_len {
-            // Truncation keeps the final end-of-text token, as transformers' does.
-            let eos = ids[ids.len() - 1];
-            ids.truncate(self.max_len - 1);
-            ids.push(eos);
-        }
-        ids.resize(self.max_len, self.pad_id);
-        Ok(ids)
+        ids_for(&self.encoders[0], prompt)
     }
 
-    /// The text encoder's last hidden state for `prompts`: `n × max_len × hidden`.
-    pub fn prompt_embeds(&self, prompts: &[&str]) -> Result<Tensor> {
-        let mut ids = Vec::with_capacity(prompts.len() * self.max_len);
-        for prompt in prompts {
-            ids.extend(self.prompt_ids(prompt)?);
+    /// The UNet's conditioning for `prompts`.
+    pub fn encode(&self, prompts: &[&str]) -> Result<Conditioning> {
+        let mut contexts = Vec::new();
+        let mut pooled = None;
+        for encoder in &self.encoders {
+            let len = encoder.model.max_len();
+            let mut ids = Vec::with_capacity(prompts.len() * len);
+            for prompt in prompts {
+                ids.extend(ids_for(encoder, prompt)?);
+            }
+            let ids = Tensor::from_vec(ids, (prompts.len(), len), &self.device)
+                .map_err(|e| self.candle(e))?;
+            let out = encoder.model.forward(&ids).map_err(|e| self.candle(e))?;
+            if self.xl {
+                let penultimate = out
+                    .hidden
+                    .len()
+                    .checked_sub(2)
+                    .ok_or_else(|| Error::Model {
+                        model: self.files.spec.clone(),
+                        message: "an SDXL text encoder needs at least 2 layers".into(),
+                    })?;
+                contexts.push(out.hidden[penultimate].clone());
+                pooled = out.pooled;
+            } else {
+                contexts.push(out.last);
+            }
         }
-        let ids = Tensor::from_vec(ids, (prompts.len(), self.max_len), &self.device)
-            .map_err(|e| self.candle(e))?;
-        self.text.forward(&ids).map_err(|e| self.candle(e))
+        let context = Tensor::cat(&contexts, 2).map_err(|e| self.candle(e))?;
+        if self.xl && pooled.is_none() {
+            return Err(Error::Model {
+                model: self.files.spec.clone(),
+                message: "text_encoder_2 has no text_projection (CLIPTextModelWithProjection)"
+                    .into(),
+            });
+        }
+        Ok(Conditioning { context, pooled })
+    }
+
+    /// The first (SD: only) text encoder's conditioning of `prompts`: `n × 77 × cross_attention_dim`.
+    pub fn prompt_embeds(&self, prompts: &[&str]) -> Result<Tensor> {
+        Ok(self.encode(prompts)?.context)
     }
 
     /// The seeded initial latent: `1 × C × H/f × W/f` standard normals from vlmdb's RNG, row-major.
@@ -425,14 +355,8 @@ impl Generator {
             .map_err(|e| self.candle(e))
     }
 
-    /// The UNet's prediction for `latents` at timestep `t` under text embeddings `embeds` (one row per latent).
-    pub fn unet_output(&self, latents: &Tensor, t: f64, embeds: &Tensor) -> Result<Tensor> {
-        self.unet
-            .forward(latents, t, embeds)
-            .map_err(|e| self.candle(e))
-    }
-
-    /// DDIM from `latent` under `prompt` (guided against the empty prompt when `guidance > 1`): the final latent.
+    /// DDIM from `latent` under `prompt` (guided against the unconditional embeddings when `guidance > 1`): the
+    /// final latent.
     pub fn denoise(
         &self,
         prompt: &str,
@@ -446,12 +370,44 @@ impl Generator {
             )));
         }
         let guided = options.guidance > 1.0;
-        let embeds = if guided {
-            self.prompt_embeds(&["", prompt])?
-        } else {
-            self.prompt_embeds(&[prompt])?
-        };
+        let cond = self.encode(&[prompt])?;
         let run = || -> candle_core::Result<Tensor> {
+            let (context, pooled) = if guided {
+                let (context, pooled) = if self.xl && self.force_zeros_for_empty_prompt {
+                    (
+                        cond.context.zeros_like()?,
+                        cond.pooled.as_ref().map(Tensor::zeros_like).transpose()?,
+                    )
+                } else {
+                    let empty = self
+                        .encode(&[""])
+                        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                    (empty.context, empty.pooled)
+                };
+                let both = |u: &Tensor, c: &Tensor| Tensor::cat(&[u, c], 0);
+                (
+                    both(&context, &cond.context)?,
+                    match (&pooled, &cond.pooled) {
+                        (Some(u), Some(c)) => Some(both(u, c)?),
+                        _ => None,
+                    },
+                )
+            } else {
+                (cond.context.clone(), cond.pooled.clone())
+            };
+            let batch = context.dim(0)?;
+            let time_ids = if self.xl {
+                let (h, w) = (self.height as f32, self.width as f32);
+                let row = [h, w, 0.0, 0.0, h, w];
+                let values: Vec<f32> = (0..batch).flat_map(|_| row).collect();
+                Some(Tensor::from_vec(values, (batch, 6), &self.device)?)
+            } else {
+                None
+            };
+            let added = match (&pooled, &time_ids) {
+                (Some(p), Some(t)) => Some((p, t)),
+                _ => None,
+            };
             let mut scheduler = self.scheduler.build(options.steps)?;
             let mut latents = (latent * scheduler.init_noise_sigma())?;
             let timesteps = scheduler.timesteps().to_vec();
@@ -462,7 +418,7 @@ impl Generator {
                     latents.clone()
                 };
                 let input = scheduler.scale_model_input(input, t)?;
-                let noise = self.unet.forward(&input, t as f64, &embeds)?;
+                let noise = self.unet.forward(&input, t as f64, &context, added)?;
                 let noise = if guided {
                     let parts = noise.chunk(2, 0)?;
                     let (uncond, cond) = (&parts[0], &parts[1]);
@@ -508,6 +464,24 @@ impl Generator {
     }
 }
 
+/// Token ids of a prompt for one encoder: truncated to its length keeping the final end-of-text token (as
+/// transformers' truncation does), padded with its pad token.
+fn ids_for(encoder: &Encoder, prompt: &str) -> Result<Vec<u32>> {
+    let max_len = encoder.model.max_len();
+    let encoded = encoder
+        .tokenizer
+        .encode(prompt, true)
+        .map_err(|e| Error::Usage(format!("tokenizing the prompt {prompt:?}: {e}")))?;
+    let mut ids = encoded.get_ids().to_vec();
+    if ids.len() > max_len {
+        let eos = ids[ids.len() - 1];
+        ids.truncate(max_len - 1);
+        ids.push(eos);
+    }
+    ids.resize(max_len, encoder.pad_id);
+    Ok(ids)
+}
+
 /// PNG bytes of a `1 × 3 × H × W` image in [0, 1].
 fn png(pixels: &Tensor) -> candle_core::Result<Vec<u8>> {
     let (_, _, h, w) = pixels.dims4()?;
@@ -528,115 +502,6 @@ fn png(pixels: &Tensor) -> candle_core::Result<Vec<u8>> {
         .write_to(&mut out, image::ImageFormat::Png)
         .map_err(|e| candle_core::Error::Msg(format!("PNG encoding failed: {e}")))?;
     Ok(out.into_inner())
-}
-
-/// candle's UNet config from diffusers', refusing what candle's UNet cannot build.
-fn unet_blocks(c: &UnetConfig) -> std::result::Result<UNet2DConditionModelConfig, String> {
-    let refuse = |what: &str| Err(format!("unet/config.json: {what} is not supported"));
-    if let Some(kind) = &c.addition_embed_type {
-        return refuse(&format!("addition_embed_type {kind:?} (SDXL)"));
-    }
-    if let Some(kind) = &c.class_embed_type {
-        return refuse(&format!("class_embed_type {kind:?}"));
-    }
-    if c.time_cond_proj_dim.is_some() || c.encoder_hid_dim.is_some() {
-        return refuse("time_cond_proj_dim / encoder_hid_dim");
-    }
-    if matches!(c.only_cross_attention, serde_json::Value::Bool(true))
-        || c.only_cross_attention
-            .as_array()
-            .is_some_and(|v| v.iter().any(|b| b.as_bool() == Some(true)))
-    {
-        return refuse("only_cross_attention");
-    }
-    if c.mid_block_type
-        .as_deref()
-        .is_some_and(|t| t != "UNetMidBlock2DCrossAttn")
-    {
-        return refuse(&format!("mid_block_type {:?}", c.mid_block_type));
-    }
-    if c.time_embedding_type
-        .as_deref()
-        .is_some_and(|t| t != "positional")
-    {
-        return refuse(&format!("time_embedding_type {:?}", c.time_embedding_type));
-    }
-    if c.resnet_time_scale_shift
-        .as_deref()
-        .is_some_and(|t| t != "default")
-    {
-        return refuse(&format!(
-            "resnet_time_scale_shift {:?}",
-            c.resnet_time_scale_shift
-        ));
-    }
-    if c.norm_num_groups != 32 {
-        // candle's down and up blocks build their resnets with 32 groups whatever the config says.
-        return refuse(&format!(
-            "norm_num_groups {} (candle's UNet blocks use 32)",
-            c.norm_num_groups
-        ));
-    }
-    let n = c.block_out_channels.len();
-    if n == 0 || c.down_block_types.len() != n || c.up_block_types.len() != n {
-        return Err(
-            "unet/config.json: block_out_channels, down_block_types and up_block_types differ in length"
-                .into(),
-        );
-    }
-    let heads = c
-        .num_attention_heads
-        .as_ref()
-        .unwrap_or(&c.attention_head_dim);
-    let layers = c
-        .transformer_layers_per_block
-        .clone()
-        .unwrap_or(PerBlock::One(1));
-    let mut blocks = Vec::with_capacity(n);
-    for i in 0..n {
-        let cross = match c.down_block_types[i].as_str() {
-            "CrossAttnDownBlock2D" => true,
-            "DownBlock2D" => false,
-            other => return refuse(&format!("down block {other:?}")),
-        };
-        // candle builds the up path as the mirror of the down path.
-        let expected = if cross {
-            "CrossAttnUpBlock2D"
-        } else {
-            "UpBlock2D"
-        };
-        if c.up_block_types[n - 1 - i] != expected {
-            return refuse(&format!(
-                "up_block_types {:?} that do not mirror down_block_types {:?}",
-                c.up_block_types, c.down_block_types
-            ));
-        }
-        let attention_head_dim = heads
-            .get(i)
-            .ok_or("unet/config.json: fewer attention heads than blocks")?;
-        let transformer_layers = layers
-            .get(i)
-            .ok_or("unet/config.json: fewer transformer_layers_per_block than blocks")?;
-        blocks.push(BlockConfig {
-            out_channels: c.block_out_channels[i],
-            use_cross_attn: cross.then_some(transformer_layers),
-            attention_head_dim,
-        });
-    }
-    Ok(UNet2DConditionModelConfig {
-        center_input_sample: c.center_input_sample,
-        flip_sin_to_cos: c.flip_sin_to_cos,
-        freq_shift: c.freq_shift,
-        blocks,
-        layers_per_block: c.layers_per_block,
-        downsample_padding: c.downsample_padding,
-        mid_block_scale_factor: c.mid_block_scale_factor,
-        norm_num_groups: c.norm_num_groups,
-        norm_eps: c.norm_eps,
-        cross_attention_dim: c.cross_attention_dim,
-        sliced_attention_size: None,
-        use_linear_projection: c.use_linear_projection,
-    })
 }
 
 /// candle's DDIM config from the pipeline's scheduler config.
@@ -678,59 +543,6 @@ fn ddim_config(c: &SchedulerJson) -> std::result::Result<DDIMSchedulerConfig, St
     })
 }
 
-/// The CLIP text encoder: candle's CLIP for quick_gelu configs, candle's SD 2.1 preset for OpenCLIP-H.
-fn text_encoder(
-    c: &TextEncoderConfig,
-    vb: VarBuilder,
-) -> std::result::Result<candle_core::Result<TextEncoder>, String> {
-    if (c.layer_norm_eps - 1e-5).abs() > 1e-12 {
-        return Err(format!(
-            "text_encoder/config.json: layer_norm_eps {} is not supported (candle's CLIP uses 1e-5)",
-            c.layer_norm_eps
-        ));
-    }
-    match c.hidden_act.as_str() {
-        // transformers 5 writes a CLIPTextModel's weights without the `text_model.` prefix earlier versions used.
-        "quick_gelu" => Ok(ClipTextTransformer::new(
-            if vb.contains_tensor("text_model.embeddings.token_embedding.weight") {
-                vb.pp("text_model")
-            } else {
-                vb
-            },
-            &ClipTextConfig {
-                vocab_size: c.vocab_size,
-                embed_dim: c.hidden_size,
-                activation: ClipActivation::QuickGelu,
-                intermediate_size: c.intermediate_size,
-                max_position_embeddings: c.max_position_embeddings,
-                pad_with: None,
-                num_hidden_layers: c.num_hidden_layers,
-                num_attention_heads: c.num_attention_heads,
-                projection_dim: c.hidden_size,
-            },
-        )
-        .map(TextEncoder::Clip)),
-        "gelu"
-            if (
-                c.vocab_size,
-                c.hidden_size,
-                c.intermediate_size,
-                c.num_hidden_layers,
-            ) == (49408, 1024, 4096, 23)
-                && c.num_attention_heads == 16 =>
-        {
-            Ok(
-                sd_clip::ClipTextTransformer::new(vb, &sd_clip::Config::v2_1())
-                    .map(TextEncoder::Sd),
-            )
-        }
-        other => Err(format!(
-            "text_encoder/config.json: a {other} text encoder of this size is not supported (quick_gelu CLIP \
-             encoders of any size, and SD 2.x's gelu OpenCLIP-H encoder)"
-        )),
-    }
-}
-
 /// A component's weights as f32: `<dir>/diffusion_pytorch_model.safetensors` or `<dir>/model.safetensors`.
 fn component_weights(
     files: &mut ModelFiles,
@@ -761,22 +573,22 @@ struct TokenizerConfig {
     pad_token: Option<serde_json::Value>,
 }
 
-/// The pipeline's CLIP tokenizer (`tokenizer/tokenizer.json`, or built from OpenAI's `vocab.json` + `merges.txt`
+/// A CLIP tokenizer of the pipeline (`<dir>/tokenizer.json`, or built from OpenAI's `vocab.json` + `merges.txt`
 /// as the released pipelines ship it) and its pad id (`pad_token` of `tokenizer_config.json`; SD 1.x pads with
-/// `<|endoftext|>`, SD 2.x with `!`).
-fn tokenizer(files: &mut ModelFiles) -> Result<(Tokenizer, u32)> {
-    let tokenizer = match files.optional("tokenizer/tokenizer.json")? {
+/// `<|endoftext|>`, SD 2.x and SDXL's second tokenizer with `!`).
+fn tokenizer(files: &mut ModelFiles, dir: &str) -> Result<(Tokenizer, u32)> {
+    let tokenizer = match files.optional(&format!("{dir}/tokenizer.json"))? {
         Some(path) => Tokenizer::from_file(&path).map_err(|e| Error::Input {
             path: path.clone(),
             message: format!("cannot load the tokenizer: {e}"),
         })?,
         None => {
-            let vocab = files.require("tokenizer/vocab.json")?;
-            let merges = files.require("tokenizer/merges.txt")?;
+            let vocab = files.require(&format!("{dir}/vocab.json"))?;
+            let merges = files.require(&format!("{dir}/merges.txt"))?;
             clip_bpe(&vocab, &merges)?
         }
     };
-    let pad = match files.optional("tokenizer/tokenizer_config.json")? {
+    let pad = match files.optional(&format!("{dir}/tokenizer_config.json"))? {
         Some(path) => {
             let config: TokenizerConfig = super::read_json_path(&files.spec, &path)?;
             match config.pad_token {
@@ -867,16 +679,5 @@ mod tests {
         let ddim = ddim_config(&config).expect("v-prediction");
         assert!(matches!(ddim.prediction_type, PredictionType::VPrediction));
         assert_eq!(ddim.steps_offset, 1);
-    }
-
-    #[test]
-    fn sdxl_unets_are_refused_by_name() {
-        let config: UnetConfig = serde_json::from_str(
-            r#"{"down_block_types": ["DownBlock2D"], "up_block_types": ["UpBlock2D"],
-                "block_out_channels": [32], "cross_attention_dim": 32, "addition_embed_type": "text_time"}"#,
-        )
-        .expect("config");
-        let err = unet_blocks(&config).expect_err("sdxl");
-        assert!(err.contains("text_time"), "{err}");
     }
 }

@@ -20,8 +20,9 @@ use crate::models::{DeviceChoice, load_generator};
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION,
-        "An image of a prompt by a Stable Diffusion pipeline (SD 1.x / 2.x, diffusers layout), as PNG bytes: DDIM \
-         (η = 0) over the pipeline's noise schedule with classifier-free guidance against the empty prompt, from an \
+        "An image of a prompt by a Stable Diffusion pipeline (SD 1.x, 2.x, SDXL, SDXL-Turbo; diffusers layout), as \
+         PNG bytes: DDIM (η = 0) over the pipeline's noise schedule with classifier-free guidance against the \
+         unconditional embeddings (SDXL-Turbo: steps 1, guidance 0), from an \
          initial latent drawn by vlmdb's seeded RNG, so the same (model, prompt, seed, steps, guidance) gives \
          identical bytes on every run and another seed a different image. Size: the UNet's sample_size times the \
          VAE's scale. NULL prompt or seed in, NULL out.",
@@ -29,8 +30,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     )
     .with_argument(
         "model",
-        "A text constant: hf:org/repo[@rev] (e.g. hf:stable-diffusion-v1-5/stable-diffusion-v1-5) or a local \
-         diffusers pipeline directory.",
+        "A text constant: hf:org/repo[@rev] (e.g. hf:stable-diffusion-v1-5/stable-diffusion-v1-5, \
+         hf:stabilityai/sdxl-turbo) or a local diffusers pipeline directory.",
     )
     .with_argument("prompt", "The text to draw, e.g. captions.text.")
     .with_argument("seed", "An integer per row: the initial latent's seed.")
