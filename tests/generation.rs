@@ -251,3 +251,42 @@ fn sdxl_conditioning_and_ddim_latents_match_diffusers() {
         .expect("again");
     assert_eq!(a, b, "same seed, same bytes");
 }
+
+/// Released pipelines ship OpenAI's `vocab.json` + `merges.txt` without a `tokenizer.json`: the tokenizer built
+/// from them gives the ids of transformers' `tokenizer.json` (tiny-clip has all three).
+#[test]
+fn the_clip_tokenizer_from_vocab_and_merges_equals_tokenizer_json() {
+    let dir = fixture("models/tiny-clip");
+    let built =
+        vlmdb::models::diffusion::clip_bpe(&dir.join("vocab.json"), &dir.join("merges.txt"))
+            .expect("built from vocab.json + merges.txt");
+    let reference =
+        tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).expect("tokenizer.json");
+    let texts = reference_texts();
+    assert!(texts.len() > 100);
+    for text in &texts {
+        let a = built.encode(text.as_str(), true).expect("encode");
+        let b = reference.encode(text.as_str(), true).expect("encode");
+        assert_eq!(a.get_ids(), b.get_ids(), "{text:?}");
+    }
+}
+
+/// Every fixture caption and the tricky reference texts of the CLIP fixture.
+fn reference_texts() -> Vec<String> {
+    let data: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("datasets/karpathy/dataset_shapes.json"))
+            .expect("captions"),
+    )
+    .expect("JSON");
+    let mut texts: Vec<String> = data["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .flat_map(|im| im["sentences"].as_array().cloned().unwrap_or_default())
+        .filter_map(|s| s["raw"].as_str().map(str::to_string))
+        .collect();
+    for item in reference("tiny-clip")["texts"].as_array().expect("texts") {
+        texts.push(item["text"].as_str().expect("text").to_string());
+    }
+    texts
+}

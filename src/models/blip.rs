@@ -339,9 +339,12 @@ fn first_argmax(values: &[f32]) -> u32 {
     best as u32
 }
 
-/// The weights, with the LM head's decoder tied back to the word embeddings when the checkpoint leaves it out.
+/// The weights, with the LM head's decoder tied back to the word embeddings when the checkpoint leaves it out
+/// (`model.safetensors`; an older `pytorch_model.bin` carries the head itself).
 fn tied_weights(files: &mut ModelFiles, device: &Device) -> Result<VarBuilder<'static>> {
-    let path = files.require("model.safetensors")?;
+    let Some(path) = files.optional("model.safetensors")? else {
+        return super::weights(files, device);
+    };
     let spec = files.spec.clone();
     let candle = |source| Error::Candle {
         model: spec.clone(),

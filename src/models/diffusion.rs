@@ -611,7 +611,7 @@ fn tokenizer(files: &mut ModelFiles, dir: &str) -> Result<(Tokenizer, u32)> {
 }
 
 /// OpenAI CLIP's tokenizer (transformers' `CLIPTokenizer` pipeline) from `vocab.json` and `merges.txt`.
-fn clip_bpe(vocab_path: &Path, merges_path: &Path) -> Result<Tokenizer> {
+pub fn clip_bpe(vocab_path: &Path, merges_path: &Path) -> Result<Tokenizer> {
     let bad = |path: &Path, message: String| Error::Input {
         path: path.into(),
         message,
@@ -650,7 +650,7 @@ fn clip_bpe(vocab_path: &Path, merges_path: &Path) -> Result<Tokenizer> {
             {"type": "Split", "pattern": {"Regex":
                 "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+"},
              "behavior": "Removed", "invert": true},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]},
         "post_processor": {"type": "RobertaProcessing", "sep": ["<|endoftext|>", eos],
                            "cls": ["<|startoftext|>", bos], "trim_offsets": false, "add_prefix_space": false},
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
