@@ -9,10 +9,11 @@
 //! human caption of another image, drawn with the seed), and fixed caption (one caption for every item and hop).
 //! All variants use the same generation seed for the same (item, hop), so they differ only in their captions.
 //!
-//! **Resume**: re-running the same command continues the newest unfinished run with the same configuration. A hop
-//! counts as done once its per-hop metrics (written last, in one commit) are stored; the rows of an unfinished hop
-//! are replaced (images and captions have stable ids and are upserted, its metrics are deleted first), so nothing
-//! is duplicated.
+//! **Resume**: re-running the same command continues the newest unfinished run with the same configuration, and a
+//! finished loop run whose baselines did not all finish is kept, so its baselines resume under it. A hop counts as
+//! done once its per-hop metrics (written last, in one commit) are stored; the rows of an unfinished hop are
+//! replaced (images and captions have stable ids and are upserted, its metrics are deleted first), so nothing is
+//! duplicated. Once the loop and all its baselines finished, the same command starts new runs.
 //!
 //! Generated rows carry dataset `<dataset>/loop` (so the dataset's own evaluation never sees them) and the split
 //! of the item they descend from.
@@ -356,43 +357,29 @@ fn caption_row_id(run_id: &str, item: &Item, hop: usize) -> String {
     format!("{run_id}/{}/hop{hop}/caption", item.image_id)
 }
 
-/// Find the newest unfinished run of this configuration, or open a new one.
-async fn open_run(store: &Store, config: &RunConfig, models: &Models) -> Result<(Run, bool)> {
-    let value = serde_json::to_value(config)?;
+fn run_spec(config: &RunConfig) -> Result<RunSpec> {
     let name = match config.variant {
         Variant::Loop => format!("loop {}", config.options.dataset),
         other => format!("loop {} baseline {}", config.options.dataset, other.name()),
     };
-    let spec = RunSpec {
+    Ok(RunSpec {
         kind: "loop".into(),
         name,
-        config: value.clone(),
+        config: serde_json::to_value(config)?,
         seed: Some(config.options.seed as i64),
-    };
-    let existing = unfinished_run(store, &value).await?;
-    let resumed = existing.is_some();
-    let mut run = match existing {
-        Some(id) => Run::open_with_id(store, id, spec).await?,
-        None => Run::open(store, spec).await?,
-    };
-    for model in [&models.captioner.files, &models.generator.files] {
-        run.record_model(&model.id, &model.revision);
-    }
-    for model in [&models.image_space.files, &models.text_space.files] {
-        run.record_model(&model.id, &model.revision);
-    }
-    Ok((run, resumed))
+    })
 }
 
-/// The newest `loop` run that did not finish and whose configuration (notes aside) is `config`.
-async fn unfinished_run(store: &Store, config: &serde_json::Value) -> Result<Option<String>> {
+/// The newest `loop` run whose configuration (notes aside) is `config`, with its status.
+async fn latest_run(store: &Store, config: &RunConfig) -> Result<Option<(String, String)>> {
     if !store.table_names().await?.iter().any(|t| t == "runs") {
         return Ok(None);
     }
+    let wanted = serde_json::to_value(config)?;
     let engine = Engine::new(store.clone()).await?;
     let results = engine
         .execute_sql(
-            "SELECT run_id, config FROM runs WHERE kind = 'loop' AND status <> 'finished' \
+            "SELECT run_id, config, status FROM runs WHERE kind = 'loop' \
              ORDER BY started_at DESC, run_id DESC",
             &Params::default(),
         )
@@ -400,7 +387,8 @@ async fn unfinished_run(store: &Store, config: &serde_json::Value) -> Result<Opt
     for batch in results.iter().flat_map(|r| &r.batches) {
         let ids = strings(batch, "run_id")?;
         let configs = strings(batch, "config")?;
-        for (id, stored) in ids.into_iter().zip(configs) {
+        let statuses = strings(batch, "status")?;
+        for ((id, stored), status) in ids.into_iter().zip(configs).zip(statuses) {
             let (Some(id), Some(stored)) = (id, stored) else {
                 continue;
             };
@@ -408,14 +396,32 @@ async fn unfinished_run(store: &Store, config: &serde_json::Value) -> Result<Opt
             if let Some(map) = stored.as_object_mut() {
                 map.remove("notes");
             }
-            if &stored == config {
-                return Ok(Some(id));
+            if stored == wanted {
+                return Ok(Some((id, status.unwrap_or_default())));
             }
         }
     }
     Ok(None)
 }
 
+/// True when every baseline of the loop run `main` has a finished run.
+async fn baselines_finished(store: &Store, config: &RunConfig, main: &str) -> Result<bool> {
+    for variant in Variant::BASELINES {
+        let baseline = RunConfig {
+            options: config.options.clone(),
+            variant,
+            baseline_of: Some(main.to_string()),
+        };
+        match latest_run(store, &baseline).await? {
+            Some((_, status)) if status == "finished" => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// Run one variant: resume the newest unfinished run of its configuration, or start a new one. A finished loop run
+/// whose baselines did not all finish is taken as done, so that its baselines resume under it.
 async fn run_variant(
     store: &Store,
     models: &Models,
@@ -424,7 +430,42 @@ async fn run_variant(
     config: &RunConfig,
     bar: Option<&Progress>,
 ) -> Result<RunReport> {
-    let (mut run, resumed) = open_run(store, config, models).await?;
+    let latest = latest_run(store, config).await?;
+    let existing = match latest {
+        Some((id, status)) if status != "finished" => Some(id),
+        Some((id, _))
+            if config.variant == Variant::Loop
+                && config.options.baselines
+                && !baselines_finished(store, config, &id).await? =>
+        {
+            if let Some(bar) = bar {
+                bar.inc((items.len() * (config.options.iterations + 1)) as u64);
+            }
+            return Ok(RunReport {
+                run_id: id,
+                variant: config.variant,
+                resumed_after_hop: Some(config.options.iterations),
+                images_written: 0,
+                captions_written: 0,
+                metrics_written: 0,
+            });
+        }
+        _ => None,
+    };
+    let resumed = existing.is_some();
+    let spec = run_spec(config)?;
+    let mut run = match existing {
+        Some(id) => Run::open_with_id(store, id, spec).await?,
+        None => Run::open(store, spec).await?,
+    };
+    for model in [
+        &models.captioner.files,
+        &models.generator.files,
+        &models.image_space.files,
+        &models.text_space.files,
+    ] {
+        run.record_model(&model.id, &model.revision);
+    }
     for table in ["images", "captions"] {
         run.record_input(table, store.open_table(table).await?.version().await?);
     }

@@ -259,47 +259,78 @@ fn a_three_hop_loop_with_baselines_stores_every_row_with_lineage() {
     check_run(&store, main, "loop (after a second invocation)");
 }
 
-#[test]
-fn a_killed_loop_resumes_from_the_last_completed_hop_without_duplicates() {
-    let store = shapes_store();
-    let args = loop_args("4", "3", false);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+/// Start `vlmdb loop`, and kill it once stderr shows `needle` (a hop it finished).
+fn kill_after(store: &TestStore, args: &[&str], needle: &str) {
     let mut child = store
-        .command(&args)
+        .command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start vlmdb loop");
     let stderr = child.stderr.take().expect("stderr");
-    let mut killed_after = None;
+    let mut seen = false;
     for line in BufReader::new(stderr).lines() {
         let line = line.expect("stderr line");
-        if line.contains("hop 1/3 done") {
+        if line.contains(needle) {
             child.kill().expect("kill");
-            killed_after = Some(line);
+            seen = true;
             break;
         }
     }
     let status = child.wait().expect("wait");
-    assert!(killed_after.is_some(), "the loop reported hop 1");
+    assert!(seen, "the loop reported {needle:?}");
     assert!(!status.success(), "the loop was killed, not finished");
+}
+
+#[test]
+fn a_killed_loop_resumes_from_the_last_completed_hop_without_duplicates() {
+    let store = shapes_store();
+    let args = loop_args("4", "3", true);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Killed in the loop run itself.
+    kill_after(&store, &args, "(loop): hop 1/3 done");
     let running = store.csv("SELECT run_id, status FROM runs WHERE kind = 'loop'");
+    assert_eq!(running.lines().count(), 2, "{running}");
     assert!(running.contains(",running"), "{running}");
+    let main = running
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split(',').next())
+        .expect("the loop run")
+        .to_string();
+    // Resumed, then killed in the first baseline: the loop run finished on the way.
+    kill_after(&store, &args, "(generator_only): hop 1/3 done");
+    let status = store.csv(&format!("SELECT status FROM runs WHERE run_id = '{main}'"));
+    assert_eq!(status, "status\nfinished\n");
+    check_run(&store, &main, "resumed loop");
 
     let out = store.vlmdb(&args);
     assert_success(&out);
     let text = stdout(&out);
     let runs = run_ids(&text);
-    assert_eq!(runs.len(), 1, "{text}");
-    let (_, run) = &runs[0];
-    assert!(
-        running.contains(run.as_str()),
-        "the same run continued: {text}"
+    let variants: Vec<&str> = runs.iter().map(|(v, _)| v.as_str()).collect();
+    assert_eq!(
+        variants,
+        ["loop", "generator_only", "random_captions", "fixed_caption"],
+        "{text}"
     );
-    assert!(text.contains("(resumed after hop "), "{text}");
-    check_run(&store, run, "resumed loop");
-    let status = store.csv(&format!("SELECT status FROM runs WHERE run_id = '{run}'"));
-    assert_eq!(status, "status\nfinished\n");
+    assert_eq!(runs[0].1, main, "the same loop run: {text}");
+    assert!(
+        text.contains("(resumed after hop 3): 0 images, 0 captions, 0 metrics"),
+        "the finished loop run is not redone: {text}"
+    );
+    let baseline = text.lines().nth(1).unwrap_or_default();
+    assert!(baseline.contains("(resumed after hop "), "{text}");
+    for (variant, run) in &runs {
+        check_run(&store, run, variant);
+    }
+    let all = store.csv("SELECT count(*) AS n, count(DISTINCT run_id) AS runs FROM runs WHERE kind = 'loop' AND status = 'finished'");
+    assert_eq!(all, "n,runs\n4,4\n", "no run was started twice");
+    let images = one_number(
+        &store,
+        "SELECT count(*) AS n FROM images WHERE dataset = 'shapes/loop'",
+    );
+    assert_eq!(images, 4 * 12, "no duplicate images");
 }
 
 #[test]
