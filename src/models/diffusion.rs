@@ -449,19 +449,6 @@ impl Generator {
         let pixels = self.decode(&latent)?;
         png(&pixels).map_err(|e| self.candle(e))
     }
-
-    /// The key generated images are cached under.
-    pub fn cache_key(&self, options: GenerateOptions) -> String {
-        format!(
-            "{}@{}|generate|ddim|steps={}|guidance={}|{}x{}",
-            self.files.id,
-            self.files.revision,
-            options.steps,
-            options.guidance,
-            self.width,
-            self.height
-        )
-    }
 }
 
 /// Token ids of a prompt for one encoder: truncated to its length keeping the final end-of-text token (as

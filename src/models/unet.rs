@@ -304,11 +304,6 @@ impl Unet {
         build().map_err(|e| format!("building the UNet: {e}"))
     }
 
-    /// True when the UNet takes SDXL's added conditioning.
-    pub fn takes_added_conditioning(&self) -> bool {
-        self.added.is_some()
-    }
-
     /// The predicted noise for `xs` at timestep `t` under text embeddings `context`; `added` is SDXL's (pooled
     /// text embeddings `batch × P`, size/crop numbers `batch × 6`), required exactly when the UNet takes it.
     pub fn forward(
