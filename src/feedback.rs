@@ -522,6 +522,7 @@ async fn execute(
         steps: options.steps,
         guidance: options.guidance,
     };
+    let mut vectors = similarity::HopVectors::default();
     for hop in first_hop..=options.iterations {
         let started = Instant::now();
         if let Some(bar) = bar {
@@ -580,7 +581,8 @@ async fn execute(
         )
         .await?;
         hops.push(states);
-        let metrics = similarity::hop_metrics(store, models, items, &hops, hop).await?;
+        let metrics =
+            similarity::hop_metrics(store, models, items, &hops, hop, &mut vectors).await?;
         crate::store::metrics::write(store, run_id, &metrics).await?;
         report.metrics_written += metrics.len();
         if let Some(bar) = bar {

@@ -22,6 +22,16 @@ fn generator() -> Generator {
     Generator::load(files, Device::Cpu).expect("tiny-sd loads")
 }
 
+/// The reference's fixed initial latent (`1 × 4 × 16 × 16`).
+fn initial_latent(reference: &serde_json::Value) -> Tensor {
+    Tensor::from_vec(
+        floats(&reference["initial_latent"]),
+        (1, 4, 16, 16),
+        &Device::Cpu,
+    )
+    .expect("latent")
+}
+
 fn ids(value: &serde_json::Value) -> Vec<u32> {
     value
         .as_array()
@@ -106,12 +116,7 @@ fn stable_diffusion_ddim_latent_matches_diffusers() {
     let diff = max_abs_diff(&uncond, &floats(&reference["negative_embeds"]));
     assert!(diff < 1e-4, "empty-prompt embeddings differ by {diff}");
 
-    let initial = Tensor::from_vec(
-        floats(&reference["initial_latent"]),
-        (1, 4, 16, 16),
-        &Device::Cpu,
-    )
-    .expect("latent");
+    let initial = initial_latent(&reference);
     let options = GenerateOptions {
         steps: reference["steps"].as_u64().expect("steps") as usize,
         guidance: reference["guidance_scale"].as_f64().expect("guidance"),
@@ -196,12 +201,7 @@ fn sdxl_conditioning_and_ddim_latents_match_diffusers() {
     let diff = max_abs_diff(&pooled, &floats(&reference["pooled_prompt_embeds"]));
     assert!(diff < 1e-4, "the pooled projection differs by {diff}");
 
-    let initial = Tensor::from_vec(
-        floats(&reference["initial_latent"]),
-        (1, 4, 16, 16),
-        &Device::Cpu,
-    )
-    .expect("latent");
+    let initial = initial_latent(&reference);
     for (key, options) in [
         (
             "final_latent",

@@ -54,6 +54,45 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
         .sum()
 }
 
+/// Each hop's image vectors (image space) and caption vectors (text space), computed once per process run: hop h
+/// needs its own, hop 0's and hop h − 1's.
+#[derive(Default)]
+pub(super) struct HopVectors {
+    hops: Vec<Option<(Vectors, Vectors)>>,
+}
+
+/// One vector per item.
+type Vectors = Vec<Vec<f32>>;
+
+impl HopVectors {
+    /// Compute the vectors of `hop` unless they are known.
+    async fn fill(
+        &mut self,
+        store: &Store,
+        models: &Models,
+        hops: &[Vec<HopState>],
+        hop: usize,
+    ) -> Result<()> {
+        if self.hops.len() <= hop {
+            self.hops.resize(hop + 1, None);
+        }
+        if self.hops[hop].is_none() {
+            let image = vectors(store, &models.image_space, Modality::Image, &hops[hop]).await?;
+            let text = vectors(store, &models.text_space, Modality::Text, &hops[hop]).await?;
+            self.hops[hop] = Some((image, text));
+        }
+        Ok(())
+    }
+
+    /// The (image, text) vectors of a hop [`fill`](Self::fill) computed; empty when it did not.
+    fn at(&self, hop: usize) -> (&[Vec<f32>], &[Vec<f32>]) {
+        match self.hops.get(hop) {
+            Some(Some((image, text))) => (image, text),
+            _ => (&[], &[]),
+        }
+    }
+}
+
 /// The metrics of `hop` (whose states are `hops[hop]`).
 pub(super) async fn hop_metrics(
     store: &Store,
@@ -61,26 +100,24 @@ pub(super) async fn hop_metrics(
     items: &[Item],
     hops: &[Vec<HopState>],
     hop: usize,
+    cache: &mut HopVectors,
 ) -> Result<Vec<Metric>> {
-    let now = &hops[hop];
-    let image = vectors(store, &models.image_space, Modality::Image, now).await?;
-    let joint_text = vectors(store, &models.image_space, Modality::Text, now).await?;
+    for h in [0, hop.saturating_sub(1), hop] {
+        cache.fill(store, models, hops, h).await?;
+    }
+    let (image, text) = cache.at(hop);
+    let joint_text = vectors(store, &models.image_space, Modality::Text, &hops[hop]).await?;
     let mut per_name: Vec<(&str, Vec<f64>)> = Vec::new();
     if hop > 0 {
-        let first = &hops[0];
-        let previous = &hops[hop - 1];
-        let image_0 = vectors(store, &models.image_space, Modality::Image, first).await?;
-        let image_prev = vectors(store, &models.image_space, Modality::Image, previous).await?;
-        let text = vectors(store, &models.text_space, Modality::Text, now).await?;
-        let text_0 = vectors(store, &models.text_space, Modality::Text, first).await?;
-        let text_prev = vectors(store, &models.text_space, Modality::Text, previous).await?;
+        let (image_0, text_0) = cache.at(0);
+        let (image_prev, text_prev) = cache.at(hop - 1);
         let pairwise = |a: &[Vec<f32>], b: &[Vec<f32>]| -> Vec<f64> {
             a.iter().zip(b).map(|(x, y)| dot(x, y)).collect()
         };
-        per_name.push((NAMES[0], pairwise(&image, &image_0)));
-        per_name.push((NAMES[1], pairwise(&image, &image_prev)));
-        per_name.push((NAMES[2], pairwise(&text, &text_0)));
-        per_name.push((NAMES[3], pairwise(&text, &text_prev)));
+        per_name.push((NAMES[0], pairwise(image, image_0)));
+        per_name.push((NAMES[1], pairwise(image, image_prev)));
+        per_name.push((NAMES[2], pairwise(text, text_0)));
+        per_name.push((NAMES[3], pairwise(text, text_prev)));
     }
     per_name.push((
         NAMES[4],
