@@ -12,6 +12,7 @@ use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
 use super::compare::{adjusted_rand_index, hungarian, normalized_mutual_info};
 use crate::error::{Error, Result};
+use crate::eval::scores::squared_distance;
 use crate::store::Store;
 
 /// One matched pair of clusters.
@@ -135,12 +136,7 @@ pub async fn matching(store: &Store, from_run: &str, to_run: &str) -> Result<Vec
         .map(|(i, j)| {
             let (fs, fv) = &from[&a[i]];
             let (ts, tv) = &to[&b[j]];
-            let drift = fv
-                .iter()
-                .zip(tv)
-                .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-                .sum::<f64>()
-                .sqrt();
+            let drift = squared_distance(fv, tv).sqrt();
             Matched {
                 from_cluster: a[i],
                 to_cluster: b[j],

@@ -42,6 +42,31 @@ impl Block<'_> {
     }
 }
 
+/// Rows of f32 vectors as one Candle tensor on a device, made once and multiplied block by block (k-means
+/// multiplies the same points by new centres every step).
+pub struct Matrix {
+    tensor: Tensor,
+    rows: usize,
+    dim: usize,
+}
+
+impl Matrix {
+    /// `rows` × `dim` row-major values.
+    pub fn new(values: &[f32], rows: usize, dim: usize, device: &Device) -> Result<Matrix> {
+        let tensor = Tensor::from_slice(values, (rows, dim), device)
+            .map_err(Error::tensor("similarity scores"))?;
+        Ok(Matrix { tensor, rows, dim })
+    }
+
+    pub fn of(vectors: &Vectors, device: &Device) -> Result<Matrix> {
+        Matrix::new(&vectors.data, vectors.len(), vectors.dim, device)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
 /// Call `visit` with every block of `queries` × `candidates` scores, queries in the outer loop. `candidate_block`
 /// caps the candidates per block (0 = as many as fit in [`BLOCK_SCORES`] with a full query block).
 pub fn for_each_block(
@@ -49,37 +74,62 @@ pub fn for_each_block(
     candidates: &Vectors,
     device: &Device,
     candidate_block: usize,
-    mut visit: impl FnMut(&Block) -> Result<()>,
+    visit: impl FnMut(&Block) -> Result<()>,
 ) -> Result<()> {
     same_dim("the queries", queries, "the candidates", candidates)?;
     if queries.is_empty() || candidates.is_empty() {
         return Ok(());
     }
-    let dim = queries.dim;
-    let n = candidates.len();
+    let queries = Matrix::of(queries, device)?;
+    let candidates = Matrix::of(candidates, device)?;
+    for_each_block_of(&queries, &candidates, candidate_block, visit)
+}
+
+/// [`for_each_block`] over matrices already on the device (same width, neither empty).
+pub fn for_each_block_of(
+    queries: &Matrix,
+    candidates: &Matrix,
+    candidate_block: usize,
+    mut visit: impl FnMut(&Block) -> Result<()>,
+) -> Result<()> {
+    debug_assert_eq!(queries.dim, candidates.dim);
+    let n = candidates.rows;
     let cap = if candidate_block == 0 {
         BLOCK_SCORES / QUERY_BLOCK
     } else {
         candidate_block
     };
     let cols_per_block = cap.clamp(1, n);
+    // Few candidates (k-means centres) take more queries per block: one tall product is faster than many.
+    let rows_per_block = (BLOCK_SCORES / cols_per_block).max(QUERY_BLOCK);
     let tensor = Error::tensor("similarity scores");
-    let corpus = Tensor::from_slice(&candidates.data, (n, dim), device).map_err(tensor)?;
-    for q0 in (0..queries.len()).step_by(QUERY_BLOCK) {
-        let rows = QUERY_BLOCK.min(queries.len() - q0);
-        let q = Tensor::from_slice(
-            &queries.data[q0 * dim..(q0 + rows) * dim],
-            (rows, dim),
-            device,
+    // When all candidates fit in one block, they are transposed once (a contiguous dim × n right-hand side
+    // multiplies faster than the transposed view).
+    let whole = if cols_per_block == n {
+        Some(
+            candidates
+                .tensor
+                .t()
+                .and_then(|t| t.contiguous())
+                .map_err(tensor)?,
         )
-        .map_err(tensor)?;
+    } else {
+        None
+    };
+    for q0 in (0..queries.rows).step_by(rows_per_block) {
+        let rows = rows_per_block.min(queries.rows - q0);
+        let q = queries.tensor.narrow(0, q0, rows).map_err(tensor)?;
         for c0 in (0..n).step_by(cols_per_block) {
             let cols = cols_per_block.min(n - c0);
-            let product = corpus
-                .narrow(0, c0, cols)
-                .and_then(|c| c.t())
-                .and_then(|c| q.matmul(&c))
-                .map_err(tensor)?;
+            let product = match &whole {
+                Some(t) => q.matmul(t),
+                None => candidates
+                    .tensor
+                    .narrow(0, c0, cols)
+                    .and_then(|c| c.t())
+                    .and_then(|c| q.matmul(&c)),
+            }
+            .map_err(tensor)?;
             // On CPU the block is read where GEMM wrote it; from a GPU it is copied back once.
             let (storage, layout) = product.storage_and_layout();
             let copied;
@@ -105,6 +155,14 @@ pub fn for_each_block(
         }
     }
     Ok(())
+}
+
+/// ‖a − b‖² in f64.
+pub fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum()
 }
 
 /// `a · b` in f64, rounded to f32: the reference score of one pair, independent of GEMM's summation order.

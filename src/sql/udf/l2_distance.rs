@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use datafusion::logical_expr::{Documentation, ScalarUDF};
 
 use super::vectors::{DOC_SECTION, PairwiseScore};
+use crate::eval::scores::squared_distance;
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -23,11 +24,7 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
 
 /// sqrt(sum((a[i] - b[i])^2)), in f64.
 fn score(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum::<f64>()
-        .sqrt()
+    squared_distance(a, b).sqrt()
 }
 
 /// The `l2_distance` SQL function.

@@ -1,4 +1,4 @@
-//! `tsne(space, perplexity, iterations, seed [, dataset [, split [, kind]]])`: a 2-D t-SNE view of a space's items.
+//! `tsne(space, perplexity, iterations, seed [, dataset [, split [, kind [, method]]]])`: a 2-D t-SNE view of a space's items.
 
 use std::sync::{Arc, LazyLock};
 
@@ -9,17 +9,19 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
-use crate::cluster::tsne::{TsneOptions, tsne};
+use crate::cluster::tsne::{Method, TsneOptions, tsne};
 use crate::eval::space::load_named;
 
-const SIGNATURE: &str = "tsne(space, perplexity, iterations, seed [, dataset [, split [, kind]]])";
+const SIGNATURE: &str =
+    "tsne(space, perplexity, iterations, seed [, dataset [, split [, kind [, method]]]])";
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION,
-        "A 2-D t-SNE view of a space's items (exact, up to 5,000 items): perplexity-calibrated affinities, early \
-         exaggeration, momentum and gains, scikit-learn's automatic learning rate, start from the seeded RNG (the \
-         same seed gives the same view). Rows: item_id, x, y.",
+        "A 2-D t-SNE view of a space's items: perplexity-calibrated affinities, early exaggeration, momentum and \
+         gains, scikit-learn's automatic learning rate, start from the seeded RNG (the same seed gives the same \
+         view). Exact (every pair, up to 5,000 items) or Barnes-Hut (nearest-neighbour affinities and a quadtree, \
+         angle 0.5, any number of items). Rows: item_id, x, y.",
         SIGNATURE,
     )
     .with_argument("space", "A space: emb_ table, space name, or the model that made it.")
@@ -29,6 +31,10 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("dataset", "Only items of this dataset (NULL: all).")
     .with_argument("split", "Only items of this split (NULL: all).")
     .with_argument("kind", "The kind of item (default image).")
+    .with_argument(
+        "method",
+        "'auto' (default: exact up to 1,000 items, Barnes-Hut above), 'exact' or 'barnes_hut'.",
+    )
     .with_sql_example("> SELECT t.item_id, t.x, t.y, k.cluster FROM tsne('tiny_clip_c94a344', 10, 500, 0, 'shapes') t\n  JOIN kmeans('tiny_clip_c94a344', 3, 20, 0, 'shapes') k USING (item_id);")
     .build()
 });
@@ -50,12 +56,16 @@ pub struct TsneFunction(pub Context);
 
 impl TableFunctionImpl for TsneFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let args = Args::new("tsne", SIGNATURE, &args, 4, 7).map_err(df)?;
+        let args = Args::new("tsne", SIGNATURE, &args, 4, 8).map_err(df)?;
         let space = args.required_text(0, "space").map_err(df)?;
         let options = TsneOptions {
             perplexity: args.number(1, "perplexity").map_err(df)?.unwrap_or(30.0),
             iterations: args.required_count(2, "iterations").map_err(df)?,
             seed: args.required_count(3, "seed").map_err(df)? as u64,
+            method: match args.text(7, "method").map_err(df)? {
+                Some(m) => m.parse().map_err(df)?,
+                None => Method::Auto,
+            },
         };
         let filter = args.filter(4, Some("image")).map_err(df)?;
         let context = self.0.clone();
