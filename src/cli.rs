@@ -165,15 +165,19 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
                 dim,
                 k,
                 iterations,
+                seed,
                 python,
                 no_peer,
                 no_sklearn,
             } => {
                 crate::bench::cluster::kmeans_bench(
-                    n,
-                    dim,
-                    k,
-                    iterations,
+                    crate::bench::cluster::KmeansBench {
+                        n,
+                        dim,
+                        k,
+                        iterations,
+                        seed,
+                    },
                     (!no_peer).then_some(python.as_str()),
                     no_sklearn,
                     out,

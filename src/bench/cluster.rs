@@ -14,16 +14,30 @@ use crate::eval::space::Vectors;
 
 const PEER: &str = include_str!("../../tests/peers/kmeans_peer.py");
 
+/// The problem `vlmdb bench kmeans` times.
+#[derive(Debug, Clone, Copy)]
+pub struct KmeansBench {
+    pub n: usize,
+    pub dim: usize,
+    pub k: usize,
+    pub iterations: usize,
+    pub seed: u64,
+}
+
 /// `vlmdb bench kmeans`.
 pub fn kmeans_bench(
-    n: usize,
-    dim: usize,
-    k: usize,
-    iterations: usize,
+    bench: KmeansBench,
     python: Option<&str>,
     skip_sklearn: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let KmeansBench {
+        n,
+        dim,
+        k,
+        iterations,
+        seed,
+    } = bench;
     // k planted clusters: a random unit centre each, points = centre + noise of the same size, normalised.
     let mut noise = Noise(0xA0761D6478BD642F);
     let centres: Vec<Vec<f32>> = (0..k)
@@ -39,13 +53,13 @@ pub fn kmeans_bench(
     let data = Vectors::from_rows("x", dim, rows)?;
     writeln!(
         out,
-        "bench kmeans: {n} x {dim}, k = {k}, {iterations} iterations, {} threads",
+        "bench kmeans: {n} x {dim}, k = {k}, {iterations} iterations, seed {seed}, {} threads",
         threads()
     )?;
     let options = KMeansOptions {
         k,
         iterations,
-        seed: 0,
+        seed,
         metric: Metric::L2,
         inits: 1,
     };
@@ -77,6 +91,8 @@ pub fn kmeans_bench(
         iterations.to_string(),
         "--threads".into(),
         threads().to_string(),
+        "--seed".into(),
+        seed.to_string(),
     ];
     if skip_sklearn {
         args.push("--skip-sklearn".into());

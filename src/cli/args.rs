@@ -219,6 +219,10 @@ pub enum BenchWhat {
         k: usize,
         #[arg(long, default_value_t = 20)]
         iterations: usize,
+        /// Seed of every side (vlmdb's RNG, scikit-learn's random_state, faiss's seed), to see the spread of
+        /// inertia between starts.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         /// The Python that runs the peers (needs numpy, scikit-learn, faiss-cpu).
         #[arg(long, default_value = "python3")]
         python: String,

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark peer for `vlmdb bench kmeans`: the same vectors clustered by scikit-learn and faiss.
 
-python3 kmeans_peer.py --data X.f32 --dim D --k K --iterations N [--threads T]
-  scikit-learn KMeans(n_clusters=K, n_init=1, max_iter=N, tol=0, random_state=0) (Lloyd, k-means++) and
-  faiss.Kmeans(D, K, niter=N, max_points_per_centroid=number of points, so every point is used; faiss's
+python3 kmeans_peer.py --data X.f32 --dim D --k K --iterations N [--threads T] [--seed S]
+  scikit-learn KMeans(n_clusters=K, n_init=1, max_iter=N, tol=0, random_state=S) (Lloyd, k-means++) and
+  faiss.Kmeans(D, K, niter=N, seed=S + 1, max_points_per_centroid=number of points, so every point is used; faiss's
   default subsamples 256 per centroid), both on T threads. Inertia = sum of squared distances to the nearest
   centroid. Prints one JSON line.
 """
@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--k", type=int, required=True)
     ap.add_argument("--iterations", type=int, required=True)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-sklearn", action="store_true")
     a = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
@@ -30,7 +31,7 @@ def main():
     import faiss
 
     faiss.omp_set_num_threads(a.threads)
-    km = faiss.Kmeans(a.dim, a.k, niter=a.iterations, seed=1, max_points_per_centroid=len(x))
+    km = faiss.Kmeans(a.dim, a.k, niter=a.iterations, seed=a.seed + 1, max_points_per_centroid=len(x))
     start = time.perf_counter()
     km.train(x)
     report["faiss_seconds"] = time.perf_counter() - start
@@ -40,7 +41,7 @@ def main():
         from sklearn.cluster import KMeans
 
         start = time.perf_counter()
-        sk = KMeans(n_clusters=a.k, n_init=1, max_iter=a.iterations, tol=0, random_state=0).fit(x)
+        sk = KMeans(n_clusters=a.k, n_init=1, max_iter=a.iterations, tol=0, random_state=a.seed).fit(x)
         report["sklearn_seconds"] = time.perf_counter() - start
         report["sklearn_inertia"] = float(sk.inertia_)
     print(json.dumps(report))
