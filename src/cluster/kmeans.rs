@@ -132,7 +132,8 @@ fn squared_norm(v: &[f32]) -> f64 {
 /// on large sets it would otherwise cost more than all the Lloyd iterations together (scikit-learn's own seeding
 /// is ~90 % of its `KMeans` time on 100,000 × 512, k = 100). On that set, seeds from samples of 64, 128, 256 per
 /// cluster and from every point end at the same inertia after the iterations (the spread between RNG seeds is
-/// larger than any difference between sample sizes). scikit-learn's MiniBatchKMeans also seeds from a sample.
+/// larger than any difference between sample sizes; `tests/peers/kmeans_seed_sample.py` measures it).
+/// scikit-learn's MiniBatchKMeans also seeds from a sample.
 pub const SEED_POINTS_PER_CLUSTER: usize = 64;
 
 /// Greedy k-means++ (as scikit-learn seeds): the first centre uniformly; then, for each next centre, `2 + ln k`
