@@ -310,17 +310,24 @@ async fn write(
     for image in &mut images {
         image.split = options.split.assign(&image.key, image.split.take());
     }
-    for chunk in images.chunks(CHUNK) {
+    // Chunk i + 1 is decoded and hashed while chunk i is written: the two take about as long.
+    let resize = options.resize;
+    let prepare_chunk = |chunk: &[ImageRecord]| {
         let chunk = chunk.to_vec();
-        let resize = options.resize;
-        let results = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             chunk
                 .into_par_iter()
                 .map(|r| prepare(r, resize))
                 .collect::<Vec<_>>()
         })
-        .await
-        .map_err(|e| Error::Usage(format!("image thread failed: {e}")))?;
+    };
+    let mut chunks = images.chunks(CHUNK);
+    let mut next = chunks.next().map(prepare_chunk);
+    while let Some(preparing) = next.take() {
+        let results = preparing
+            .await
+            .map_err(|e| Error::Usage(format!("image thread failed: {e}")))?;
+        next = chunks.next().map(prepare_chunk);
         let mut ready = Vec::with_capacity(results.len());
         for result in results {
             match result {

@@ -7,11 +7,23 @@ use candle_core::{Device, Storage, Tensor};
 use super::space::Vectors;
 use crate::error::{Error, Result};
 
-/// Most scores in one block (64 MiB of f32).
-pub const BLOCK_SCORES: usize = 16 << 20;
+/// Most scores in one block (16 MiB of f32). Kept under glibc's largest dynamic mmap threshold (32 MiB): a block
+/// that size is carved from memory the previous block freed, where a larger one is a fresh mapping whose every page
+/// faults on first write (on virtual machines that cost ~40 % of the product's time).
+pub const BLOCK_SCORES: usize = 4 << 20;
 
-/// Queries per block.
-const QUERY_BLOCK: usize = 2048;
+/// Queries per block (with [`BLOCK_SCORES`], 4,096 candidates per block).
+const QUERY_BLOCK: usize = 1024;
+
+/// `n` split into `ceil(n / cap)` spans of near-equal size (5,000 candidates at cap 4,096 are two blocks of 2,500,
+/// not 4,096 + 904).
+fn spans(n: usize, cap: usize) -> impl Iterator<Item = (usize, usize)> {
+    let parts = n.div_ceil(cap.max(1)).max(1);
+    let size = n.div_ceil(parts);
+    (0..n)
+        .step_by(size.max(1))
+        .map(move |start| (start, size.min(n - start)))
+}
 
 /// Fail unless `a` and `b` have the same width, naming both.
 pub fn same_dim(a_name: &str, a: &Vectors, b_name: &str, b: &Vectors) -> Result<()> {
@@ -99,37 +111,28 @@ pub fn for_each_block_of(
     } else {
         candidate_block
     };
-    let cols_per_block = cap.clamp(1, n);
+    let cols_cap = cap.clamp(1, n);
     // Few candidates (k-means centres) take more queries per block: one tall product is faster than many.
-    let rows_per_block = (BLOCK_SCORES / cols_per_block).max(QUERY_BLOCK);
+    let rows_cap = (BLOCK_SCORES / cols_cap).max(QUERY_BLOCK);
     let tensor = Error::tensor("similarity scores");
-    // When all candidates fit in one block, they are transposed once (a contiguous dim × n right-hand side
-    // multiplies faster than the transposed view).
-    let whole = if cols_per_block == n {
-        Some(
-            candidates
+    // Each candidate block is transposed into a contiguous dim × cols right-hand side once (GEMM multiplies that
+    // faster than a transposed view); together they take the memory of the candidates once more.
+    let column_blocks = spans(n, cols_cap)
+        .map(|(c0, cols)| {
+            let t = candidates
                 .tensor
-                .t()
-                .and_then(|t| t.contiguous())
-                .map_err(tensor)?,
-        )
-    } else {
-        None
-    };
-    for q0 in (0..queries.rows).step_by(rows_per_block) {
-        let rows = rows_per_block.min(queries.rows - q0);
+                .narrow(0, c0, cols)
+                .and_then(|c| c.t())
+                .and_then(|t| t.contiguous())?;
+            Ok((c0, cols, t))
+        })
+        .collect::<candle_core::Result<Vec<_>>>()
+        .map_err(tensor)?;
+    for (q0, rows) in spans(queries.rows, rows_cap) {
         let q = queries.tensor.narrow(0, q0, rows).map_err(tensor)?;
-        for c0 in (0..n).step_by(cols_per_block) {
-            let cols = cols_per_block.min(n - c0);
-            let product = match &whole {
-                Some(t) => q.matmul(t),
-                None => candidates
-                    .tensor
-                    .narrow(0, c0, cols)
-                    .and_then(|c| c.t())
-                    .and_then(|c| q.matmul(&c)),
-            }
-            .map_err(tensor)?;
+        for (c0, cols, right) in &column_blocks {
+            let (c0, cols) = (*c0, *cols);
+            let product = q.matmul(right).map_err(tensor)?;
             // On CPU the block is read where GEMM wrote it; from a GPU it is copied back once.
             let (storage, layout) = product.storage_and_layout();
             let copied;
@@ -176,6 +179,16 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_are_near_equal_and_cover_everything() {
+        let got: Vec<_> = spans(5000, 4096).collect();
+        assert_eq!(got, [(0, 2500), (2500, 2500)]);
+        let got: Vec<_> = spans(10, 3).collect();
+        assert_eq!(got, [(0, 3), (3, 3), (6, 3), (9, 1)]);
+        assert_eq!(spans(7, 100).collect::<Vec<_>>(), [(0, 7)]);
+        assert_eq!(spans(0, 4).count(), 0);
+    }
 
     #[test]
     fn blocks_cover_every_pair_once() {
