@@ -8,6 +8,7 @@ pub mod index;
 pub mod knn;
 pub mod ranks;
 pub mod retrieval;
+pub mod kernel;
 pub mod scores;
 pub mod space;
 pub mod topk;

@@ -1,9 +1,12 @@
 //! Cosine scores of many queries against many candidates, a block at a time: each block is one Candle matrix
 //! product (GEMM on CPU, cuBLAS on a GPU) of a slice of queries with a slice of candidates, handed to a visitor and
 //! dropped. The full queries × candidates matrix never exists in memory; a block holds at most [`BLOCK_SCORES`].
+//! On AVX-512 CPUs an optimised build multiplies blocks with vlmdb's own kernel ([`super::kernel`]) instead, into
+//! one reused buffer.
 
 use candle_core::{Device, Storage, Tensor};
 
+use super::kernel::{self, Panels};
 use super::space::Vectors;
 use crate::error::{Error, Result};
 
@@ -54,20 +57,38 @@ impl Block<'_> {
     }
 }
 
-/// Rows of f32 vectors as one Candle tensor on a device, made once and multiplied block by block (k-means
-/// multiplies the same points by new centres every step).
+/// Whether blocks on `device` go through [`kernel`]: a CPU with AVX-512F, in a build where vlmdb itself is
+/// optimised (`build.rs` sets `vlmdb_optimised`; unoptimised, SIMD intrinsics are function calls and the `gemm`
+/// crate, optimised in every profile, is faster). The kernel's own tests run in every build.
+fn use_kernel(device: &Device) -> bool {
+    cfg!(vlmdb_optimised) && device.is_cpu() && kernel::available()
+}
+
+/// Rows of f32 vectors where their blocks are multiplied: a Candle tensor on a device, or host memory for
+/// [`kernel`]. Made once and multiplied block by block (k-means multiplies the same points by new centres every step).
 pub struct Matrix {
-    tensor: Tensor,
+    data: Data,
     rows: usize,
     dim: usize,
+}
+
+enum Data {
+    Tensor(Tensor),
+    Host(Vec<f32>),
 }
 
 impl Matrix {
     /// `rows` × `dim` row-major values.
     pub fn new(values: &[f32], rows: usize, dim: usize, device: &Device) -> Result<Matrix> {
-        let tensor = Tensor::from_slice(values, (rows, dim), device)
-            .map_err(Error::tensor("similarity scores"))?;
-        Ok(Matrix { tensor, rows, dim })
+        let data = if use_kernel(device) {
+            Data::Host(values.to_vec())
+        } else {
+            Data::Tensor(
+                Tensor::from_slice(values, (rows, dim), device)
+                    .map_err(Error::tensor("similarity scores"))?,
+            )
+        };
+        Ok(Matrix { data, rows, dim })
     }
 
     pub fn of(vectors: &Vectors, device: &Device) -> Result<Matrix> {
@@ -114,13 +135,20 @@ pub fn for_each_block_of(
     let cols_cap = cap.clamp(1, n);
     // Few candidates (k-means centres) take more queries per block: one tall product is faster than many.
     let rows_cap = (BLOCK_SCORES / cols_cap).max(QUERY_BLOCK);
+    let (queries, candidates) = match (&queries.data, &candidates.data) {
+        (Data::Host(q), Data::Host(c)) => {
+            let shape = (queries.rows, n, queries.dim);
+            return host_blocks(q, c, shape, rows_cap, cols_cap, visit);
+        }
+        (Data::Tensor(q), Data::Tensor(c)) => (q, c),
+        _ => unreachable!("both matrices are made for one device"),
+    };
     let tensor = Error::tensor("similarity scores");
     // Each candidate block is transposed into a contiguous dim × cols right-hand side once (GEMM multiplies that
     // faster than a transposed view); together they take the memory of the candidates once more.
     let column_blocks = spans(n, cols_cap)
         .map(|(c0, cols)| {
             let t = candidates
-                .tensor
                 .narrow(0, c0, cols)
                 .and_then(|c| c.t())
                 .and_then(|t| t.contiguous())?;
@@ -128,8 +156,8 @@ pub fn for_each_block_of(
         })
         .collect::<candle_core::Result<Vec<_>>>()
         .map_err(tensor)?;
-    for (q0, rows) in spans(queries.rows, rows_cap) {
-        let q = queries.tensor.narrow(0, q0, rows).map_err(tensor)?;
+    for (q0, rows) in spans(queries.dim(0).map_err(tensor)?, rows_cap) {
+        let q = queries.narrow(0, q0, rows).map_err(tensor)?;
         for (c0, cols, right) in &column_blocks {
             let (c0, cols) = (*c0, *cols);
             let product = q.matmul(right).map_err(tensor)?;
@@ -154,6 +182,38 @@ pub fn for_each_block_of(
                 rows,
                 cols,
                 scores,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The blocks of [`for_each_block_of`] through [`kernel`]: each candidate block packed once, each query block
+/// packed when its turn comes, every product written into one reused buffer.
+fn host_blocks(
+    queries: &[f32],
+    candidates: &[f32],
+    (m, n, dim): (usize, usize, usize),
+    rows_cap: usize,
+    cols_cap: usize,
+    mut visit: impl FnMut(&Block) -> Result<()>,
+) -> Result<()> {
+    let column_blocks: Vec<(usize, Panels)> = spans(n, cols_cap)
+        .map(|(c0, cols)| (c0, Panels::candidates(&candidates[c0 * dim..(c0 + cols) * dim], cols, dim)))
+        .collect();
+    let mut scores = Vec::new();
+    for (q0, rows) in spans(m, rows_cap) {
+        let packed = Panels::queries(&queries[q0 * dim..(q0 + rows) * dim], rows, dim);
+        for (c0, right) in &column_blocks {
+            let cols = right.rows();
+            scores.resize(rows * cols, 0.0);
+            kernel::product(&packed, right, &mut scores);
+            visit(&Block {
+                q0,
+                c0: *c0,
+                rows,
+                cols,
+                scores: &scores,
             })?;
         }
     }
