@@ -5,10 +5,12 @@
 //! [`shared`] loads each model once per process.
 
 pub mod bert;
+pub mod bert_encoder;
 pub mod blip;
 pub mod cache;
 pub mod clip;
 pub mod clip_text;
+pub mod dense;
 pub mod device;
 pub mod diffusion;
 pub mod head;

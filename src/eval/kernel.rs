@@ -36,6 +36,13 @@ pub fn available() -> bool {
     }
 }
 
+/// Whether products on `device` go through this kernel: a CPU with AVX-512F, in a build where vlmdb itself is
+/// optimised (`build.rs` sets `vlmdb_optimised`; unoptimised, SIMD intrinsics are function calls and the `gemm`
+/// crate, optimised in every profile, is faster). The kernel's own tests run in every build.
+pub fn runs_on(device: &candle_core::Device) -> bool {
+    cfg!(vlmdb_optimised) && device.is_cpu() && available()
+}
+
 /// 64 bytes of floats: the unit of packed storage, so every candidate-panel load is one aligned cache line.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]

@@ -57,13 +57,6 @@ impl Block<'_> {
     }
 }
 
-/// Whether blocks on `device` go through [`kernel`]: a CPU with AVX-512F, in a build where vlmdb itself is
-/// optimised (`build.rs` sets `vlmdb_optimised`; unoptimised, SIMD intrinsics are function calls and the `gemm`
-/// crate, optimised in every profile, is faster). The kernel's own tests run in every build.
-fn use_kernel(device: &Device) -> bool {
-    cfg!(vlmdb_optimised) && device.is_cpu() && kernel::available()
-}
-
 /// Rows of f32 vectors where their blocks are multiplied: a Candle tensor on a device, or host memory for
 /// [`kernel`]. Made once and multiplied block by block (k-means multiplies the same points by new centres every step).
 pub struct Matrix {
@@ -80,7 +73,7 @@ enum Data {
 impl Matrix {
     /// `rows` × `dim` row-major values.
     pub fn new(values: &[f32], rows: usize, dim: usize, device: &Device) -> Result<Matrix> {
-        let data = if use_kernel(device) {
+        let data = if kernel::runs_on(device) {
             Data::Host(values.to_vec())
         } else {
             Data::Tensor(

@@ -1,12 +1,14 @@
-//! Sentence-transformers BERT encoders (all-MiniLM-L6-v2 and kin): candle's BERT with the **attention mask**, then
+//! Sentence-transformers BERT encoders (all-MiniLM-L6-v2 and kin): the BERT encoder ([`super::bert_encoder`]) with
+//! the **attention mask**, then
 //! the pooling the model's `1_Pooling/config.json` asks for (masked mean by default; CLS supported), so padded
 //! positions never reach the sentence vector. Truncation at `sentence_bert_config.json`'s `max_seq_length`
 //! (256 for MiniLM), else the model's position limit.
 
 use candle_core::{D, DType, Device, Tensor};
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use serde::Deserialize;
 
+use super::bert_encoder::BertEncoder;
 use super::hub::ModelFiles;
 use super::tokens::{Padding, TextTokenizer, TokenBatch};
 use super::{Encoder, read_json, weights};
@@ -36,7 +38,7 @@ struct SentenceConfig {
 
 /// A sentence-transformers BERT model (text only).
 pub struct SentenceBert {
-    model: BertModel,
+    model: BertEncoder,
     tokenizer: TextTokenizer,
     pooling: Pooling,
     dim: usize,
@@ -80,7 +82,7 @@ impl Encoder for SentenceBert {
             Padding::Longest,
         )?;
         let vb = weights(files, device)?;
-        let model = BertModel::load(vb, &config).map_err(|source| Error::Candle {
+        let model = BertEncoder::load(vb, &config).map_err(|source| Error::Candle {
             model: files.spec.clone(),
             source,
         })?;
@@ -101,10 +103,7 @@ impl Encoder for SentenceBert {
     }
 
     fn text_features(&self, batch: &TokenBatch) -> candle_core::Result<Tensor> {
-        let token_types = batch.ids.zeros_like()?;
-        let hidden = self
-            .model
-            .forward(&batch.ids, &token_types, Some(&batch.mask))?;
+        let hidden = self.model.forward(&batch.ids, &batch.mask)?;
         match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1),
             Pooling::Mean => {
