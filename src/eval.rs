@@ -5,10 +5,10 @@
 pub mod evaluate;
 pub mod hnsw;
 pub mod index;
+pub mod kernel;
 pub mod knn;
 pub mod ranks;
 pub mod retrieval;
-pub mod kernel;
 pub mod scores;
 pub mod space;
 pub mod topk;

@@ -64,7 +64,9 @@ impl Panels {
         let floats = panels * dim * width;
         let mut lines = vec![Line([0.0; 16]); floats.div_ceil(16)];
         // SAFETY: `Line` is 16 f32 with no padding (repr(C)), so the lines are `16 × len` contiguous floats.
-        let flat = unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<f32>(), lines.len() * 16) };
+        let flat = unsafe {
+            std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<f32>(), lines.len() * 16)
+        };
         flat.par_chunks_mut(dim * width)
             .take(panels)
             .enumerate()
@@ -167,7 +169,16 @@ pub fn product(queries: &Panels, candidates: &Panels, out: &mut [f32]) {
                     // the tile at (qp·MR, cp·NR) of rows × cols lies inside `out` (m × n) and is this job's own.
                     unsafe {
                         let dst = out.get().add(qp * MR * n + cp * NR);
-                        tile(queries.at(qp, k0), candidates.at(cp, k0), len, dst, n, rows, cols, k0 > 0);
+                        tile(
+                            queries.at(qp, k0),
+                            candidates.at(cp, k0),
+                            len,
+                            dst,
+                            n,
+                            rows,
+                            cols,
+                            k0 > 0,
+                        );
                     }
                 }
             }
@@ -234,7 +245,16 @@ unsafe fn tile(
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile(_: *const f32, _: *const f32, _: usize, _: *mut f32, _: usize, _: usize, _: usize, _: bool) {
+unsafe fn tile(
+    _: *const f32,
+    _: *const f32,
+    _: usize,
+    _: *mut f32,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: bool,
+) {
     unreachable!("the score kernel is only used where `available()` is true")
 }
 
@@ -261,18 +281,32 @@ mod tests {
             eprintln!("no AVX-512F on this CPU: the kernel is not used here");
             return;
         }
-        for (m, n, dim) in [(1, 1, 1), (13, 33, 7), (12, 32, 16), (50, 700, 64), (25, 40, KC + 77), (3, 300, 2 * KC)] {
+        for (m, n, dim) in [
+            (1, 1, 1),
+            (13, 33, 7),
+            (12, 32, 16),
+            (50, 700, 64),
+            (25, 40, KC + 77),
+            (3, 300, 2 * KC),
+        ] {
             let q = values(m * dim, m as u64 * 31 + dim as u64);
             let c = values(n * dim, n as u64 * 17 + 5);
             let mut out = vec![f32::NAN; m * n];
-            product(&Panels::queries(&q, m, dim), &Panels::candidates(&c, n, dim), &mut out);
+            product(
+                &Panels::queries(&q, m, dim),
+                &Panels::candidates(&c, n, dim),
+                &mut out,
+            );
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = (0..dim)
                         .map(|k| f64::from(q[i * dim + k]) * f64::from(c[j * dim + k]))
                         .sum();
                     let got = f64::from(out[i * n + j]);
-                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "({m},{n},{dim}) [{i},{j}]: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "({m},{n},{dim}) [{i},{j}]: {got} vs {want}"
+                    );
                 }
             }
         }

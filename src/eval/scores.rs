@@ -192,7 +192,12 @@ fn host_blocks(
     mut visit: impl FnMut(&Block) -> Result<()>,
 ) -> Result<()> {
     let column_blocks: Vec<(usize, Panels)> = spans(n, cols_cap)
-        .map(|(c0, cols)| (c0, Panels::candidates(&candidates[c0 * dim..(c0 + cols) * dim], cols, dim)))
+        .map(|(c0, cols)| {
+            (
+                c0,
+                Panels::candidates(&candidates[c0 * dim..(c0 + cols) * dim], cols, dim),
+            )
+        })
         .collect();
     let mut scores = Vec::new();
     for (q0, rows) in spans(m, rows_cap) {

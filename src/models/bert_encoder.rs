@@ -35,7 +35,11 @@ impl BertEncoder {
             vb.pp("bert")
         } else {
             match &config.model_type {
-                Some(t) if vb.contains_tensor(&format!("{t}.embeddings.word_embeddings.weight")) => vb.pp(t),
+                Some(t)
+                    if vb.contains_tensor(&format!("{t}.embeddings.word_embeddings.weight")) =>
+                {
+                    vb.pp(t)
+                }
                 _ => vb,
             }
         };
@@ -56,7 +60,11 @@ impl BertEncoder {
                     qkv: Dense::fused(&projections, hidden, hidden)?,
                     attention_out: Dense::load(attention.pp("output.dense"), hidden, hidden)?,
                     attention_norm: layer_norm(hidden, eps, attention.pp("output.LayerNorm"))?,
-                    intermediate: Dense::load(l.pp("intermediate.dense"), hidden, config.intermediate_size)?,
+                    intermediate: Dense::load(
+                        l.pp("intermediate.dense"),
+                        hidden,
+                        config.intermediate_size,
+                    )?,
                     output: Dense::load(l.pp("output.dense"), config.intermediate_size, hidden)?,
                     output_norm: layer_norm(hidden, eps, l.pp("output.LayerNorm"))?,
                 })
@@ -64,8 +72,16 @@ impl BertEncoder {
             .collect::<Result<Vec<_>>>()?;
         Ok(BertEncoder {
             words: embedding(config.vocab_size, hidden, e.pp("word_embeddings"))?,
-            positions: embedding(config.max_position_embeddings, hidden, e.pp("position_embeddings"))?,
-            token_types: embedding(config.type_vocab_size, hidden, e.pp("token_type_embeddings"))?,
+            positions: embedding(
+                config.max_position_embeddings,
+                hidden,
+                e.pp("position_embeddings"),
+            )?,
+            token_types: embedding(
+                config.type_vocab_size,
+                hidden,
+                e.pp("token_type_embeddings"),
+            )?,
             embedding_norm: layer_norm(hidden, eps, e.pp("LayerNorm"))?,
             layers,
             heads: config.num_attention_heads,
@@ -96,8 +112,16 @@ impl BertEncoder {
         let (batch, seq, hidden) = x.dims3()?;
         let head = hidden / self.heads;
         // batch × seq × 3 × heads × head → three batch × heads × seq × head tensors.
-        let qkv = l.qkv.forward(x)?.reshape((batch, seq, 3, self.heads, head))?;
-        let part = |i: usize| qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous();
+        let qkv = l
+            .qkv
+            .forward(x)?
+            .reshape((batch, seq, 3, self.heads, head))?;
+        let part = |i: usize| {
+            qkv.narrow(2, i, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()
+        };
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         let scores = (q.matmul(&k.t()?)? / (head as f64).sqrt())?.broadcast_add(bias)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
@@ -109,14 +133,31 @@ impl BertEncoder {
         let attended = l
             .attention_norm
             .forward(&(l.attention_out.forward(&context)? + x)?)?;
-        let inner = l.intermediate.forward(&attended)?;
         let inner = match self.act {
-            HiddenAct::Gelu => inner.gelu_erf()?,
-            HiddenAct::GeluApproximate => inner.gelu()?,
-            HiddenAct::Relu => inner.relu()?,
+            HiddenAct::Gelu => l
+                .intermediate
+                .forward_then(&attended, gelu_erf, |t| t.gelu_erf())?,
+            HiddenAct::GeluApproximate => {
+                l.intermediate
+                    .forward_then(&attended, gelu_tanh, |t| t.gelu())?
+            }
+            HiddenAct::Relu => {
+                l.intermediate
+                    .forward_then(&attended, |y| y.max(0.0), |t| t.relu())?
+            }
         };
         l.output_norm
             .forward(&(l.output.forward(&inner)? + attended)?)
     }
 }
 
+/// The exact GELU, `x · Φ(x)`, as HF's `gelu` (and Candle's `gelu_erf`: the same libm `erff`).
+fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// The tanh approximation of GELU, as HF's `gelu_new` (and Candle's `gelu`).
+fn gelu_tanh(x: f32) -> f32 {
+    let c = (2.0f32 / std::f32::consts::PI).sqrt();
+    0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+}

@@ -5,6 +5,7 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
+use rayon::prelude::*;
 
 use crate::eval::kernel::{self, Panels};
 
@@ -41,7 +42,10 @@ impl Dense {
         let (outputs, inputs) = weight.dims2()?;
         let packed = if kernel::runs_on(weight.device()) {
             let values = weight.flatten_all()?.to_vec1::<f32>()?;
-            Some((Panels::candidates(&values, outputs, inputs), bias.to_vec1::<f32>()?))
+            Some((
+                Panels::candidates(&values, outputs, inputs),
+                bias.to_vec1::<f32>()?,
+            ))
         } else {
             None
         };
@@ -56,27 +60,58 @@ impl Dense {
     pub fn outputs(&self) -> usize {
         self.outputs
     }
-}
 
-impl Module for Dense {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let Some((weights, bias)) = &self.packed else {
-            return self.linear.forward(x);
-        };
+    /// `act(x Wᵀ + b)`: on the kernel, the activation is applied with the bias, row by row on the thread pool
+    /// (Candle's element-wise maps run on one thread); elsewhere `fallback` applies it to Candle's output.
+    pub fn forward_then(
+        &self,
+        x: &Tensor,
+        act: impl Fn(f32) -> f32 + Sync,
+        fallback: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        match &self.packed {
+            None => fallback(&self.linear.forward(x)?),
+            Some(packed) => self.on_kernel(packed, x, act),
+        }
+    }
+
+    fn on_kernel(
+        &self,
+        (weights, bias): &(Panels, Vec<f32>),
+        x: &Tensor,
+        act: impl Fn(f32) -> f32 + Sync,
+    ) -> Result<Tensor> {
         let mut shape = x.dims().to_vec();
         match shape.last_mut() {
             Some(last) if *last == self.inputs => *last = self.outputs,
-            _ => candle_core::bail!("dense layer: input {:?} does not end in {}", x.dims(), self.inputs),
+            _ => candle_core::bail!(
+                "dense layer: input {:?} does not end in {}",
+                x.dims(),
+                self.inputs
+            ),
         }
         let values = x.flatten_all()?.to_vec1::<f32>()?;
         let rows = values.len() / self.inputs;
         let mut out = vec![0.0f32; rows * self.outputs];
-        kernel::product(&Panels::queries(&values, rows, self.inputs), weights, &mut out);
-        for row in out.chunks_exact_mut(self.outputs) {
+        kernel::product(
+            &Panels::queries(&values, rows, self.inputs),
+            weights,
+            &mut out,
+        );
+        out.par_chunks_mut(self.outputs).for_each(|row| {
             for (y, b) in row.iter_mut().zip(bias) {
-                *y += b;
+                *y = act(*y + b);
             }
-        }
+        });
         Tensor::from_vec(out, shape, x.device())
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.packed {
+            None => self.linear.forward(x),
+            Some(packed) => self.on_kernel(packed, x, |y| y),
+        }
     }
 }
