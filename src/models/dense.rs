@@ -57,10 +57,6 @@ impl Dense {
         })
     }
 
-    pub fn outputs(&self) -> usize {
-        self.outputs
-    }
-
     /// `act(x Wᵀ + b)`: on the kernel, the activation is applied with the bias, row by row on the thread pool
     /// (Candle's element-wise maps run on one thread); elsewhere `fallback` applies it to Candle's output.
     pub fn forward_then(
