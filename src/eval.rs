@@ -9,6 +9,7 @@ pub mod kernel;
 pub mod knn;
 pub mod ranks;
 pub mod retrieval;
+pub mod scan;
 pub mod scores;
 pub mod space;
 pub mod topk;

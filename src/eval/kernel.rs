@@ -72,11 +72,12 @@ impl Panels {
             .enumerate()
             .for_each(|(p, panel)| {
                 let first = p * width;
-                for r in 0..width.min(rows - first) {
-                    let row = &values[(first + r) * dim..(first + r + 1) * dim];
-                    for (k, &v) in row.iter().enumerate() {
-                        panel[k * width + r] = v;
-                    }
+                let rows_here = width.min(rows - first);
+                let source = &values[first * dim..(first + rows_here) * dim];
+                match width {
+                    MR => pack_panel::<MR>(source, rows_here, dim, panel),
+                    NR => pack_panel::<NR>(source, rows_here, dim, panel),
+                    _ => unreachable!("panels are MR or NR wide"),
                 }
             });
         Panels {
@@ -114,6 +115,25 @@ impl Panels {
                 .as_ptr()
                 .cast::<f32>()
                 .add((p * self.dim + k) * self.width)
+        }
+    }
+}
+
+/// Transpose `rows` (≤ `W`) row-major rows of `dim` values into one dimension-major panel (`panel[k · W + r]`),
+/// the rows side by side: each dimension's `W` values are written together, so the stores run contiguously.
+fn pack_panel<const W: usize>(source: &[f32], rows: usize, dim: usize, panel: &mut [f32]) {
+    if rows == W {
+        let rows: [&[f32]; W] = std::array::from_fn(|r| &source[r * dim..(r + 1) * dim]);
+        for (k, column) in panel.chunks_exact_mut(W).enumerate() {
+            for (value, row) in column.iter_mut().zip(&rows) {
+                *value = row[k];
+            }
+        }
+    } else {
+        for (r, row) in source.chunks_exact(dim).enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                panel[k * W + r] = v;
+            }
         }
     }
 }

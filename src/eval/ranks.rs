@@ -15,6 +15,7 @@
 use candle_core::Device;
 use rayon::prelude::*;
 
+use super::scan::{Lows, scan};
 use super::scores::{dot, for_each_block, same_dim};
 use super::space::Vectors;
 use crate::error::Result;
@@ -121,18 +122,14 @@ pub fn ranks(
             .enumerate()
             .for_each(|(r, (counters, low))| {
                 let skip = exclude[block.q0 + r];
-                for (j, &score) in block.row(r).iter().enumerate() {
-                    if score < *low {
-                        continue;
-                    }
+                scan(block.row(r), Lows::One(*low), |j, score| {
                     let candidate = (block.c0 + j) as u32;
-                    if Some(candidate) == skip {
-                        continue;
+                    if Some(candidate) != skip {
+                        for c in counters.iter_mut() {
+                            c.observe(candidate, score);
+                        }
                     }
-                    for c in counters.iter_mut() {
-                        c.observe(candidate, score);
-                    }
-                }
+                });
             });
         Ok(())
     })?;
@@ -167,47 +164,43 @@ pub fn both_directions(
         .enumerate()
         .map(|(t, &i)| Counter::new(i, dot(texts.row(t), images.row(i as usize))))
         .collect();
-    let mut i2t: Vec<(Vec<Counter>, f32)> = captions_of
+    let mut i2t: Vec<Vec<Counter>> = captions_of
         .iter()
         .map(|ts| {
-            let c: Vec<Counter> = ts
-                .iter()
+            ts.iter()
                 .map(|&t| Counter::new(t, t2i[t as usize].reference))
-                .collect();
-            let l = low(&c);
-            (c, l)
+                .collect()
         })
         .collect();
+    let i2t_lows: Vec<f32> = i2t.iter().map(|c| low(c)).collect();
     // Image columns are visited in groups, so each task reads contiguous runs of a row.
-    const GROUP: usize = 16;
+    const GROUP: usize = 64;
     for_each_block(texts, images, device, 0, |block| {
         t2i[block.q0..block.q0 + block.rows]
             .par_iter_mut()
             .enumerate()
             .for_each(|(r, counter)| {
                 let low = counter.low();
-                for (j, &score) in block.row(r).iter().enumerate() {
-                    if score >= low {
-                        counter.observe((block.c0 + j) as u32, score);
-                    }
-                }
+                scan(block.row(r), Lows::One(low), |j, score| {
+                    counter.observe((block.c0 + j) as u32, score)
+                });
             });
         let columns = &mut i2t[block.c0..block.c0 + block.cols];
+        let lows = &i2t_lows[block.c0..block.c0 + block.cols];
         columns
             .par_chunks_mut(GROUP)
+            .zip(lows.par_chunks(GROUP))
             .enumerate()
-            .for_each(|(g, group)| {
+            .for_each(|(g, (group, lows))| {
                 let first = g * GROUP;
                 for r in 0..block.rows {
                     let row = &block.row(r)[first..first + group.len()];
                     let caption = (block.q0 + r) as u32;
-                    for ((counters, low), &score) in group.iter_mut().zip(row) {
-                        if score >= *low {
-                            for c in counters.iter_mut() {
-                                c.observe(caption, score);
-                            }
+                    scan(row, Lows::Each(lows), |j, score| {
+                        for c in group[j].iter_mut() {
+                            c.observe(caption, score);
                         }
-                    }
+                    });
                 }
             });
         Ok(())
@@ -216,7 +209,7 @@ pub fn both_directions(
     let i2t = i2t
         .into_iter()
         .zip(&captions_of)
-        .map(|((counters, _), ts)| {
+        .map(|(counters, ts)| {
             ts.iter()
                 .zip(counters)
                 .map(|(&t, c)| (t, c.finish()))

@@ -2,13 +2,15 @@
 //! `candle_transformers::models::bert::BertModel` (HF `BertModel`, post-norm, extended attention mask of
 //! `f32::MIN`), with the query, key and value projections fused into one product and every dense product on
 //! vlmdb's AVX-512 kernel where it runs. Weights load from the same names (`[bert.|<model_type>.]embeddings…`,
-//! `…encoder.layer.N…`).
+//! `…encoder.layer.N…`). Where every dense layer is on the kernel, the layers run on host rows
+//! ([`super::host_layers`]): only the batch's real tokens, so padding costs nothing; elsewhere on Candle tensors.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
 use candle_transformers::models::bert::{Config, HiddenAct};
 
-use super::dense::Dense;
+use super::dense::{Activation, Dense};
+use super::host_layers::{HostNorm, lengths, pad, self_attention, unpad};
 
 pub struct BertEncoder {
     words: Embedding,
@@ -18,6 +20,9 @@ pub struct BertEncoder {
     layers: Vec<Layer>,
     heads: usize,
     act: HiddenAct,
+    /// The layer norms as host values, where every dense layer runs on the kernel (then the whole stack runs on
+    /// host rows: [`BertEncoder::forward_host`]).
+    host: Option<Vec<[HostNorm; 2]>>,
 }
 
 struct Layer {
@@ -70,6 +75,26 @@ impl BertEncoder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let on_host = layers.iter().all(|l| {
+            [&l.qkv, &l.attention_out, &l.intermediate, &l.output]
+                .iter()
+                .all(|d| d.on_host())
+        });
+        let host = if on_host {
+            Some(
+                layers
+                    .iter()
+                    .map(|l| {
+                        Ok([
+                            HostNorm::of(&l.attention_norm)?,
+                            HostNorm::of(&l.output_norm)?,
+                        ])
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        } else {
+            None
+        };
         Ok(BertEncoder {
             words: embedding(config.vocab_size, hidden, e.pp("word_embeddings"))?,
             positions: embedding(
@@ -86,6 +111,7 @@ impl BertEncoder {
             layers,
             heads: config.num_attention_heads,
             act: config.hidden_act,
+            host,
         })
     }
 
@@ -99,6 +125,9 @@ impl BertEncoder {
             .broadcast_add(&self.token_types.forward(&ids.zeros_like()?)?)?
             .broadcast_add(&self.positions.forward(&positions)?)?;
         let mut x = self.embedding_norm.forward(&x)?;
+        if let Some(norms) = &self.host {
+            return self.forward_host(&x, mask, norms);
+        }
         // (1 − mask) · f32::MIN, broadcast over heads and query positions.
         let mask = mask.to_dtype(DType::F32)?.reshape((batch, 1, 1, seq))?;
         let bias = (mask.ones_like()? - &mask)?.affine(f64::from(f32::MIN), 0.0)?;
@@ -106,6 +135,32 @@ impl BertEncoder {
             x = self.layer(layer, &x, &bias)?;
         }
         Ok(x)
+    }
+
+    /// The layers on host rows: the batch's real tokens packed without padding, every product on the kernel,
+    /// attention per sequence over its own tokens; padded positions come back as zeros.
+    fn forward_host(
+        &self,
+        embedded: &Tensor,
+        mask: &Tensor,
+        norms: &[[HostNorm; 2]],
+    ) -> Result<Tensor> {
+        let (_, seq, hidden) = embedded.dims3()?;
+        let lens = lengths(mask)?;
+        let rows = lens.iter().sum::<usize>();
+        let head = hidden / self.heads;
+        let act = self.activation();
+        let mut x = unpad(embedded, &lens)?;
+        for (l, [attention_norm, output_norm]) in self.layers.iter().zip(norms) {
+            let qkv = l.qkv.rows(&x, rows, Activation::Identity)?;
+            let context = self_attention(&qkv, &lens, self.heads, head);
+            let mut attended = l.attention_out.rows(&context, rows, Activation::Identity)?;
+            attention_norm.add_and_norm(&mut attended, &x);
+            let inner = l.intermediate.rows(&attended, rows, act)?;
+            x = l.output.rows(&inner, rows, Activation::Identity)?;
+            output_norm.add_and_norm(&mut x, &attended);
+        }
+        pad(&x, &lens, seq, hidden, embedded)
     }
 
     fn layer(&self, l: &Layer, x: &Tensor, bias: &Tensor) -> Result<Tensor> {
@@ -133,31 +188,16 @@ impl BertEncoder {
         let attended = l
             .attention_norm
             .forward(&(l.attention_out.forward(&context)? + x)?)?;
-        let inner = match self.act {
-            HiddenAct::Gelu => l
-                .intermediate
-                .forward_then(&attended, gelu_erf, |t| t.gelu_erf())?,
-            HiddenAct::GeluApproximate => {
-                l.intermediate
-                    .forward_then(&attended, gelu_tanh, |t| t.gelu())?
-            }
-            HiddenAct::Relu => {
-                l.intermediate
-                    .forward_then(&attended, |y| y.max(0.0), |t| t.relu())?
-            }
-        };
+        let inner = l.intermediate.forward_then(&attended, self.activation())?;
         l.output_norm
             .forward(&(l.output.forward(&inner)? + attended)?)
     }
-}
 
-/// The exact GELU, `x · Φ(x)`, as HF's `gelu` (and Candle's `gelu_erf`: the same libm `erff`).
-fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// The tanh approximation of GELU, as HF's `gelu_new` (and Candle's `gelu`).
-fn gelu_tanh(x: f32) -> f32 {
-    let c = (2.0f32 / std::f32::consts::PI).sqrt();
-    0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+    fn activation(&self) -> Activation {
+        match self.act {
+            HiddenAct::Gelu => Activation::Gelu,
+            HiddenAct::GeluApproximate => Activation::GeluTanh,
+            HiddenAct::Relu => Activation::Relu,
+        }
+    }
 }
