@@ -90,11 +90,53 @@ fn counters(query: &[f32], candidates: &Vectors, positives: &[u32]) -> Vec<Count
         .collect()
 }
 
-fn low(counters: &[Counter]) -> f32 {
-    counters
-        .iter()
-        .map(Counter::low)
-        .fold(f32::INFINITY, f32::min)
+/// The counters of one query's positives, with what they share: a score above every positive's band beats them
+/// all and is counted once (`above`) instead of once per counter. A positive's own score is its reference up to
+/// GEMM rounding (≪ [`BAND`]), so it never lands above the highest band.
+#[derive(Debug, Clone)]
+struct Group {
+    each: Vec<Counter>,
+    low: f32,
+    high: f32,
+    above: u64,
+}
+
+impl Group {
+    fn new(each: Vec<Counter>) -> Group {
+        let low = each.iter().map(Counter::low).fold(f32::INFINITY, f32::min);
+        let high = each
+            .iter()
+            .map(|c| c.reference + BAND)
+            .fold(f32::NEG_INFINITY, f32::max);
+        Group {
+            each,
+            low,
+            high,
+            above: 0,
+        }
+    }
+
+    #[inline]
+    fn observe(&mut self, candidate: u32, score: f32) {
+        if score > self.high {
+            self.above += 1;
+        } else {
+            for c in self.each.iter_mut() {
+                c.observe(candidate, score);
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<Rank> {
+        let above = self.above;
+        self.each
+            .into_iter()
+            .map(|mut c| {
+                c.greater += above;
+                c.finish()
+            })
+            .collect()
+    }
 }
 
 /// For every query, the rank of each of its positives (`positives[q]`, candidate rows) among all candidates
@@ -107,36 +149,27 @@ pub fn ranks(
     device: &Device,
 ) -> Result<Vec<Vec<Rank>>> {
     same_dim("the queries", queries, "the candidates", candidates)?;
-    let mut state: Vec<(Vec<Counter>, f32)> = positives
+    let mut state: Vec<Group> = positives
         .iter()
         .enumerate()
-        .map(|(q, ps)| {
-            let c = counters(queries.row(q), candidates, ps);
-            let l = low(&c);
-            (c, l)
-        })
+        .map(|(q, ps)| Group::new(counters(queries.row(q), candidates, ps)))
         .collect();
     for_each_block(queries, candidates, device, 0, |block| {
         state[block.q0..block.q0 + block.rows]
             .par_iter_mut()
             .enumerate()
-            .for_each(|(r, (counters, low))| {
+            .for_each(|(r, group)| {
                 let skip = exclude[block.q0 + r];
-                scan(block.row(r), Lows::One(*low), |j, score| {
+                scan(block.row(r), Lows::One(group.low), |j, score| {
                     let candidate = (block.c0 + j) as u32;
                     if Some(candidate) != skip {
-                        for c in counters.iter_mut() {
-                            c.observe(candidate, score);
-                        }
+                        group.observe(candidate, score);
                     }
                 });
             });
         Ok(())
     })?;
-    Ok(state
-        .into_iter()
-        .map(|(counters, _)| counters.into_iter().map(Counter::finish).collect())
-        .collect())
+    Ok(state.into_iter().map(Group::finish).collect())
 }
 
 /// Per image, its captions (rows) with their image→text ranks.
@@ -164,15 +197,17 @@ pub fn both_directions(
         .enumerate()
         .map(|(t, &i)| Counter::new(i, dot(texts.row(t), images.row(i as usize))))
         .collect();
-    let mut i2t: Vec<Vec<Counter>> = captions_of
+    let mut i2t: Vec<Group> = captions_of
         .iter()
         .map(|ts| {
-            ts.iter()
-                .map(|&t| Counter::new(t, t2i[t as usize].reference))
-                .collect()
+            Group::new(
+                ts.iter()
+                    .map(|&t| Counter::new(t, t2i[t as usize].reference))
+                    .collect(),
+            )
         })
         .collect();
-    let i2t_lows: Vec<f32> = i2t.iter().map(|c| low(c)).collect();
+    let i2t_lows: Vec<f32> = i2t.iter().map(|g| g.low).collect();
     // Image columns are visited in groups, so each task reads contiguous runs of a row.
     const GROUP: usize = 64;
     for_each_block(texts, images, device, 0, |block| {
@@ -197,9 +232,7 @@ pub fn both_directions(
                     let row = &block.row(r)[first..first + group.len()];
                     let caption = (block.q0 + r) as u32;
                     scan(row, Lows::Each(lows), |j, score| {
-                        for c in group[j].iter_mut() {
-                            c.observe(caption, score);
-                        }
+                        group[j].observe(caption, score)
                     });
                 }
             });
@@ -209,12 +242,7 @@ pub fn both_directions(
     let i2t = i2t
         .into_iter()
         .zip(&captions_of)
-        .map(|(counters, ts)| {
-            ts.iter()
-                .zip(counters)
-                .map(|(&t, c)| (t, c.finish()))
-                .collect()
-        })
+        .map(|(group, ts)| ts.iter().copied().zip(group.finish()).collect())
         .collect();
     Ok((t2i, i2t))
 }

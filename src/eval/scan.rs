@@ -20,7 +20,7 @@ impl Lows<'_> {
 }
 
 /// `hit(j, scores[j])` for every `j` with `scores[j] >= lows[j]`, in increasing `j` (NaN never hits).
-pub fn scan(scores: &[f32], lows: Lows, mut hit: impl FnMut(usize, f32)) {
+pub fn scan(scores: &[f32], lows: Lows, hit: impl FnMut(usize, f32)) {
     if let Lows::Each(lows) = lows {
         assert_eq!(lows.len(), scores.len(), "one threshold per score");
     }
@@ -30,6 +30,10 @@ pub fn scan(scores: &[f32], lows: Lows, mut hit: impl FnMut(usize, f32)) {
         unsafe { scan_avx512(scores, lows, hit) };
         return;
     }
+    scan_plain(scores, lows, hit)
+}
+
+fn scan_plain(scores: &[f32], lows: Lows, mut hit: impl FnMut(usize, f32)) {
     for (j, &s) in scores.iter().enumerate() {
         if s >= lows.at(j) {
             hit(j, s);
@@ -78,12 +82,19 @@ mod tests {
             let want: Vec<usize> = (0..scores.len())
                 .filter(|&j| scores[j] >= lows.at(j))
                 .collect();
-            let mut got = Vec::new();
-            scan(&scores, lows, |j, s| {
-                assert_eq!(s.to_bits(), scores[j].to_bits());
-                got.push(j);
-            });
-            assert_eq!(got, want);
+            for plain in [false, true] {
+                let mut got = Vec::new();
+                let hit = |j: usize, s: f32| {
+                    assert_eq!(s.to_bits(), scores[j].to_bits());
+                    got.push(j);
+                };
+                if plain {
+                    scan_plain(&scores, lows, hit);
+                } else {
+                    scan(&scores, lows, hit);
+                }
+                assert_eq!(got, want, "plain loop: {plain}");
+            }
         }
     }
 }

@@ -277,10 +277,17 @@ mod tests {
     use super::*;
     use candle_core::{D, Device};
 
-    /// The packed, unmasked host attention equals Candle's padded, masked attention.
+    /// The packed, unmasked host attention equals Candle's padded, masked attention: heads of 4 (the general
+    /// path) and of 32 (MiniLM's, the AVX-512 path where the CPU has it).
     #[test]
     fn self_attention_equals_masked_attention_over_a_padded_batch() {
-        let (heads, head, seq) = (2usize, 4usize, 5usize);
+        for head in [4, 32] {
+            attention_case(2, head);
+        }
+    }
+
+    fn attention_case(heads: usize, head: usize) {
+        let seq = 5usize;
         let hidden = heads * head;
         let lens = [5usize, 3, 1];
         let mut state = 7u64;
