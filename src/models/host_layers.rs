@@ -143,6 +143,9 @@ avx512_dispatch! {
 /// MiniLM's 32-wide heads take [`attend_32`], whose query, score and context vectors live in registers.
 #[inline(always)]
 fn attend_sequence(qkv: &[f32], start: usize, out: &mut [f32], heads: usize, head: usize) {
+    if out.is_empty() {
+        return; // an empty sequence has no context rows
+    }
     #[cfg(target_arch = "x86_64")]
     if head == 32 && super::fastmath::has_avx512() {
         // SAFETY: AVX-512F is present (checked just above).
@@ -289,7 +292,7 @@ mod tests {
     fn attention_case(heads: usize, head: usize) {
         let seq = 5usize;
         let hidden = heads * head;
-        let lens = [5usize, 3, 1];
+        let lens = [5usize, 3, 0, 1];
         let mut state = 7u64;
         let mut next = || {
             state = state
