@@ -13,7 +13,11 @@
 //! side from L2); this kernel is the one that runs where AVX-512 is present. Elsewhere (and on GPUs) blocks go
 //! through Candle's matrix product.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
+
+use super::scores::Block;
 
 /// Query rows per tile (broadcast operand).
 pub const MR: usize = 12;
@@ -157,53 +161,139 @@ impl Out {
 /// Panics unless both are packed for their roles with the same width and `out` has the right length, and unless
 /// [`available`] (callers check it once).
 pub fn product(queries: &Panels, candidates: &Panels, out: &mut [f32]) {
-    assert!(queries.width == MR && candidates.width == NR && queries.dim == candidates.dim);
     assert_eq!(out.len(), queries.rows * candidates.rows);
-    assert!(available(), "the score kernel needs AVX-512F");
-    let (m, n, dim) = (queries.rows, candidates.rows, queries.dim);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if dim == 0 {
+    if queries.dim == 0 {
         out.fill(0.0);
         return;
     }
-    let kc = KC.min(dim);
+    let n = candidates.rows;
+    let out = Out(out.as_mut_ptr());
+    jobs(queries, candidates, |quers, cands| {
+        // SAFETY: tile (qp, cp) of `out` (m × n, row stride n) lies inside it and belongs to this job alone.
+        let at = |qp: usize, cp: usize| (unsafe { out.get().add(qp * MR * n + cp * NR) }, n);
+        job(queries, candidates, quers, cands, at, |_| {});
+    });
+}
+
+/// The same product handed out a stripe at a time instead of written: `visit` sees the scores of one query panel
+/// (up to [`MR`] rows) against one candidate sub-block (up to 256 candidates) as soon as they are final, while they
+/// are still in this core's cache, so that counting over them costs no trip to memory. Stripes cover every
+/// (query, candidate) pair once and come from every worker thread at once. `origin` is added to the stripes'
+/// query and candidate offsets (the place of these panels in a larger product).
+///
+/// Same panics as [`product`].
+pub fn product_stripes(
+    queries: &Panels,
+    candidates: &Panels,
+    origin: (usize, usize),
+    visit: impl Fn(&Block) + Sync,
+) {
+    let (m, n, dim) = (queries.rows, candidates.rows, queries.dim);
+    let passes = dim.div_ceil(KC).max(1);
+    jobs(queries, candidates, |quers, cands| {
+        let (q_first, c_first) = (quers.start, cands.start);
+        let first = c_first * NR;
+        let cols = (cands.end * NR).min(n) - first;
+        // One pass over the dimensions: each query panel's stripe is final after its pass, so one stripe of
+        // scratch serves them all. Several passes: the job's stripes accumulate until the last one.
+        let held = if passes == 1 { 1 } else { quers.len() };
+        let mut scratch = vec![0.0f32; held * MR * cols];
+        let base = Out(scratch.as_mut_ptr());
+        let slot = |qp: usize| if passes == 1 { 0 } else { qp - q_first };
+        let at = |qp: usize, cp: usize| {
+            // SAFETY: stripe `slot(qp)` holds MR rows of `cols`; tile cp starts (cp − first panel) · NR into it.
+            let row = unsafe { base.get().add(slot(qp) * MR * cols) };
+            (unsafe { row.add((cp - c_first) * NR) }, cols)
+        };
+        let done = |qp: usize| {
+            let rows = MR.min(m - qp * MR);
+            // SAFETY: the stripe's `rows` rows were written by this job's tiles (no writes are in flight).
+            let scores = unsafe {
+                std::slice::from_raw_parts(base.get().add(slot(qp) * MR * cols), rows * cols)
+            };
+            visit(&Block {
+                q0: origin.0 + qp * MR,
+                c0: origin.1 + first,
+                rows,
+                cols,
+                scores,
+            });
+        };
+        if dim == 0 {
+            for qp in quers {
+                done(qp);
+            }
+        } else {
+            job(queries, candidates, quers, cands, at, done);
+        }
+    });
+}
+
+/// Split the product into jobs (candidate sub-blocks that stream from L2, and query chunks when there are few
+/// candidates, as for k-means centres) and run `each(query panels, candidate panels)` over the thread pool.
+fn jobs(queries: &Panels, candidates: &Panels, each: impl Fn(Range<usize>, Range<usize>) + Sync) {
+    assert!(queries.width == MR && candidates.width == NR && queries.dim == candidates.dim);
+    assert!(available(), "the score kernel needs AVX-512F");
+    if queries.rows == 0 || candidates.rows == 0 {
+        return;
+    }
+    let kc = KC.min(queries.dim).max(1);
     let per_block = (L2_BYTES / (kc * 4 * NR)).max(1); // candidate panels per sub-block
     let blocks = candidates.panels().div_ceil(per_block);
     let threads = rayon::current_num_threads();
     let query_chunks = (4 * threads).div_ceil(blocks).min(queries.panels()).max(1);
     let per_chunk = queries.panels().div_ceil(query_chunks);
-    let out = Out(out.as_mut_ptr());
     (0..blocks * query_chunks).into_par_iter().for_each(|job| {
         let (block, chunk) = (job / query_chunks, job % query_chunks);
         let cands = block * per_block..((block + 1) * per_block).min(candidates.panels());
         let quers = chunk * per_chunk..((chunk + 1) * per_chunk).min(queries.panels());
-        for k0 in (0..dim).step_by(kc) {
-            let len = kc.min(dim - k0);
-            for qp in quers.clone() {
-                let rows = MR.min(m - qp * MR);
-                for cp in cands.clone() {
-                    let cols = NR.min(n - cp * NR);
-                    // SAFETY: AVX-512F is available (checked above); the panels hold `len` dimensions from k0;
-                    // the tile at (qp·MR, cp·NR) of rows × cols lies inside `out` (m × n) and is this job's own.
-                    unsafe {
-                        let dst = out.get().add(qp * MR * n + cp * NR);
-                        tile(
-                            queries.at(qp, k0),
-                            candidates.at(cp, k0),
-                            len,
-                            dst,
-                            n,
-                            rows,
-                            cols,
-                            k0 > 0,
-                        );
-                    }
-                }
-            }
+        if !quers.is_empty() {
+            each(quers, cands);
         }
     });
+}
+
+/// One job's tiles: every query panel of `quers` against every candidate panel of `cands`, the dimensions in
+/// passes of [`KC`]. `at(qp, cp)` is where tile (qp, cp) goes and its row stride; `done(qp)` is called once the
+/// last pass has finished query panel `qp`'s tiles. `dim` must be above 0.
+fn job(
+    queries: &Panels,
+    candidates: &Panels,
+    quers: Range<usize>,
+    cands: Range<usize>,
+    at: impl Fn(usize, usize) -> (*mut f32, usize),
+    mut done: impl FnMut(usize),
+) {
+    let (m, n, dim) = (queries.rows, candidates.rows, queries.dim);
+    let kc = KC.min(dim);
+    for k0 in (0..dim).step_by(kc) {
+        let len = kc.min(dim - k0);
+        let last = k0 + len == dim;
+        for qp in quers.clone() {
+            let rows = MR.min(m - qp * MR);
+            for cp in cands.clone() {
+                let cols = NR.min(n - cp * NR);
+                let (dst, ld) = at(qp, cp);
+                // SAFETY: AVX-512F is available (checked in `jobs`); the panels hold `len` dimensions from k0;
+                // `at` gives a rows × cols tile with stride `ld` that is this job's own.
+                unsafe {
+                    tile(
+                        queries.at(qp, k0),
+                        candidates.at(cp, k0),
+                        len,
+                        dst,
+                        ld,
+                        rows,
+                        cols,
+                        k0 > 0,
+                    );
+                }
+            }
+            if last {
+                done(qp);
+            }
+        }
+    }
 }
 
 /// One `rows × cols` (≤ 12 × 32) tile over `len` dimensions; adds to `dst` when `accumulate`, else overwrites it.
@@ -329,6 +419,48 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Stripes cover every pair once, with the product's scores, on the same edge cases (dim > KC included).
+    #[test]
+    fn stripes_cover_every_pair_once_with_the_products_scores() {
+        if !available() {
+            eprintln!("no AVX-512F on this CPU: the kernel is not used here");
+            return;
+        }
+        for (m, n, dim) in [
+            (1, 1, 1),
+            (13, 33, 7),
+            (50, 700, 64),
+            (25, 40, KC + 77),
+            (3, 300, 0),
+        ] {
+            let q = values(m * dim, m as u64 * 7 + 3);
+            let c = values(n * dim, n as u64 * 11 + 1);
+            let (q, c) = (Panels::queries(&q, m, dim), Panels::candidates(&c, n, dim));
+            let mut want = vec![f32::NAN; m * n];
+            product(&q, &c, &mut want);
+            let seen = std::sync::Mutex::new(vec![0u32; m * n]);
+            product_stripes(&q, &c, (100, 1000), |stripe| {
+                let mut seen = seen.lock().unwrap();
+                assert!(stripe.rows <= MR && stripe.scores.len() == stripe.rows * stripe.cols);
+                for r in 0..stripe.rows {
+                    for (j, &score) in stripe.row(r).iter().enumerate() {
+                        let (i, k) = (stripe.q0 - 100 + r, stripe.c0 - 1000 + j);
+                        assert_eq!(
+                            score.to_bits(),
+                            want[i * n + k].to_bits(),
+                            "({m},{n},{dim}) [{i},{k}]"
+                        );
+                        seen[i * n + k] += 1;
+                    }
+                }
+            });
+            assert!(
+                seen.into_inner().unwrap().iter().all(|&s| s == 1),
+                "({m},{n},{dim})"
+            );
         }
     }
 }

@@ -12,13 +12,11 @@
 //! are kept with their GEMM scores; at the end the positive's own GEMM score decides them exactly, so every
 //! comparison is between numbers from the same computation.
 
-use candle_core::Device;
-use rayon::prelude::*;
-
 use super::scan::{Lows, scan};
-use super::scores::{dot, for_each_block, same_dim};
+use super::scores::{Tally, dot, same_dim, tally};
 use super::space::Vectors;
 use crate::error::Result;
+use candle_core::Device;
 
 /// Half-width of the band around a reference score inside which GEMM scores are compared exactly at the end. GEMM
 /// and f64 scores of unit vectors differ by far less (≈1e-6 at 1,024 dimensions).
@@ -83,6 +81,15 @@ impl Counter {
     }
 }
 
+impl Tally for Counter {
+    fn merge(&mut self, other: Counter) {
+        debug_assert_eq!(self.positive, other.positive);
+        self.greater += other.greater;
+        self.band.extend(other.band);
+        self.own = self.own.or(other.own);
+    }
+}
+
 fn counters(query: &[f32], candidates: &Vectors, positives: &[u32]) -> Vec<Counter> {
     positives
         .iter()
@@ -139,6 +146,13 @@ impl Group {
     }
 }
 
+impl Tally for Group {
+    fn merge(&mut self, other: Group) {
+        self.above += other.above;
+        self.each.merge(other.each);
+    }
+}
+
 /// For every query, the rank of each of its positives (`positives[q]`, candidate rows) among all candidates
 /// except `exclude[q]`.
 pub fn ranks(
@@ -149,25 +163,22 @@ pub fn ranks(
     device: &Device,
 ) -> Result<Vec<Vec<Rank>>> {
     same_dim("the queries", queries, "the candidates", candidates)?;
-    let mut state: Vec<Group> = positives
+    let start: Vec<Group> = positives
         .iter()
         .enumerate()
         .map(|(q, ps)| Group::new(counters(queries.row(q), candidates, ps)))
         .collect();
-    for_each_block(queries, candidates, device, 0, |block| {
-        state[block.q0..block.q0 + block.rows]
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(r, group)| {
-                let skip = exclude[block.q0 + r];
-                scan(block.row(r), Lows::One(group.low), |j, score| {
-                    let candidate = (block.c0 + j) as u32;
-                    if Some(candidate) != skip {
-                        group.observe(candidate, score);
-                    }
-                });
+    let state = tally(queries, candidates, device, start, |groups, stripe| {
+        for r in 0..stripe.rows {
+            let q = stripe.q0 + r;
+            let (group, skip) = (&mut groups[q], exclude[q]);
+            scan(stripe.row(r), Lows::One(group.low), |j, score| {
+                let candidate = (stripe.c0 + j) as u32;
+                if Some(candidate) != skip {
+                    group.observe(candidate, score);
+                }
             });
-        Ok(())
+        }
     })?;
     Ok(state.into_iter().map(Group::finish).collect())
 }
@@ -192,12 +203,12 @@ pub fn both_directions(
     }
     // Text→image: one counter per caption. Image→text: one counter per (image, caption); the reference score is
     // the same pair's, so both directions compare the same numbers.
-    let mut t2i: Vec<Counter> = image_of
+    let t2i: Vec<Counter> = image_of
         .iter()
         .enumerate()
         .map(|(t, &i)| Counter::new(i, dot(texts.row(t), images.row(i as usize))))
         .collect();
-    let mut i2t: Vec<Group> = captions_of
+    let i2t: Vec<Group> = captions_of
         .iter()
         .map(|ts| {
             Group::new(
@@ -208,35 +219,21 @@ pub fn both_directions(
         })
         .collect();
     let i2t_lows: Vec<f32> = i2t.iter().map(|g| g.low).collect();
-    // Image columns are visited in groups, so each task reads contiguous runs of a row.
-    const GROUP: usize = 64;
-    for_each_block(texts, images, device, 0, |block| {
-        t2i[block.q0..block.q0 + block.rows]
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(r, counter)| {
-                let low = counter.low();
-                scan(block.row(r), Lows::One(low), |j, score| {
-                    counter.observe((block.c0 + j) as u32, score)
-                });
+    // Each stripe row is one caption's scores against the stripe's images: compared once with the caption's own
+    // threshold (text→image) and once with each image's (image→text).
+    let (t2i, i2t) = tally(texts, images, device, (t2i, i2t), |(t2i, i2t), stripe| {
+        let columns = stripe.c0..stripe.c0 + stripe.cols;
+        let (groups, lows) = (&mut i2t[columns.clone()], &i2t_lows[columns]);
+        for r in 0..stripe.rows {
+            let (caption, row) = (stripe.q0 + r, stripe.row(r));
+            let counter = &mut t2i[caption];
+            scan(row, Lows::One(counter.low()), |j, score| {
+                counter.observe((stripe.c0 + j) as u32, score)
             });
-        let columns = &mut i2t[block.c0..block.c0 + block.cols];
-        let lows = &i2t_lows[block.c0..block.c0 + block.cols];
-        columns
-            .par_chunks_mut(GROUP)
-            .zip(lows.par_chunks(GROUP))
-            .enumerate()
-            .for_each(|(g, (group, lows))| {
-                let first = g * GROUP;
-                for r in 0..block.rows {
-                    let row = &block.row(r)[first..first + group.len()];
-                    let caption = (block.q0 + r) as u32;
-                    scan(row, Lows::Each(lows), |j, score| {
-                        group[j].observe(caption, score)
-                    });
-                }
+            scan(row, Lows::Each(lows), |j, score| {
+                groups[j].observe(caption as u32, score)
             });
-        Ok(())
+        }
     })?;
     let t2i = t2i.into_iter().map(Counter::finish).collect();
     let i2t = i2t

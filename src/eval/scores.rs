@@ -4,7 +4,10 @@
 //! On AVX-512 CPUs an optimised build multiplies blocks with vlmdb's own kernel ([`super::kernel`]) instead, into
 //! one reused buffer.
 
+use std::sync::{Mutex, PoisonError};
+
 use candle_core::{Device, Storage, Tensor};
+use rayon::prelude::*;
 
 use super::kernel::{self, Panels};
 use super::space::Vectors;
@@ -186,10 +189,41 @@ pub fn for_each_block_of(
 fn host_blocks(
     queries: &[f32],
     candidates: &[f32],
-    (m, n, dim): (usize, usize, usize),
+    shape: (usize, usize, usize),
     rows_cap: usize,
     cols_cap: usize,
     mut visit: impl FnMut(&Block) -> Result<()>,
+) -> Result<()> {
+    let mut scores = Vec::new();
+    host_products(
+        queries,
+        candidates,
+        shape,
+        rows_cap,
+        cols_cap,
+        |q0, c0, left, right| {
+            scores.resize(left.rows() * right.rows(), 0.0);
+            kernel::product(left, right, &mut scores);
+            visit(&Block {
+                q0,
+                c0,
+                rows: left.rows(),
+                cols: right.rows(),
+                scores: &scores,
+            })
+        },
+    )
+}
+
+/// `each(q0, c0, queries, candidates)` for every pair of packed query and candidate blocks, candidate blocks packed
+/// once and query blocks in turn.
+fn host_products(
+    queries: &[f32],
+    candidates: &[f32],
+    (m, n, dim): (usize, usize, usize),
+    rows_cap: usize,
+    cols_cap: usize,
+    mut each: impl FnMut(usize, usize, &Panels, &Panels) -> Result<()>,
 ) -> Result<()> {
     let column_blocks: Vec<(usize, Panels)> = spans(n, cols_cap)
         .map(|(c0, cols)| {
@@ -199,23 +233,105 @@ fn host_blocks(
             )
         })
         .collect();
-    let mut scores = Vec::new();
     for (q0, rows) in spans(m, rows_cap) {
         let packed = Panels::queries(&queries[q0 * dim..(q0 + rows) * dim], rows, dim);
         for (c0, right) in &column_blocks {
-            let cols = right.rows();
-            scores.resize(rows * cols, 0.0);
-            kernel::product(&packed, right, &mut scores);
-            visit(&Block {
-                q0,
-                c0: *c0,
-                rows,
-                cols,
-                scores: &scores,
-            })?;
+            each(q0, *c0, &packed, right)?;
         }
     }
     Ok(())
+}
+
+/// What a parallel pass over score stripes ([`tally`]) accumulates. Every worker thread counts into its own copy
+/// of the starting value; the copies are merged at the end, and merging adds, so the starting value must hold no
+/// counts yet.
+pub trait Tally: Clone + Send + Sync {
+    fn merge(&mut self, other: Self);
+}
+
+impl<T: Tally> Tally for Vec<T> {
+    fn merge(&mut self, other: Self) {
+        debug_assert_eq!(self.len(), other.len());
+        for (mine, theirs) in self.iter_mut().zip(other) {
+            mine.merge(theirs);
+        }
+    }
+}
+
+impl<A: Tally, B: Tally> Tally for (A, B) {
+    fn merge(&mut self, other: Self) {
+        self.0.merge(other.0);
+        self.1.merge(other.1);
+    }
+}
+
+/// Rows of a block handed to one [`tally`] visit on the Candle path.
+const STRIPE_ROWS: usize = 16;
+
+/// Every score of `queries` × `candidates`, a stripe (a [`Block`] of a few rows) at a time, counted into `start`:
+/// `visit(counts, stripe)` runs on every worker thread at once, each with its own counts (see [`Tally`]), and the
+/// merged counts come back. On the kernel's path the stripes are visited as the kernel finishes them, while they
+/// are in cache; no block of scores is ever written to memory. Elsewhere blocks from [`for_each_block`] are cut
+/// into stripes of rows.
+pub fn tally<T: Tally>(
+    queries: &Vectors,
+    candidates: &Vectors,
+    device: &Device,
+    start: T,
+    visit: impl Fn(&mut T, &Block) + Sync,
+) -> Result<T> {
+    same_dim("the queries", queries, "the candidates", candidates)?;
+    if queries.is_empty() || candidates.is_empty() {
+        return Ok(start);
+    }
+    // One slot per worker thread (and one for a caller outside the pool); each is locked only by its own thread.
+    let slots: Vec<Mutex<Option<T>>> = (0..=rayon::current_num_threads())
+        .map(|_| Mutex::new(None))
+        .collect();
+    let each = |stripe: &Block| {
+        let slot = rayon::current_thread_index()
+            .unwrap_or(usize::MAX)
+            .min(slots.len() - 1);
+        let mut counts = slots[slot].lock().unwrap_or_else(PoisonError::into_inner);
+        visit(counts.get_or_insert_with(|| start.clone()), stripe);
+    };
+    let left = Matrix::of(queries, device)?;
+    let right = Matrix::of(candidates, device)?;
+    if let (Data::Host(q), Data::Host(c)) = (&left.data, &right.data) {
+        let shape = (left.rows, right.rows, left.dim);
+        let cols_cap = (BLOCK_SCORES / QUERY_BLOCK).clamp(1, right.rows);
+        host_products(q, c, shape, QUERY_BLOCK, cols_cap, |q0, c0, l, r| {
+            kernel::product_stripes(l, r, (q0, c0), &each);
+            Ok(())
+        })?;
+    } else {
+        for_each_block_of(&left, &right, 0, |block| {
+            (0..block.rows)
+                .into_par_iter()
+                .step_by(STRIPE_ROWS)
+                .for_each(|r0| {
+                    let rows = STRIPE_ROWS.min(block.rows - r0);
+                    each(&Block {
+                        q0: block.q0 + r0,
+                        c0: block.c0,
+                        rows,
+                        cols: block.cols,
+                        scores: &block.scores[r0 * block.cols..(r0 + rows) * block.cols],
+                    });
+                });
+            Ok(())
+        })?;
+    }
+    let mut counts = slots
+        .into_iter()
+        .filter_map(|slot| slot.into_inner().unwrap_or_else(PoisonError::into_inner));
+    let Some(mut total) = counts.next() else {
+        return Ok(start);
+    };
+    for more in counts {
+        total.merge(more);
+    }
+    Ok(total)
 }
 
 /// ‖a − b‖² in f64.
