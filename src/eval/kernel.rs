@@ -71,7 +71,8 @@ impl Panels {
         let flat = unsafe {
             std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<f32>(), lines.len() * 16)
         };
-        flat.par_chunks_mut(dim * width)
+        // With no dimensions `flat` is empty and there is nothing to pack (rayon refuses a chunk size of 0).
+        flat.par_chunks_mut((dim * width).max(1))
             .take(panels)
             .enumerate()
             .for_each(|(p, panel)| {
@@ -384,27 +385,39 @@ mod tests {
             .collect()
     }
 
-    /// Every edge case of the tiling: partial tiles on both sides, several dimension passes (dim > KC), one panel.
-    #[test]
-    fn equals_the_plain_product() {
+    /// Run `check(m, n, dim, queries, candidates)` on seeded values for each (m, n, dim) shape, where the CPU
+    /// has the kernel.
+    fn on_shapes(
+        shapes: &[(usize, usize, usize)],
+        check: impl Fn(usize, usize, usize, &[f32], &[f32]),
+    ) {
         if !available() {
             eprintln!("no AVX-512F on this CPU: the kernel is not used here");
             return;
         }
-        for (m, n, dim) in [
+        for &(m, n, dim) in shapes {
+            let q = values(m * dim, m as u64 * 31 + dim as u64);
+            let c = values(n * dim, n as u64 * 17 + 5);
+            check(m, n, dim, &q, &c);
+        }
+    }
+
+    /// Every edge case of the tiling: partial tiles on both sides, several dimension passes (dim > KC), one panel.
+    #[test]
+    fn equals_the_plain_product() {
+        let shapes = [
             (1, 1, 1),
             (13, 33, 7),
             (12, 32, 16),
             (50, 700, 64),
             (25, 40, KC + 77),
             (3, 300, 2 * KC),
-        ] {
-            let q = values(m * dim, m as u64 * 31 + dim as u64);
-            let c = values(n * dim, n as u64 * 17 + 5);
+        ];
+        on_shapes(&shapes, |m, n, dim, q, c| {
             let mut out = vec![f32::NAN; m * n];
             product(
-                &Panels::queries(&q, m, dim),
-                &Panels::candidates(&c, n, dim),
+                &Panels::queries(q, m, dim),
+                &Panels::candidates(c, n, dim),
                 &mut out,
             );
             for i in 0..m {
@@ -419,26 +432,21 @@ mod tests {
                     );
                 }
             }
-        }
+        });
     }
 
     /// Stripes cover every pair once, with the product's scores, on the same edge cases (dim > KC included).
     #[test]
     fn stripes_cover_every_pair_once_with_the_products_scores() {
-        if !available() {
-            eprintln!("no AVX-512F on this CPU: the kernel is not used here");
-            return;
-        }
-        for (m, n, dim) in [
+        let shapes = [
             (1, 1, 1),
             (13, 33, 7),
             (50, 700, 64),
             (25, 40, KC + 77),
             (3, 300, 0),
-        ] {
-            let q = values(m * dim, m as u64 * 7 + 3);
-            let c = values(n * dim, n as u64 * 11 + 1);
-            let (q, c) = (Panels::queries(&q, m, dim), Panels::candidates(&c, n, dim));
+        ];
+        on_shapes(&shapes, |m, n, dim, q, c| {
+            let (q, c) = (Panels::queries(q, m, dim), Panels::candidates(c, n, dim));
             let mut want = vec![f32::NAN; m * n];
             product(&q, &c, &mut want);
             let seen = std::sync::Mutex::new(vec![0u32; m * n]);
@@ -461,6 +469,6 @@ mod tests {
                 seen.into_inner().unwrap().iter().all(|&s| s == 1),
                 "({m},{n},{dim})"
             );
-        }
+        });
     }
 }
