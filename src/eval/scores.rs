@@ -301,7 +301,7 @@ pub fn tally<T: Tally>(
         let shape = (left.rows, right.rows, left.dim);
         let cols_cap = (BLOCK_SCORES / QUERY_BLOCK).clamp(1, right.rows);
         host_products(q, c, shape, QUERY_BLOCK, cols_cap, |q0, c0, l, r| {
-            kernel::product_stripes(l, r, (q0, c0), &each);
+            kernel::product_stripes(l, r, (q0, c0), each);
             Ok(())
         })?;
     } else {
