@@ -4,7 +4,6 @@
 pub mod compare;
 pub mod kmeans;
 pub mod pca;
-pub mod run;
 pub mod tracking;
 pub mod tsne;
 

@@ -146,6 +146,53 @@ pub enum Error {
         source: arrow::error::ArrowError,
     },
 
+    /// Parquet failed (reading or writing a file).
+    #[error("parquet: {source}")]
+    Parquet {
+        #[from]
+        source: parquet::errors::ParquetError,
+    },
+
+    /// A background task (a model load or forward pass on a blocking thread) panicked or was cancelled.
+    #[error("{what}: {source}")]
+    Task {
+        what: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+
+    /// A tokenizer could not encode a text (`what` names it: "text 3", "the prompt \"a cat\"").
+    #[error("tokenizing {what}: {source}")]
+    Tokenizer {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// Encoding or decoding safetensors (checkpoints) failed.
+    #[error("{what}: {source}")]
+    Safetensors {
+        what: String,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+
+    /// Encoding or decoding an image outside ingest (benchmark inputs, plots' thumbnails) failed.
+    #[error("{what}: {source}")]
+    Image {
+        what: String,
+        #[source]
+        source: image::ImageError,
+    },
+
+    /// An error of a step that the user knows by another name (the validation split of a training run, …).
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<Error>,
+    },
+
     /// JSON encoding or decoding failed.
     #[error("json: {source}")]
     Json {
@@ -188,6 +235,14 @@ impl Error {
                 input,
             },
             other => other,
+        }
+    }
+
+    /// A mapper for a background task that failed (panicked or was cancelled), named by `what`.
+    pub fn task(what: &'static str) -> impl Fn(tokio::task::JoinError) -> Error + Copy {
+        move |source| Error::Task {
+            what: what.to_string(),
+            source,
         }
     }
 

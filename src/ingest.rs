@@ -10,7 +10,6 @@ pub mod coco;
 pub mod fashioniq;
 pub mod folder;
 pub mod hf_parquet;
-pub mod image;
 pub mod jsonl;
 pub mod karpathy;
 pub mod paths;
@@ -158,9 +157,9 @@ pub fn prepare(record: ImageRecord, resize: Option<u32>) -> Result<PreparedImage
             std::fs::read(&p).map_err(|e| reject(format!("cannot read {}: {e}", p.display())))?
         }
     };
-    let (decoded, info) = image::decode(&bytes).map_err(&reject)?;
+    let (decoded, info) = crate::image::decode(&bytes).map_err(&reject)?;
     let resized = match resize {
-        Some(longest) => image::resize(&decoded, info, longest).map_err(&reject)?,
+        Some(longest) => crate::image::resize(&decoded, info, longest).map_err(&reject)?,
         None => None,
     };
     let (bytes, width, height, format, original) = match resized {
@@ -182,7 +181,7 @@ pub fn prepare(record: ImageRecord, resize: Option<u32>) -> Result<PreparedImage
         width,
         height,
         original,
-        format: image::format_name(format),
+        format: crate::image::format_name(format),
     })
 }
 
@@ -209,7 +208,7 @@ pub async fn ingest(store: &Store, options: IngestOptions) -> Result<IngestSumma
         let options = options.clone();
         tokio::task::spawn_blocking(move || read(&options))
             .await
-            .map_err(|e| Error::Usage(format!("reader thread failed: {e}")))??
+            .map_err(Error::task("reading the dataset"))??
     };
     if options.strict {
         validate_all(&collected, &options).await?;
@@ -268,7 +267,7 @@ async fn validate_all(collected: &Collected, options: &IngestOptions) -> Result<
                 .collect::<Vec<_>>()
         })
         .await
-        .map_err(|e| Error::Usage(format!("validation thread failed: {e}")))?;
+        .map_err(Error::task("validating images"))?;
         if let Some(first) = failure.into_iter().next() {
             return Err(rejected(first));
         }
@@ -324,9 +323,7 @@ async fn write(
     let mut chunks = images.chunks(CHUNK);
     let mut next = chunks.next().map(prepare_chunk);
     while let Some(preparing) = next.take() {
-        let results = preparing
-            .await
-            .map_err(|e| Error::Usage(format!("image thread failed: {e}")))?;
+        let results = preparing.await.map_err(Error::task("preparing images"))?;
         next = chunks.next().map(prepare_chunk);
         let mut ready = Vec::with_capacity(results.len());
         for result in results {

@@ -2,27 +2,40 @@
 //!
 //! Every caption, image, embedding, metric, run and artifact lands in a LanceDB store ([`store`]); experiments are
 //! DataFusion SQL over that store ([`sql`]); people use it through the CLI and the SQL shell ([`cli`]).
+//!
+//! The modules stand on each other in floors, and a module only uses the floors below it (a test reads `src/` and
+//! enforces it):
+//!
+//! 1. [`cli`]: arguments, dispatch, printing, the shell.
+//! 2. [`commands`]: one file per verb.
+//! 3. [`sql`]: the DataFusion session and every SQL function.
+//! 4. compute: [`inference`] (models over stored inputs, with the model cache), [`eval`], [`cluster`], [`train`],
+//!    [`plot`].
+//! 5. [`models`]: config + weights → forward, per family.
+//! 6. [`ingest`]: one reader per dataset format.
+//! 7. [`store`]: tables, typed reads, writes, runs.
+//! 8. ground: [`simd`], [`image`], [`error`], [`rng`], [`progress`].
 
-pub mod bench;
-pub mod caption;
 pub mod cli;
+pub mod commands;
+pub mod sql;
+
 pub mod cluster;
-pub mod embed;
-pub mod error;
 pub mod eval;
-pub mod experiment;
-pub mod export;
-pub mod feedback;
-pub mod import;
-pub mod ingest;
-pub mod mine;
-pub mod models;
+pub mod inference;
 pub mod plot;
+pub mod train;
+
+pub mod models;
+
+pub mod ingest;
+
+pub mod store;
+
+pub mod error;
+pub mod image;
 pub mod progress;
 pub mod rng;
-pub mod search;
-pub mod sql;
-pub mod store;
-pub mod train;
+pub mod simd;
 
 pub use error::{Error, Result};

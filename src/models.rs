@@ -1,20 +1,18 @@
 //! Candle models behind vlmdb's embedding spaces. Each family (one file each: [`bert`], [`clip`], [`siglip`]) has the
 //! same constructor shape, [`Encoder::load`] from resolved files ([`hub`]) onto a device ([`device`]); [`Model`] adds
 //! what every family shares: batching texts by length, decoding and preprocessing images ([`preprocess`]),
-//! L2 normalisation, checks that outputs are finite, and the key under which results are cached ([`cache`]).
-//! [`shared`] loads each model once per process.
+//! L2 normalisation, checks that outputs are finite, and the key under which results are cached.
+//! [`shared`] loads each model once per process. Models know nothing of the store: the model cache and trained
+//! heads are put around them from above ([`crate::inference`], [`crate::train::head_model`]).
 
 pub mod bert;
 pub mod bert_encoder;
 pub mod blip;
-pub mod cache;
 pub mod clip;
 pub mod clip_text;
 pub mod dense;
 pub mod device;
 pub mod diffusion;
-pub mod fastmath;
-pub mod head;
 pub mod host_layers;
 pub mod hub;
 pub mod preprocess;
@@ -122,6 +120,26 @@ impl Model {
             device,
             encoder,
         })
+    }
+
+    /// A model from an encoder assembled by the caller (a trained head over base models), under `family`.
+    pub fn new(
+        files: ModelFiles,
+        family: &'static str,
+        device: Device,
+        encoder: Box<dyn Encoder>,
+    ) -> Model {
+        Model {
+            files,
+            family,
+            device,
+            encoder,
+        }
+    }
+
+    /// The family's encoder, for models that wrap this one.
+    pub fn encoder(&self) -> &dyn Encoder {
+        self.encoder.as_ref()
     }
 
     /// Width of the vectors.
@@ -254,7 +272,7 @@ impl Model {
             .iter()
             .enumerate()
             .map(|(i, bytes)| {
-                crate::ingest::image::decode(bytes)
+                crate::image::decode(bytes)
                     .map(|(image, _)| image)
                     .map_err(|reason| Error::ModelInput {
                         model: self.files.spec.clone(),
@@ -326,7 +344,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(load)
         .await
-        .map_err(|e| Error::Usage(format!("loading the model failed: {e}")))?
+        .map_err(Error::task("loading the model"))?
 }
 
 /// The BLIP captioner for `spec` on `device`, loaded at most once per process (on a blocking thread).
@@ -351,36 +369,30 @@ pub async fn load_generator(spec: &str, device: DeviceChoice) -> Result<Arc<diff
     .await
 }
 
-/// [`shared`] from async code: the load (file reads, weight conversion) runs on a blocking thread. A trained head
-/// (`head:<run_id>`) is read from `store`, once per process.
-pub async fn load_shared(
-    store: Option<&crate::store::Store>,
-    spec: &str,
-    device: DeviceChoice,
-) -> Result<Arc<Model>> {
-    if spec.starts_with(crate::train::space::HEAD_PREFIX) {
-        let key = (spec.to_string(), device);
-        let cached = LOADED
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some(model) = cached {
-            return Ok(model);
-        }
-        let store = store.ok_or_else(|| Error::Model {
-            model: spec.to_string(),
-            message: "a trained head is read from a store, and this call has none".into(),
-        })?;
-        let model = Arc::new(head::load(store, spec, device).await?);
-        LOADED
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(key, model.clone());
-        return Ok(model);
-    }
+/// [`shared`] from async code: the load (file reads, weight conversion) runs on a blocking thread.
+pub async fn load_shared(spec: &str, device: DeviceChoice) -> Result<Arc<Model>> {
     let spec = spec.to_string();
     blocking(move || shared(&spec, device)).await
+}
+
+/// The model this process already holds for (spec, device), if any.
+pub fn loaded(spec: &str, device: DeviceChoice) -> Option<Arc<Model>> {
+    LOADED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(&(spec.to_string(), device))
+        .cloned()
+}
+
+/// Keep `model` as this process's model for (spec, device), for a model assembled outside this module (a trained
+/// head over base models); the one kept first wins.
+pub fn keep(spec: &str, device: DeviceChoice, model: Model) -> Arc<Model> {
+    LOADED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry((spec.to_string(), device))
+        .or_insert_with(|| Arc::new(model))
+        .clone()
 }
 
 /// Parse a JSON file of the model.
@@ -432,9 +444,9 @@ fn image_processor(files: &mut ModelFiles, defaults: ImageProcessor) -> Result<I
     } else {
         return Ok(defaults);
     };
-    ImageProcessor::from_config(&text, defaults).map_err(|e| Error::Model {
-        model: files.spec.clone(),
-        message: format!("{}: {e}", path.display()),
+    ImageProcessor::from_config(&text, defaults).map_err(|e| Error::Context {
+        context: format!("model {}: {}", files.spec, path.display()),
+        source: Box::new(e),
     })
 }
 

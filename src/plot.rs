@@ -4,7 +4,6 @@
 //! ([`similarity`]) and contact sheets of cluster members ([`contact_sheet`]). [`command`] is `vlmdb plot`: the
 //! data comes from the SQL files under `sql/plot/`, the PNG goes to `--out` and to `artifacts` under a `plot` run.
 
-pub mod command;
 pub mod contact_sheet;
 pub mod curves;
 pub mod scatter;

@@ -2,7 +2,6 @@
 //! docs ([`functions`]), and parameters bound on the parsed statement ([`params`]).
 
 pub mod catalog;
-pub mod columns;
 pub mod functions;
 pub mod params;
 pub mod udaf;
@@ -62,7 +61,7 @@ impl FileRuns {
         params: &Params,
         run: &mut crate::store::runs::Run,
     ) -> Result<()> {
-        let engine = Engine::with_device(store.clone(), device).await?;
+        let engine = Engine::new(store.clone(), device).await?;
         let last = engine
             .execute_sql(sql, params)
             .await?
@@ -103,14 +102,9 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// A session in which every table of `store` is queryable by name; models run on the process's default device
-    /// (the CLI's `--device`, else the best one available).
-    pub async fn new(store: Store) -> Result<Engine> {
-        Engine::with_device(store, crate::models::device::default_choice()).await
-    }
-
-    /// A session whose model functions (`embed_text`, `embed_image`) run on `device`.
-    pub async fn with_device(store: Store, device: DeviceChoice) -> Result<Engine> {
+    /// A session in which every table of `store` is queryable by name and whose model functions (`embed_text`,
+    /// `embed_image`, `caption`, `generate_image`, …) run on `device`.
+    pub async fn new(store: Store, device: DeviceChoice) -> Result<Engine> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
@@ -134,6 +128,12 @@ impl Engine {
         }
         udtf::register(&ctx, &store, device);
         Ok(Engine { ctx, store, tables })
+    }
+
+    /// A session for the fixed reads commands make (their own SQL, no model function): should a model function
+    /// run anyway, it runs on the CPU.
+    pub async fn for_reads(store: Store) -> Result<Engine> {
+        Engine::new(store, DeviceChoice::Cpu).await
     }
 
     /// The underlying DataFusion session.

@@ -1,7 +1,10 @@
 //! The LanceDB store: one local directory of versioned tables. Opening, creating tables from `schemas/`, listing,
 //! and opening a table at an earlier version live here; writes go through [`write`], run records through [`runs`].
 
+pub mod columns;
 pub mod metrics;
+pub mod model_cache;
+pub mod read;
 pub mod runs;
 pub mod schema;
 pub mod write;

@@ -3,16 +3,14 @@
 //! widths; random, topical or hard-negative batches ([`batches`]); AdamW with warmup + cosine decay and gradient
 //! clipping ([`optim`]); every step's numbers and every epoch's validation retrieval in `metrics`; dead-training
 //! detection ([`dead`]); checkpoints in `artifacts` with resume ([`checkpoint`]); rounds of mine → train → eval;
-//! and the trained heads as a space of their own, `head:<run_id>` ([`space`]). [`run`] ties them together.
+//! and the trained heads as a space of their own, `head:<run_id>` ([`space`]). `vlmdb train` ([`crate::commands::train`]) ties them together.
 
 pub mod batches;
 pub mod checkpoint;
 pub mod data;
 pub mod dead;
 pub mod head;
+pub mod head_model;
 pub mod loss;
 pub mod optim;
-pub mod run;
 pub mod space;
-
-pub use run::{TrainOptions, TrainSummary, resume, train};

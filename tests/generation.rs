@@ -56,7 +56,7 @@ fn blip_greedy_captions_equal_transformers_generate() {
     for case in cases {
         let file = fixture(case["file"].as_str().expect("file"));
         let bytes = std::fs::read(&file).expect("fixture image");
-        let (image, _) = vlmdb::ingest::image::decode(&bytes).expect("decodes");
+        let (image, _) = vlmdb::image::decode(&bytes).expect("decodes");
         let prompt = case["prompt"].as_str();
         let pixels = captioner
             .pixels(&image)
@@ -161,8 +161,8 @@ fn the_same_seed_gives_identical_png_bytes_and_another_seed_another_image() {
         .expect("seed 8");
     assert_eq!(a, b, "same seed, same bytes");
     assert_ne!(a, c, "another seed, another image");
-    let (image, info) = vlmdb::ingest::image::decode(&a).expect("a PNG");
-    assert_eq!(vlmdb::ingest::image::format_name(info.format), "png");
+    let (image, info) = vlmdb::image::decode(&a).expect("a PNG");
+    assert_eq!(vlmdb::image::format_name(info.format), "png");
     assert_eq!((image.width(), image.height()), (32, 32));
     let again = generator
         .generate("a blue square", 7, options)

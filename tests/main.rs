@@ -8,6 +8,7 @@ mod experiments;
 mod feedback;
 mod generation;
 mod ingest;
+mod layers;
 mod models;
 mod plot;
 mod retrieval;

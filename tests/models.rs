@@ -145,7 +145,7 @@ fn check_tiny(name: &str) {
         let file = fixture(item["file"].as_str().expect("file"));
         let image = image::open(&file).expect("fixture image");
         let rgb = image.to_rgb8();
-        let same_decode = vlmdb::models::cache::sha256(rgb.as_raw())
+        let same_decode = vlmdb::store::model_cache::sha256(rgb.as_raw())
             == item["decoded_rgb_sha256"]
                 .as_str()
                 .expect("decoded_rgb_sha256");

@@ -140,7 +140,7 @@ async fn slt_files() {
             let store = store.clone();
             async move {
                 Ok(SltDb {
-                    engine: Engine::new(store).await?,
+                    engine: Engine::new(store, vlmdb::models::DeviceChoice::Auto).await?,
                     params: Params::default(),
                 })
             }

@@ -21,7 +21,9 @@ async fn fresh() -> (tempfile::TempDir, Store) {
 }
 
 async fn query_csv(store: &Store, sql: &str) -> String {
-    let engine = Engine::new(store.clone()).await.expect("engine");
+    let engine = Engine::new(store.clone(), vlmdb::models::DeviceChoice::Auto)
+        .await
+        .expect("engine");
     let results = engine
         .execute_sql(sql, &Params::default())
         .await
@@ -192,7 +194,9 @@ async fn runs_are_opened_running_and_closed() {
     let outcome: vlmdb::Result<()> = Err(Error::Usage("planted failure".into()));
     let err = failing.close(&store, outcome).await.unwrap_err();
     assert_eq!(err.to_string(), "planted failure");
-    let engine = Engine::new(store.clone()).await.expect("engine");
+    let engine = Engine::new(store.clone(), vlmdb::models::DeviceChoice::Auto)
+        .await
+        .expect("engine");
     let mut params = Params::default();
     params
         .set("id", vlmdb::sql::ParamValue::Text(failed_id))

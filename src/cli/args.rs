@@ -465,7 +465,7 @@ pub struct IndexArgs {
     pub model: String,
     /// The index type.
     #[arg(long, value_enum, default_value = "ivf_pq")]
-    pub kind: crate::eval::index::IndexKind,
+    pub kind: crate::commands::index::IndexKind,
 }
 
 /// The space a retrieval command works on, and the dataset that is its ground truth.
@@ -707,7 +707,7 @@ pub struct IngestArgs {
 pub struct ExportArgs {
     /// Output format.
     #[arg(value_enum)]
-    pub format: crate::export::ExportFormat,
+    pub format: crate::commands::export::ExportFormat,
     /// Export this dataset's captions (with --table: only this dataset's rows).
     #[arg(long, required_unless_present = "table")]
     pub dataset: Option<String>,

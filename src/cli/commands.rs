@@ -1,4 +1,5 @@
-//! The commands: `init`, `sql`, `ingest`, `export`, `runs list`, `runs show`.
+//! The verbs that move data in and out of the store: `init`, `sql`, `run`, `runs`, `ingest`, `export`, `import`.
+//! Each turns its arguments into the options of its command ([`crate::commands`]) and prints the report.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -9,55 +10,41 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::sql::parser::Statement;
 
 use super::args::{
-    CaptionArgs, EmbedArgs, EvalArgs, ExportArgs, IngestArgs, LoopArgs, MineArgs, PlotArgs,
-    PlotWhat, RunFileArgs, SearchArgs, SqlArgs, TrainArgs,
+    ExportArgs, ImportArgs, ImportWhat, IngestArgs, RunFileArgs, RunsAction, RunsArgs, SqlArgs,
 };
 use super::format::{Format, write_result};
-use crate::embed::{EmbedOptions, Items};
+use crate::commands::export::{self, ExportFormat, ExportOptions};
+use crate::commands::sql::{bind_run_id, recorded, sql_run_spec};
 use crate::error::{Error, Result};
-use crate::export::{self, ExportFormat, ExportOptions};
 use crate::ingest::{self, IngestOptions, ReadOptions, SplitRule};
 use crate::models::DeviceChoice;
-use crate::search::{Query, SearchOptions};
-use crate::sql::{Engine, ParamValue, Params, StatementResult, writes_store};
+use crate::sql::{Engine, Params, StatementResult, writes_store};
 use crate::store::Store;
-use crate::store::runs::{Run, RunSpec};
-use crate::store::schema::fixed_table;
 
-/// `vlmdb init`: create the store's missing tables under an `init` run.
+/// `vlmdb init`: create the store's missing tables.
 pub async fn init(store: &Store, out: &mut dyn Write) -> Result<u8> {
-    store.ensure_writable("init")?;
-    let existing = store.table_names().await?;
-    let missing: Vec<String> = crate::store::schema::fixed_tables()?
-        .into_iter()
-        .map(|t| t.name)
-        .filter(|name| !existing.contains(name))
-        .collect();
-    if missing.is_empty() {
+    let created = crate::commands::init::init(store).await?;
+    if created.is_empty() {
         writeln!(out, "store {} is up to date", store.root().display())?;
-        return Ok(0);
+    } else {
+        writeln!(
+            out,
+            "initialised store {}: created {}",
+            store.root().display(),
+            created.join(", ")
+        )?;
     }
-    let spec = RunSpec {
-        kind: "init".into(),
-        name: "init".into(),
-        config: serde_json::json!({ "store": store.root().display().to_string() }),
-        seed: None,
-    };
-    let run = Run::open(store, spec).await?;
-    let outcome = store.init().await;
-    run.close(store, outcome).await?;
-    writeln!(
-        out,
-        "initialised store {}: created {}",
-        store.root().display(),
-        missing.join(", ")
-    )?;
     Ok(0)
 }
 
 /// `vlmdb sql`: run the statements in order, printing each result. `$run_id` is always bound; statements that
 /// write to the store run under a `sql` run record with that id.
-pub async fn sql(store: &Store, args: SqlArgs, out: &mut dyn Write) -> Result<u8> {
+pub async fn sql(
+    store: &Store,
+    args: SqlArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
     let (text, name) = match (&args.statement, &args.file) {
         (Some(s), None) => (s.clone(), "sql".to_string()),
         (None, Some(path)) => (
@@ -68,7 +55,7 @@ pub async fn sql(store: &Store, args: SqlArgs, out: &mut dyn Write) -> Result<u8
     };
     let mut params = Params::from_args(&args.params)?;
     let run_id = bind_run_id(&mut params)?;
-    let engine = Engine::new(store.clone()).await?;
+    let engine = Engine::new(store.clone(), device).await?;
     let statements = engine.parse(&text)?;
     if !statements.iter().any(writes_store) {
         execute_all(&engine, statements, &params, args.format, out).await?;
@@ -81,9 +68,16 @@ pub async fn sql(store: &Store, args: SqlArgs, out: &mut dyn Write) -> Result<u8
 }
 
 /// `vlmdb run FILE.sql`: the file as one `run` run; a summary line on stderr after the results.
-pub async fn run_file(store: &Store, args: RunFileArgs, out: &mut dyn Write) -> Result<u8> {
+pub async fn run_file(
+    store: &Store,
+    args: RunFileArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
     let params = Params::from_args(&args.params)?;
-    let s = crate::experiment::run_file(store, &args.file, params, args.format, out).await?;
+    let format = args.format;
+    let mut emit = |result: &StatementResult| write_result(out, format, result);
+    let s = crate::commands::run::run_file(store, &args.file, params, device, &mut emit).await?;
     crate::progress::note(&format!(
         "run {}: {} statements of {}, {} metrics stored{}",
         s.run_id,
@@ -97,49 +91,6 @@ pub async fn run_file(store: &Store, args: RunFileArgs, out: &mut dyn Write) -> 
         }
     ));
     Ok(0)
-}
-
-/// The run record of SQL that writes to the store.
-pub fn sql_run_spec(name: &str, sql: &str, params: &Params) -> RunSpec {
-    RunSpec {
-        kind: "sql".into(),
-        name: name.to_string(),
-        config: serde_json::json!({ "sql": sql, "params": params.to_json() }),
-        seed: None,
-    }
-}
-
-/// Run `work` under a run record with id `run_id`, recording the table versions the session read.
-pub async fn recorded<T>(
-    engine: &Engine,
-    run_id: String,
-    spec: RunSpec,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    let mut run = Run::open_with_id(engine.store(), run_id, spec).await?;
-    let outcome = work.await;
-    for (table, version) in engine.reads() {
-        run.record_input(&table, version);
-    }
-    run.close(engine.store(), outcome).await
-}
-
-/// Bind `$run_id` to a fresh run id; it is reserved, so a user binding is an error.
-pub fn bind_run_id(params: &mut Params) -> Result<String> {
-    if params.get("run_id").is_some() {
-        return Err(Error::Param {
-            name: "run_id".into(),
-            message: "is bound by vlmdb to the current run and cannot be set".into(),
-        });
-    }
-    rebind_run_id(params)
-}
-
-/// Bind `$run_id` to a fresh run id, replacing any earlier one (each writing statement of a shell is a run).
-pub fn rebind_run_id(params: &mut Params) -> Result<String> {
-    let id = Run::new_id();
-    params.set("run_id", ParamValue::Text(id.clone()))?;
-    Ok(id)
 }
 
 async fn execute_all(
@@ -156,62 +107,23 @@ async fn execute_all(
     Ok(())
 }
 
-/// The columns `runs list` shows.
-const RUN_LIST_COLUMNS: &[&str] = &[
-    "run_id",
-    "kind",
-    "name",
-    "status",
-    "started_at",
-    "finished_at",
-    "error",
-];
+/// `vlmdb runs [list|show ID]`.
+pub async fn runs(store: &Store, args: RunsArgs, out: &mut dyn Write) -> Result<u8> {
+    match args.action {
+        None | Some(RunsAction::List) => runs_list(store, args.format, out).await,
+        Some(RunsAction::Show { id }) => runs_show(store, &id, args.format, out).await,
+    }
+}
 
 /// `vlmdb runs list`: runs newest first.
 pub async fn runs_list(store: &Store, format: Format, out: &mut dyn Write) -> Result<u8> {
-    let result = if store.table_names().await?.iter().any(|t| t == "runs") {
-        let engine = Engine::new(store.clone()).await?;
-        let sql = format!(
-            "SELECT {} FROM runs ORDER BY started_at DESC, run_id DESC",
-            RUN_LIST_COLUMNS.join(", ")
-        );
-        let mut results = engine.execute_sql(&sql, &Params::default()).await?;
-        results
-            .pop()
-            .ok_or_else(|| Error::Usage("runs query returned nothing".into()))?
-    } else {
-        // A store that never ran anything: same columns, no rows.
-        let spec = fixed_table("runs")?.ok_or_else(|| Error::UnknownTable {
-            name: "runs".into(),
-        })?;
-        let schema = spec.arrow_schema();
-        let indices = RUN_LIST_COLUMNS
-            .iter()
-            .map(|c| schema.index_of(c))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        StatementResult {
-            schema: Arc::new(schema.project(&indices)?),
-            batches: Vec::new(),
-        }
-    };
-    write_result(out, format, &result)?;
+    write_result(out, format, &crate::commands::runs::list(store).await?)?;
     Ok(0)
 }
 
 /// `vlmdb runs show ID`: every field of one run (as `field | value` rows in table format).
 pub async fn runs_show(store: &Store, id: &str, format: Format, out: &mut dyn Write) -> Result<u8> {
-    let engine = Engine::new(store.clone()).await?;
-    let mut params = Params::default();
-    params.set("id", ParamValue::Text(id.to_string()))?;
-    let mut results = engine
-        .execute_sql("SELECT * FROM runs WHERE run_id = $id", &params)
-        .await?;
-    let result = results
-        .pop()
-        .ok_or_else(|| Error::UnknownRun { id: id.to_string() })?;
-    if result.num_rows() == 0 {
-        return Err(Error::UnknownRun { id: id.to_string() });
-    }
+    let result = crate::commands::runs::show(store, id).await?;
     if format != Format::Table {
         write_result(out, format, &result)?;
         return Ok(0);
@@ -318,7 +230,7 @@ pub async fn export(store: &Store, args: ExportArgs, out: &mut dyn Write) -> Res
     match &args.out {
         Some(path) => {
             let mut buffer = Vec::new();
-            let rows = export::write(&result, options.format, &mut buffer)?;
+            let rows = write_export(&result, options.format, &mut buffer)?;
             let partial = path.with_extension("partial");
             std::fs::write(&partial, &buffer).map_err(|e| Error::io(&partial, e))?;
             std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))?;
@@ -328,393 +240,80 @@ pub async fn export(store: &Store, args: ExportArgs, out: &mut dyn Write) -> Res
             return Err(Error::Usage("parquet export needs --out FILE".into()));
         }
         None => {
-            export::write(&result, options.format, out)?;
+            write_export(&result, options.format, out)?;
         }
     }
     Ok(0)
 }
 
-/// `vlmdb embed`: one run that fills the model's space with the dataset's items.
-pub async fn embed(
-    store: &Store,
-    args: EmbedArgs,
-    device: DeviceChoice,
+/// Write an export `result` in `format` to `out`; returns the number of rows.
+fn write_export(
+    result: &StatementResult,
+    format: ExportFormat,
     out: &mut dyn Write,
-) -> Result<u8> {
-    let items = if args.images {
-        Items::Images
-    } else if args.captions {
-        Items::Captions
-    } else {
-        Items::Pairs
-    };
-    let options = EmbedOptions {
-        model: args.model,
-        items,
-        dataset: args.dataset,
-        batch: args.batch as usize,
-        device,
-        progress: !args.quiet,
-    };
-    let s = crate::embed::run(store, &options).await?;
-    writeln!(
-        out,
-        "embedded {} {} into {} (run {}, {} {} dim {}): {} already there, {} from the model cache, {} computed",
-        s.embedded,
-        items.kind(),
-        s.table,
-        s.run_id,
-        s.model_id,
-        s.revision.chars().take(12).collect::<String>(),
-        s.dim,
-        s.already_present,
-        s.from_cache,
-        s.computed
-    )?;
-    Ok(0)
-}
-
-/// `vlmdb caption`: one run that captions the dataset's images into `captions`.
-pub async fn caption(
-    store: &Store,
-    args: CaptionArgs,
-    device: DeviceChoice,
-    out: &mut dyn Write,
-) -> Result<u8> {
-    let options = crate::caption::CaptionOptions {
-        model: args.model,
-        dataset: args.dataset,
-        prompt: args.prompt,
-        split: args.split,
-        device,
-        progress: !args.quiet,
-    };
-    let s = crate::caption::run(store, &options).await?;
-    writeln!(
-        out,
-        "captioned {} images of {} (run {}, {} {})",
-        s.captioned,
-        options.dataset,
-        s.run_id,
-        s.model_id,
-        s.revision.chars().take(12).collect::<String>()
-    )?;
-    Ok(0)
-}
-
-/// `vlmdb loop`: the loop run and, with --baselines, its baseline runs; one line per run.
-pub async fn feedback_loop(
-    store: &Store,
-    args: LoopArgs,
-    device: DeviceChoice,
-    out: &mut dyn Write,
-) -> Result<u8> {
-    let options = crate::feedback::LoopOptions {
-        captioner: args.captioner,
-        generator: args.generator,
-        dataset: args.dataset,
-        split: args.split,
-        images: args.images,
-        iterations: args.iterations,
-        seed: args.seed,
-        baselines: args.baselines,
-        image_space: args.image_space,
-        text_space: args.text_space,
-        steps: args.steps,
-        guidance: args.guidance,
-        prompt: args.prompt,
-        fixed_caption: args.fixed_caption,
-    };
-    let summary = crate::feedback::run(store, &options, device, !args.quiet).await?;
-    for run in &summary.runs {
-        writeln!(
-            out,
-            "{} run {}: {} items × {} hops{}: {} images, {} captions, {} metrics written",
-            run.variant.name(),
-            run.run_id,
-            summary.items,
-            summary.iterations,
-            run.resumed_after_hop
-                .map(|h| format!(" (resumed after hop {h})"))
-                .unwrap_or_default(),
-            run.images_written,
-            run.captions_written,
-            run.metrics_written
-        )?;
-    }
-    Ok(0)
-}
-
-/// `vlmdb search`: the k nearest items of the model's space to a text or an image.
-pub async fn search(
-    store: &Store,
-    args: SearchArgs,
-    device: DeviceChoice,
-    out: &mut dyn Write,
-) -> Result<u8> {
-    let query = match (args.text, args.image) {
-        (Some(text), None) => Query::Text(text),
-        (None, Some(path)) => Query::Image(path),
-        _ => return Err(Error::Usage("give either --text or --image".into())),
-    };
-    let options = SearchOptions {
-        model: args.model,
-        query,
-        k: args.k,
-        dataset: args.dataset,
-        split: args.split,
-        kind: args.kind,
-        device,
-    };
-    let batch = crate::search::search(store, &options).await?;
-    let result = StatementResult {
-        schema: batch.schema(),
-        batches: vec![batch],
-    };
-    write_result(out, args.format, &result)?;
-    Ok(0)
-}
-
-/// `vlmdb eval`: retrieval metrics of a space, written to `metrics` under an `eval` run and printed.
-pub async fn eval(
-    store: &Store,
-    args: EvalArgs,
-    device: DeviceChoice,
-    out: &mut dyn Write,
-) -> Result<u8> {
-    let options = crate::eval::evaluate::EvalOptions {
-        model: args.on.model,
-        dataset: args.on.dataset,
-        split: args.on.split,
-        dims: args.dims,
-        combiner: args.combiner,
-        device,
-    };
-    let report = crate::eval::evaluate::evaluate(store, &options).await?;
-    write_result(out, args.format, &report.result)?;
-    if args.format == Format::Table {
-        writeln!(out, "eval run {} ({})", report.run_id, report.table)?;
-    }
-    Ok(0)
-}
-
-/// `vlmdb mine`: hard negatives into `hard_negatives` under a `mine` run; prints a summary per direction.
-pub async fn mine(
-    store: &Store,
-    args: MineArgs,
-    device: DeviceChoice,
-    out: &mut dyn Write,
-) -> Result<u8> {
-    let options = crate::mine::MineOptions {
-        model: args.on.model,
-        dataset: args.on.dataset,
-        split: args.on.split,
-        k: args.k,
-        depth: args.depth,
-        iteration: args.iteration,
-        directions: args.directions,
-        margin: args.margin,
-        max_ratio: args.max_ratio,
-        max_positive_similarity: args.max_positive_similarity,
-        device,
-    };
-    let report = crate::mine::mine(store, &options).await?;
-    write_result(out, args.format, &report.result)?;
-    if args.format == Format::Table {
-        writeln!(out, "mine run {} ({})", report.run_id, report.table)?;
-    }
-    Ok(0)
-}
-
-/// `vlmdb plot`: draw one plot to `--out` (and into `artifacts`) under a `plot` run.
-pub async fn plot(
-    store: &Store,
-    args: PlotArgs,
-    device: DeviceChoice,
-    out: &mut dyn Write,
-) -> Result<u8> {
-    use crate::plot::command::{Layout, PlotOptions, Request, XAxis};
-    let file = args
-        .out
-        .ok_or_else(|| Error::Usage("plot needs --out FILE.png".into()))?;
-    let request = match args.what {
-        PlotWhat::Metrics { runs, metrics, x } => Request::Metrics {
-            runs,
-            metrics,
-            x: x.as_deref().map(str::parse::<XAxis>).transpose()?,
-        },
-        PlotWhat::Drift { run, metrics } => Request::Metrics {
-            runs: crate::feedback::linked_runs(store, &run)
-                .await?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect(),
-            metrics: if metrics.is_empty() {
-                vec!["image_sim_to_hop0".to_string()]
-            } else {
-                metrics
-            },
-            x: Some(XAxis::Iteration),
-        },
-        PlotWhat::Scatter {
-            on,
-            kind,
-            method,
-            clusters,
-            perplexity,
-            tsne_iterations,
-            seed,
-        } => Request::Scatter {
-            model: on.model,
-            dataset: on.dataset,
-            split: on.split,
-            kind,
-            layout: match method.as_str() {
-                "pca" => Layout::Pca,
-                "tsne" => Layout::Tsne {
-                    perplexity,
-                    iterations: tsne_iterations,
-                    seed,
-                },
-                other => {
-                    return Err(Error::Usage(format!(
-                        "--method '{other}': expected pca or tsne"
-                    )));
-                }
-            },
-            clusters,
-        },
-        PlotWhat::Similarity {
-            on,
-            negatives,
-            seed,
-            bins,
-        } => Request::Similarity {
-            model: on.model,
-            dataset: on.dataset,
-            split: on.split,
-            negatives,
-            seed,
-            bins,
-        },
-        PlotWhat::ContactSheet {
-            clusters,
-            per_cluster,
-            thumb,
-        } => Request::ContactSheet {
-            clusters,
-            per_cluster,
-            thumb,
-        },
-    };
-    let options = PlotOptions {
-        request,
-        out: file,
-        width: args.width,
-        height: args.height,
-        query: args.query,
-        params: Params::from_args(&args.params)?,
-        device,
-    };
-    let summary = crate::plot::command::plot(store, &options).await?;
-    writeln!(
-        out,
-        "wrote {} ({} × {} px; {}), stored in artifacts under run {}",
-        summary.out.display(),
-        summary.width,
-        summary.height,
-        summary.description,
-        summary.run_id
-    )?;
-    Ok(0)
-}
-
-/// `vlmdb train`: exit code 1 when training was flagged dead (the run records it), else 0.
-pub async fn train(
-    store: &Store,
-    args: TrainArgs,
-    device: DeviceChoice,
-    out: &mut dyn Write,
-) -> Result<u8> {
-    let progress = !args.quiet;
-    let summary = match &args.resume {
-        Some(id) => {
-            let id = (!id.is_empty()).then_some(id.as_str());
-            crate::train::resume(store, id, device, progress).await?
+) -> Result<usize> {
+    match format {
+        ExportFormat::Jsonl => write_result(out, Format::Ndjson, result)?,
+        ExportFormat::Csv => write_result(out, Format::Csv, result)?,
+        ExportFormat::Parquet => {
+            let mut buffer = Vec::new();
+            let mut writer =
+                parquet::arrow::ArrowWriter::try_new(&mut buffer, result.schema.clone(), None)?;
+            for batch in &result.batches {
+                writer.write(batch)?;
+            }
+            writer.close()?;
+            out.write_all(&buffer)?;
         }
-        None => {
-            let need = |value: &Option<String>, flag: &str| {
-                value
-                    .clone()
-                    .ok_or_else(|| Error::Usage(format!("train needs {flag} (or --resume)")))
+    }
+    Ok(result.batches.iter().map(RecordBatch::num_rows).sum())
+}
+
+/// `vlmdb import embeddings|metrics`: vectors into a space, or an old training log into `metrics`.
+pub async fn import(store: &Store, args: ImportArgs, out: &mut dyn Write) -> Result<u8> {
+    Ok(match args.what {
+        ImportWhat::Embeddings {
+            file,
+            space,
+            model_id,
+        } => {
+            let options = crate::commands::import::ImportOptions {
+                file,
+                space,
+                model_id,
             };
-            let loss = crate::train::loss::Loss::new(
-                &need(&args.loss, "--loss")?,
-                args.alpha,
-                args.delta,
-                args.lambda,
-                (args.m1, args.m2),
-                args.gamma,
+            let summary = crate::commands::import::embeddings(store, &options).await?;
+            writeln!(
+                out,
+                "imported {} vectors of {} dimensions into {} (run {})",
+                summary.rows, summary.dim, summary.table, summary.run_id
             )?;
-            let options = crate::train::TrainOptions {
-                image_model: need(&args.image_model, "--image-model")?,
-                text_model: need(&args.text_model, "--text-model")?,
-                dataset: need(&args.dataset, "--dataset")?,
-                split: args.split,
-                val_split: (!args.no_val).then_some(args.val_split),
-                loss,
-                head: args.head.parse()?,
-                dim: args.dim,
-                hidden: args.hidden,
-                mrl: args.mrl,
-                batch: args.batch,
-                epochs: args.epochs,
-                lr: args.lr,
-                min_lr: args.min_lr,
-                warmup: args.warmup,
-                adamw: crate::train::optim::AdamWConfig {
-                    beta1: args.beta1,
-                    beta2: args.beta2,
-                    eps: args.eps,
-                    weight_decay: args.weight_decay,
-                },
-                max_grad_norm: args.max_grad_norm,
-                seed: args.seed,
-                topical: args.topical,
-                negatives: args.negatives,
-                negatives_per_query: args.negatives_per_query,
-                patience: args.patience,
-                dead_steps: args.dead_steps,
-                rounds: args.rounds,
-                mine_k: args.mine_k,
-            };
-            crate::train::train(store, &options, device, progress).await?
+            0
         }
-    };
-    let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-    writeln!(
-        out,
-        "train run {}{}: {} steps over {} round(s), final loss {}, best validation R@1 {}; heads are space {} \
-         ({} vectors; use --model head:{})",
-        summary.run_id,
-        summary
-            .resumed_from
-            .map(|s| format!(" (resumed after step {s})"))
-            .unwrap_or_default(),
-        summary.steps,
-        summary.rounds,
-        number(summary.final_loss),
-        number(summary.best_r1),
-        summary.table,
-        summary.projected,
-        summary.run_id
-    )?;
-    if let Some(dead) = &summary.dead {
-        writeln!(
-            out,
-            "training looks dead ({dead}): see the dead_training metric and the run's notes"
-        )?;
-        return Ok(1);
-    }
-    Ok(0)
+        ImportWhat::Metrics {
+            file,
+            csv,
+            json: _,
+            run_name,
+        } => {
+            use crate::commands::import::metrics::{LogFormat, import};
+            let format = if csv { LogFormat::Csv } else { LogFormat::Json };
+            let s = import(store, &file, format, &run_name).await?;
+            writeln!(
+                out,
+                "imported {} values of {} metrics from {} rows into run {} ({}){}",
+                s.metrics,
+                s.names.len(),
+                s.rows,
+                s.run_id,
+                s.names.join(", "),
+                if s.ignored.is_empty() {
+                    String::new()
+                } else {
+                    format!("; left out text columns: {}", s.ignored.join(", "))
+                }
+            )?;
+            0
+        }
+    })
 }

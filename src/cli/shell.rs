@@ -10,9 +10,9 @@ use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
 use super::args::ShellArgs;
-use super::commands::{bind_run_id, rebind_run_id, recorded, sql_run_spec};
 use super::format::{Format, write_result};
 use super::meta::{self, MetaCommand};
+use crate::commands::sql::{bind_run_id, rebind_run_id, recorded, sql_run_spec};
 use crate::error::{Error, Result};
 use crate::sql::{Engine, Params, writes_store};
 use crate::store::Store;
@@ -61,6 +61,7 @@ impl Input {
                 // Ctrl-C abandons the current line, Ctrl-D ends the session.
                 Err(ReadlineError::Interrupted) => Ok(Some(String::new())),
                 Err(ReadlineError::Eof) => Ok(None),
+                Err(ReadlineError::Io(e)) => Err(Error::io("standard input", e)),
                 Err(e) => Err(Error::Usage(format!("reading input: {e}"))),
             },
             Input::Piped(stdin) => {
@@ -107,11 +108,16 @@ struct Session {
 }
 
 /// `vlmdb shell`. Returns exit code 1 when a statement failed in a non-interactive session, else 0.
-pub async fn run(store: &Store, args: ShellArgs, out: &mut dyn Write) -> Result<u8> {
+pub async fn run(
+    store: &Store,
+    args: ShellArgs,
+    device: crate::models::DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
     let mut params = Params::from_args(&args.params)?;
     bind_run_id(&mut params)?;
     let mut session = Session {
-        engine: Engine::new(store.clone()).await?,
+        engine: Engine::new(store.clone(), device).await?,
         params,
         format: args.format,
         timing: false,

@@ -12,10 +12,10 @@
 //! are kept with their GEMM scores; at the end the positive's own GEMM score decides them exactly, so every
 //! comparison is between numbers from the same computation.
 
-use super::scan::{Lows, scan};
 use super::scores::{Tally, dot, same_dim, tally};
 use super::space::Vectors;
 use crate::error::Result;
+use crate::simd::scan::{Lows, scan};
 use candle_core::Device;
 
 /// Half-width of the band around a reference score inside which GEMM scores are compared exactly at the end. GEMM

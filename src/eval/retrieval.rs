@@ -20,8 +20,8 @@ use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use super::ranks::{both_directions, ranks, subset_rank};
 use super::space::{Filter, Vectors, load, normalize};
 use crate::error::{Error, Result};
-use crate::sql::columns::strings;
 use crate::store::Store;
+use crate::store::columns::strings;
 
 /// How a composed query is built from the reference image's vector `r` and the modification text's vector `t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,7 +1,7 @@
 //! Cosine scores of many queries against many candidates, a block at a time: each block is one Candle matrix
 //! product (GEMM on CPU, cuBLAS on a GPU) of a slice of queries with a slice of candidates, handed to a visitor and
 //! dropped. The full queries × candidates matrix never exists in memory; a block holds at most [`BLOCK_SCORES`].
-//! On AVX-512 CPUs an optimised build multiplies blocks with vlmdb's own kernel ([`super::kernel`]) instead, into
+//! On AVX-512 CPUs an optimised build multiplies blocks with vlmdb's own kernel ([`crate::simd::kernel`]) instead, into
 //! one reused buffer.
 
 use std::sync::{Mutex, PoisonError};
@@ -9,9 +9,9 @@ use std::sync::{Mutex, PoisonError};
 use candle_core::{Device, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::kernel::{self, Panels};
 use super::space::Vectors;
 use crate::error::{Error, Result};
+use crate::simd::kernel::{self, Panels};
 
 /// Most scores in one block (16 MiB of f32). Kept under glibc's largest dynamic mmap threshold (32 MiB): a block
 /// that size is carved from memory the previous block freed, where a larger one is a fresh mapping whose every page
@@ -44,21 +44,7 @@ pub fn same_dim(a_name: &str, a: &Vectors, b_name: &str, b: &Vectors) -> Result<
     Ok(())
 }
 
-/// One block of scores: queries `q0..q0 + rows`, candidates `c0..c0 + cols`, row-major.
-pub struct Block<'a> {
-    pub q0: usize,
-    pub c0: usize,
-    pub rows: usize,
-    pub cols: usize,
-    pub scores: &'a [f32],
-}
-
-impl Block<'_> {
-    /// The scores of query `q0 + r`.
-    pub fn row(&self, r: usize) -> &[f32] {
-        &self.scores[r * self.cols..(r + 1) * self.cols]
-    }
-}
+pub use crate::simd::kernel::Block;
 
 /// Rows of f32 vectors where their blocks are multiplied: a Candle tensor on a device, or host memory for
 /// [`kernel`]. Made once and multiplied block by block (k-means multiplies the same points by new centres every step).

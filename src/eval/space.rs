@@ -17,6 +17,19 @@ use crate::store::Store;
 /// The prefix of every space table.
 pub const SPACE_PREFIX: &str = "emb_";
 
+/// The prefix of a trained head's model name: `head:<run_id>`.
+pub const HEAD_PREFIX: &str = "head:";
+
+/// The space of training run `run_id` (`head_<run slug>`).
+pub fn head_space(run_id: &str) -> String {
+    format!("head_{}", crate::models::hub::slug(run_id))
+}
+
+/// The table of training run `run_id`'s space.
+pub fn head_table(run_id: &str) -> String {
+    format!("{SPACE_PREFIX}{}", head_space(run_id))
+}
+
 /// The table of the space `name` names. `name` may be the table (`emb_clip_vit_b32_3d74acf`), the space
 /// (`clip_vit_b32_3d74acf`), or a model (alias, `hf:` id, local directory) whose space has vectors.
 pub async fn resolve(store: &Store, name: &str) -> Result<String> {
@@ -40,8 +53,8 @@ pub async fn resolve(store: &Store, name: &str) -> Result<String> {
     if spaces.contains(&table) {
         return Ok(table);
     }
-    if let Some(run_id) = name.strip_prefix(crate::train::space::HEAD_PREFIX) {
-        let table = crate::train::space::head_table(run_id);
+    if let Some(run_id) = name.strip_prefix(HEAD_PREFIX) {
+        let table = head_table(run_id);
         return if spaces.contains(&table) {
             Ok(table)
         } else {

@@ -15,10 +15,10 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use super::PreparedImage;
 use super::record::{CaptionRecord, PairRecord, Rejection};
 use crate::error::{Error, Result};
-use crate::sql::{Engine, ParamValue, Params};
 use crate::store::Store;
 use crate::store::schema::{TableSpec, fixed_table};
 use crate::store::write::{append, batch_for, upsert};
+use datafusion::prelude::{col, lit};
 
 /// The tables an ingest writes.
 pub const TABLES: &[&str] = &["images", "captions", "pairs", "ingest_errors"];
@@ -82,7 +82,6 @@ fn optional_text(values: Vec<Option<String>>) -> ArrayRef {
 /// Writes one dataset's rows under one run.
 pub struct DatasetWriter<'a> {
     store: &'a Store,
-    engine: Engine,
     dataset: String,
     run_id: String,
     stored_images: HashMap<String, String>,
@@ -90,10 +89,8 @@ pub struct DatasetWriter<'a> {
 
 impl<'a> DatasetWriter<'a> {
     pub async fn open(store: &'a Store, dataset: &str, run_id: &str) -> Result<DatasetWriter<'a>> {
-        let engine = Engine::new(store.clone()).await?;
         let mut writer = DatasetWriter {
             store,
-            engine,
             dataset: dataset.to_string(),
             run_id: run_id.to_string(),
             stored_images: HashMap::new(),
@@ -113,19 +110,17 @@ impl<'a> DatasetWriter<'a> {
         id: &str,
         content: &[&str],
     ) -> Result<HashMap<String, String>> {
-        // Table and column names are the constants above; the dataset is a bound parameter.
-        let sql = format!(
-            "SELECT {id}, {} FROM {table} WHERE dataset = $dataset",
-            content.join(", ")
-        );
-        let mut params = Params::default();
-        params.set("dataset", ParamValue::Text(self.dataset.clone()))?;
+        let mut columns = vec![id];
+        columns.extend_from_slice(content);
+        let filter = col("dataset").eq(lit(self.dataset.as_str()));
         let mut map = HashMap::new();
-        for result in self.engine.execute_sql(&sql, &params).await? {
-            for batch in &result.batches {
-                for (key, print) in fingerprints(batch, id, content)? {
-                    map.insert(key, print);
-                }
+        for batch in self
+            .store
+            .scan_if_exists(table, &columns, Some(filter))
+            .await?
+        {
+            for (key, print) in fingerprints(&batch, id, content)? {
+                map.insert(key, print);
             }
         }
         Ok(map)

@@ -238,10 +238,13 @@ impl Captioner {
     pub fn start_ids(&self, prompt: Option<&str>) -> Result<Vec<u32>> {
         let mut ids = vec![self.bos];
         if let Some(prompt) = prompt.filter(|p| !p.is_empty()) {
-            let encoded = self
-                .tokenizer
-                .encode(prompt, true)
-                .map_err(|e| Error::Usage(format!("tokenizing the prompt {prompt:?}: {e}")))?;
+            let encoded =
+                self.tokenizer
+                    .encode(prompt, true)
+                    .map_err(|source| Error::Tokenizer {
+                        what: format!("the prompt {prompt:?}"),
+                        source,
+                    })?;
             let tokens = encoded.get_ids();
             let inner = tokens.get(1..tokens.len().saturating_sub(1)).unwrap_or(&[]);
             ids.extend_from_slice(inner);

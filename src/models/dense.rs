@@ -1,5 +1,5 @@
 //! A dense (fully connected) layer, `y = x Wᵀ + b`, whose product runs through vlmdb's AVX-512 kernel
-//! ([`crate::eval::kernel`]) where that kernel runs, with the weights packed once at load; elsewhere (GPUs, other
+//! ([`crate::simd::kernel`]) where that kernel runs, with the weights packed once at load; elsewhere (GPUs, other
 //! CPUs, unoptimised builds) it is Candle's `Linear`. The kernel's shape, rows times packed rows, is exactly a
 //! linear layer's: the weight matrix is stored `out × in`. A layer holds one form of its weights, never both.
 
@@ -7,8 +7,8 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use rayon::prelude::*;
 
-use super::fastmath::{avx512_dispatch, gelu, gelu_tanh};
-use crate::eval::kernel::{self, Panels};
+use crate::simd::fastmath::{avx512_dispatch, gelu, gelu_tanh};
+use crate::simd::kernel::{self, Panels};
 
 pub enum Dense {
     /// The weights packed for the kernel, and the bias as host values.

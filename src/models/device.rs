@@ -70,24 +70,13 @@ impl DeviceChoice {
                          (rebuild with `cargo build --features cuda` where the CUDA toolkit is installed)"
                     )));
                 }
-                Device::new_cuda(n).map_err(|e| {
-                    Error::Usage(format!("--device cuda:{n}: no usable CUDA device: {e}"))
+                Device::new_cuda(n).map_err(|source| Error::Tensor {
+                    context: format!("--device cuda:{n}: no usable CUDA device"),
+                    source,
                 })
             }
         }
     }
-}
-
-static DEFAULT: std::sync::Mutex<DeviceChoice> = std::sync::Mutex::new(DeviceChoice::Auto);
-
-/// The device model functions use when a session names none (the CLI's global `--device`).
-pub fn default_choice() -> DeviceChoice {
-    *DEFAULT.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Set the process-wide default device (the CLI does this once from `--device` / `VLMDB_DEVICE`).
-pub fn set_default_choice(choice: DeviceChoice) {
-    *DEFAULT.lock().unwrap_or_else(|p| p.into_inner()) = choice;
 }
 
 /// A short name of a candle device, for messages and run records.

@@ -458,7 +458,10 @@ fn ids_for(encoder: &Encoder, prompt: &str) -> Result<Vec<u32>> {
     let encoded = encoder
         .tokenizer
         .encode(prompt, true)
-        .map_err(|e| Error::Usage(format!("tokenizing the prompt {prompt:?}: {e}")))?;
+        .map_err(|source| Error::Tokenizer {
+            what: format!("the prompt {prompt:?}"),
+            source,
+        })?;
     let mut ids = encoded.get_ids().to_vec();
     if ids.len() > max_len {
         let eos = ids[ids.len() - 1];

@@ -99,8 +99,7 @@ impl ImageProcessor {
 
     /// Read `preprocessor_config.json`; fields it leaves out keep the values of `defaults`.
     pub fn from_config(json: &str, defaults: ImageProcessor) -> Result<Self> {
-        let config: Config = serde_json::from_str(json)
-            .map_err(|e| Error::Usage(format!("preprocessor_config.json: {e}")))?;
+        let config: Config = serde_json::from_str(json)?;
         let mut out = defaults;
         if config.do_resize != Some(false) {
             match config.size {

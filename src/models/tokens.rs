@@ -71,7 +71,10 @@ impl TextTokenizer {
                 self.tokenizer
                     .encode(*text, true)
                     .map(|e| e.get_ids().to_vec())
-                    .map_err(|e| Error::Usage(format!("tokenizing text {row}: {e}")))
+                    .map_err(|source| Error::Tokenizer {
+                        what: format!("text {row}"),
+                        source,
+                    })
             })
             .collect()
     }

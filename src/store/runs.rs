@@ -166,3 +166,27 @@ fn runs_spec() -> Result<TableSpec> {
         name: "runs".into(),
     })
 }
+
+/// `{"a": {"b": 1}}` → `{"a.b": 1}`, under `prefix` (empty: none). How `run_configs` shows a run's settings and
+/// `import metrics` reads nested JSON logs.
+pub fn flatten(
+    prefix: &str,
+    value: &serde_json::Value,
+    out: &mut BTreeMap<String, serde_json::Value>,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}

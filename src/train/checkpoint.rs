@@ -11,8 +11,6 @@ use arrow::array::{ArrayRef, LargeBinaryArray, StringArray};
 use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::sql::columns::strings;
-use crate::sql::{Engine, ParamValue, Params};
 use crate::store::Store;
 use crate::store::schema::fixed_table;
 use crate::store::write::{append, batch_for};
@@ -48,8 +46,12 @@ pub struct TrainState {
 /// A checkpoint as bytes: `tensors` (weights, and AdamW's moments for a full checkpoint) plus `state`.
 pub fn encode(tensors: &BTreeMap<String, Tensor>, state: &TrainState) -> Result<Vec<u8>> {
     let metadata = HashMap::from([(STATE_KEY.to_string(), serde_json::to_string(state)?)]);
-    safetensors::tensor::serialize(tensors.iter(), Some(metadata))
-        .map_err(|e| Error::Usage(format!("writing a checkpoint: {e}")))
+    safetensors::tensor::serialize(tensors.iter(), Some(metadata)).map_err(|source| {
+        Error::Safetensors {
+            what: "writing a checkpoint".into(),
+            source,
+        }
+    })
 }
 
 /// The tensors and state of a checkpoint's bytes.
@@ -114,42 +116,6 @@ pub async fn save(store: &Store, run_id: &str, files: Vec<(String, Vec<u8>)>) ->
     )?;
     append(store, &spec, batch).await?;
     Ok(())
-}
-
-/// The newest artifact of `run_id` whose name starts with `prefix` (names carry zero-padded steps): (name, bytes).
-pub async fn latest(
-    store: &Store,
-    run_id: &str,
-    prefix: &str,
-) -> Result<Option<(String, Vec<u8>)>> {
-    if !store.table_names().await?.iter().any(|t| t == "artifacts") {
-        return Ok(None);
-    }
-    let engine = Engine::new(store.clone()).await?;
-    let mut params = Params::default();
-    params.set("run", ParamValue::Text(run_id.to_string()))?;
-    params.set("prefix", ParamValue::Text(prefix.to_string()))?;
-    let results = engine
-        .execute_sql(
-            "SELECT name, data FROM artifacts WHERE run_id = $run AND starts_with(name, $prefix) \
-             ORDER BY name DESC LIMIT 1",
-            &params,
-        )
-        .await?;
-    for batch in results.iter().flat_map(|r| &r.batches) {
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        let name = strings(batch, "name")?.into_iter().next().flatten();
-        let data = batch
-            .column_by_name("data")
-            .and_then(|c| c.as_any().downcast_ref::<LargeBinaryArray>())
-            .map(|c| c.value(0).to_vec());
-        if let (Some(name), Some(data)) = (name, data) {
-            return Ok(Some((name, data)));
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -1,18 +1,17 @@
 //! What a training run reads from the store: the caption–image pairs of a split with their frozen vectors from the
 //! image space and the text space, the clusters of a k-means run (topical batches), and the negatives of a mining
-//! run. Every query binds its values as parameters.
+//! run. Every read is a filtered scan of the store (no SQL session).
 
 use std::collections::HashMap;
 
-use arrow::array::RecordBatch;
+use datafusion::prelude::{col, lit};
 
 use super::batches::Negatives;
 use crate::error::{Error, Result};
 use crate::eval::retrieval::caption_truth;
 use crate::eval::space::{Filter, Vectors, load};
-use crate::sql::columns::{integers, strings};
-use crate::sql::{Engine, ParamValue, Params};
 use crate::store::Store;
+use crate::store::columns::{integers, strings};
 
 /// The pairs of one split: image vectors, caption vectors, and which captions belong to which image.
 #[derive(Debug, Clone)]
@@ -30,13 +29,6 @@ impl PairedSet {
     pub fn paired_images(&self) -> usize {
         self.captions.iter().filter(|c| !c.is_empty()).count()
     }
-}
-
-/// Run one query with `params` and return its batches.
-async fn query(store: &Store, sql: &str, params: &Params) -> Result<Vec<RecordBatch>> {
-    let engine = Engine::new(store.clone()).await?;
-    let mut results = engine.execute_sql(sql, params).await?;
-    Ok(results.pop().map(|r| r.batches).unwrap_or_default())
 }
 
 /// The pairs of `dataset`/`split` whose image has a vector in `image_table` and caption one in `text_table`.
@@ -99,33 +91,36 @@ pub async fn load_clusters(
     run_id: &str,
     set: &PairedSet,
 ) -> Result<Vec<Option<i32>>> {
-    let mut params = Params::default();
-    params.set("run", ParamValue::Text(run_id.to_string()))?;
-    let batches = query(
-        store,
-        "SELECT item_id, \"cluster\" FROM clusters WHERE run_id = $run ORDER BY item_id",
-        &params,
-    )
-    .await?;
+    let batches = store
+        .scan(
+            "clusters",
+            &["item_id", "cluster"],
+            Some(col("run_id").eq(lit(run_id))),
+        )
+        .await?;
+    let mut assigned = Vec::new();
+    for batch in &batches {
+        assigned.extend(
+            strings(batch, "item_id")?
+                .into_iter()
+                .zip(integers(batch, "cluster")?),
+        );
+    }
+    // By item id, so an image whose captions sit in different clusters always gets the same one.
+    assigned.sort();
+    let rows = assigned.len();
     let image_row = set.images.index();
     let mut cluster = vec![None; set.images.len()];
-    let mut rows = 0;
-    for batch in &batches {
-        for (item, c) in strings(batch, "item_id")?
-            .into_iter()
-            .zip(integers(batch, "cluster")?)
-        {
-            rows += 1;
-            let (Some(item), Some(c)) = (item, c) else {
-                continue;
-            };
-            let row = image_row
-                .get(item.as_str())
-                .map(|&i| i as usize)
-                .or_else(|| set.image_of_caption.get(&item).copied());
-            if let Some(row) = row {
-                cluster[row].get_or_insert(c as i32);
-            }
+    for (item, c) in assigned {
+        let (Some(item), Some(c)) = (item, c) else {
+            continue;
+        };
+        let row = image_row
+            .get(item.as_str())
+            .map(|&i| i as usize)
+            .or_else(|| set.image_of_caption.get(&item).copied());
+        if let Some(row) = row {
+            cluster[row].get_or_insert(c as i32);
         }
     }
     if rows == 0 {
@@ -144,40 +139,44 @@ pub async fn load_negatives(
     set: &PairedSet,
     per_query: usize,
 ) -> Result<Negatives> {
-    let mut params = Params::default();
-    params.set("run", ParamValue::Text(run_id.to_string()))?;
-    let batches = query(
-        store,
-        "SELECT query_id, query_kind, negative_id, rank FROM hard_negatives WHERE run_id = $run \
-         ORDER BY rank, query_id, negative_id",
-        &params,
-    )
-    .await?;
-    let image_row = set.images.index();
-    let image = |id: &str| image_row.get(id).map(|&i| i as usize);
-    let mut of: HashMap<usize, Vec<usize>> = HashMap::new();
-    let mut rows = 0;
+    let batches = store
+        .scan(
+            "hard_negatives",
+            &["query_id", "query_kind", "negative_id", "rank"],
+            Some(col("run_id").eq(lit(run_id))),
+        )
+        .await?;
+    let mut mined = Vec::new();
     for batch in &batches {
+        let ranks = integers(batch, "rank")?;
         let queries = strings(batch, "query_id")?;
         let kinds = strings(batch, "query_kind")?;
         let negatives = strings(batch, "negative_id")?;
-        for ((q, kind), n) in queries.into_iter().zip(kinds).zip(negatives) {
-            rows += 1;
-            let (Some(q), Some(kind), Some(n)) = (q, kind, n) else {
-                continue;
-            };
-            let pair = match kind.as_str() {
-                "caption" => set.image_of_caption.get(&q).copied().zip(image(&n)),
-                "image" => image(&q).zip(set.image_of_caption.get(&n).copied()),
-                _ => None,
-            };
-            if let Some((query, negative)) = pair
-                && query != negative
-            {
-                let list = of.entry(query).or_default();
-                if !list.contains(&negative) {
-                    list.push(negative);
-                }
+        for (((rank, q), kind), n) in ranks.into_iter().zip(queries).zip(kinds).zip(negatives) {
+            mined.push((rank, q, n, kind));
+        }
+    }
+    // Rank order (ties by query, then negative), so each image's list starts with its hardest negatives.
+    mined.sort();
+    let rows = mined.len();
+    let image_row = set.images.index();
+    let image = |id: &str| image_row.get(id).map(|&i| i as usize);
+    let mut of: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (_, q, n, kind) in mined {
+        let (Some(q), Some(kind), Some(n)) = (q, kind, n) else {
+            continue;
+        };
+        let pair = match kind.as_str() {
+            "caption" => set.image_of_caption.get(&q).copied().zip(image(&n)),
+            "image" => image(&q).zip(set.image_of_caption.get(&n).copied()),
+            _ => None,
+        };
+        if let Some((query, negative)) = pair
+            && query != negative
+        {
+            let list = of.entry(query).or_default();
+            if !list.contains(&negative) {
+                list.push(negative);
             }
         }
     }

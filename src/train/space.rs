@@ -15,24 +15,10 @@ use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use super::head::Heads;
 use super::loss::normalize_rows;
 use crate::error::{Error, Result};
-use crate::eval::space::{Filter, SPACE_PREFIX};
-use crate::models::hub::slug;
+use crate::eval::space::{Filter, HEAD_PREFIX, head_space};
 use crate::store::Store;
 use crate::store::schema::{TableSpec, embedding_table};
 use crate::store::write::{batch_for, upsert};
-
-/// The prefix of a trained head's model name: `head:<run_id>`.
-pub const HEAD_PREFIX: &str = "head:";
-
-/// The space of training run `run_id` (`head_<run slug>`).
-pub fn head_space(run_id: &str) -> String {
-    format!("head_{}", slug(run_id))
-}
-
-/// The table of training run `run_id`'s space.
-pub fn head_table(run_id: &str) -> String {
-    format!("{SPACE_PREFIX}{}", head_space(run_id))
-}
 
 /// The space table spec of a run's heads, with the run and its base spaces in the metadata.
 pub fn head_space_spec(
@@ -228,23 +214,9 @@ pub struct TrainedHeads {
 
 /// Load the best heads of training run `run_id` from the store.
 pub async fn load_heads(store: &Store, run_id: &str, device: &Device) -> Result<TrainedHeads> {
-    let engine = crate::sql::Engine::new(store.clone()).await?;
-    let mut params = crate::sql::Params::default();
-    params.set("id", crate::sql::ParamValue::Text(run_id.to_string()))?;
-    let results = engine
-        .execute_sql(
-            "SELECT config FROM runs WHERE run_id = $id AND kind = 'train'",
-            &params,
-        )
-        .await?;
-    let config = results
-        .iter()
-        .flat_map(|r| &r.batches)
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| crate::sql::columns::strings(b, "config"))
-        .next()
-        .transpose()?
-        .and_then(|c| c.into_iter().next().flatten())
+    let config = store
+        .run_config(run_id, "train")
+        .await?
         .ok_or_else(|| Error::UnknownRun {
             id: format!("{run_id} (head:{run_id} names a `vlmdb train` run)"),
         })?;
@@ -259,7 +231,8 @@ pub async fn load_heads(store: &Store, run_id: &str, device: &Device) -> Result<
     let shape: super::head::HeadShape = serde_json::from_value(field("shape")?)?;
     let image_table: String = serde_json::from_value(field("image_space")?)?;
     let text_table: String = serde_json::from_value(field("text_space")?)?;
-    let (checkpoint, bytes) = super::checkpoint::latest(store, run_id, "best_")
+    let (checkpoint, bytes) = store
+        .latest_artifact(run_id, "best_")
         .await?
         .ok_or_else(|| {
             Error::Usage(format!(

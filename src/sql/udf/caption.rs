@@ -132,15 +132,19 @@ impl AsyncScalarUDFImpl for Caption {
         let inputs: Vec<Option<&[u8]>> = (0..args.number_rows)
             .map(|row| row_bytes(&array, row))
             .collect();
-        let texts =
-            crate::caption::captions(self.store.as_ref(), &captioner, &inputs, prompt.as_deref())
-                .await
-                .map_err(|e| match e {
-                    Error::ModelInput { input, message, .. } => {
-                        DataFusionError::Execution(format!("caption: row {input}: {message}"))
-                    }
-                    other => DataFusionError::External(Box::new(other)),
-                })?;
+        let texts = crate::inference::captions::captions(
+            self.store.as_ref(),
+            &captioner,
+            &inputs,
+            prompt.as_deref(),
+        )
+        .await
+        .map_err(|e| match e {
+            Error::ModelInput { input, message, .. } => {
+                DataFusionError::Execution(format!("caption: row {input}: {message}"))
+            }
+            other => DataFusionError::External(Box::new(other)),
+        })?;
         let out: ArrayRef = Arc::new(StringArray::from(texts));
         Ok(ColumnarValue::Array(out))
     }

@@ -16,8 +16,8 @@ use datafusion::logical_expr::{
 use super::images::check_binary;
 use super::vectors::{vector_array, vector_type};
 use crate::error::Error;
-use crate::models::cache::{Input, InputColumn, embed};
-use crate::models::{DEFAULT_BATCH, DeviceChoice, Modality, load_shared};
+use crate::inference::cache::{Input, InputColumn, embed};
+use crate::models::{DEFAULT_BATCH, DeviceChoice, Modality};
 use crate::store::Store;
 
 /// `embed_text` or `embed_image`.
@@ -123,7 +123,7 @@ impl AsyncScalarUDFImpl for EmbedFunction {
 
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let spec = super::text_constant(self.name, 1, "the model", &args.args[0])?;
-        let model = load_shared(self.store.as_ref(), &spec, self.device)
+        let model = crate::inference::load_model(self.store.as_ref(), &spec, self.device)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let input = args.args[1].to_array(args.number_rows)?;

@@ -13,7 +13,7 @@ use datafusion::logical_expr::{
 use super::images::{DOC_SECTION, check_binary, image_bytes, row_bytes, unreadable};
 use super::integer_constant;
 use super::vectors::columnar;
-use crate::ingest::image::decode;
+use crate::image::decode;
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(

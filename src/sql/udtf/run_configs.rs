@@ -11,9 +11,10 @@ use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::error::Result;
-use crate::import::metrics::flatten;
-use crate::sql::columns::strings;
-use crate::sql::{Engine, ParamValue, Params};
+use datafusion::prelude::{col, lit};
+
+use crate::store::columns::strings;
+use crate::store::runs::flatten;
 
 const SIGNATURE: &str = "run_configs(runs)";
 
@@ -45,18 +46,22 @@ fn schema() -> SchemaRef {
 }
 
 async fn rows(context: &Context, runs: &str) -> Result<RecordBatch> {
-    let engine = Engine::new(context.store.clone()).await?;
-    let mut params = Params::default();
-    params.set("runs", ParamValue::Text(runs.to_string()))?;
-    let results = engine
-        .execute_sql(
-            "SELECT run_id, kind, name, CAST(seed AS VARCHAR) AS seed, config FROM runs \
-             WHERE array_has(string_to_array($runs, ','), run_id) ORDER BY run_id",
-            &params,
+    let wanted: Vec<_> = runs
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(lit)
+        .collect();
+    let batches = context
+        .store
+        .scan_if_exists(
+            "runs",
+            &["run_id", "kind", "name", "seed", "config"],
+            Some(col("run_id").in_list(wanted, false)),
         )
         .await?;
-    let (mut ids, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
-    for batch in results.iter().flat_map(|r| &r.batches) {
+    let mut found = Vec::new();
+    for batch in &batches {
         let columns = ["run_id", "kind", "name", "seed", "config"]
             .iter()
             .map(|c| strings(batch, c))
@@ -83,11 +88,16 @@ async fn rows(context: &Context, runs: &str) -> Result<RecordBatch> {
                 };
                 (key, text)
             }));
-            for (key, value) in settings {
-                ids.push(run_id.clone());
-                keys.push(key);
-                values.push(value);
-            }
+            found.push((run_id, settings));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let (mut ids, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for (run_id, settings) in found {
+        for (key, value) in settings {
+            ids.push(run_id.clone());
+            keys.push(key);
+            values.push(value);
         }
     }
     let columns: Vec<ArrayRef> = vec![

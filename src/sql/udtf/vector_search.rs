@@ -12,9 +12,10 @@ use datafusion::scalar::ScalarValue;
 use super::{Args, Computed, Context, DOC_SECTION, constant, df};
 use crate::error::{Error, Result};
 use crate::eval::space::resolve;
-use crate::models::cache::Input;
-use crate::models::load_shared;
-use crate::search::{embed_one, nearest};
+use crate::inference::cache::Input;
+
+use crate::eval::nearest::nearest;
+use crate::inference::embed_one;
 
 const SIGNATURE: &str = "vector_search(space, query, k [, dataset [, split [, kind]]])";
 
@@ -209,11 +210,13 @@ impl TableFunctionImpl for VectorSearch {
                     }
                     Query::Vector(v) => v,
                     Query::Text { model, text } => {
-                        let m = load_shared(Some(store), &model, context.device).await?;
+                        let m = crate::inference::load_model(Some(store), &model, context.device)
+                            .await?;
                         embed_one(store, &m, &model, Input::Text(&text)).await?
                     }
                     Query::Image { model, bytes } => {
-                        let m = load_shared(Some(store), &model, context.device).await?;
+                        let m = crate::inference::load_model(Some(store), &model, context.device)
+                            .await?;
                         embed_one(store, &m, &model, Input::Image(&bytes)).await?
                     }
                 };

@@ -1,0 +1,556 @@
+//! The verbs that compute: `embed`, `caption`, `loop`, `search`, `eval`, `mine`, `cluster`, `index`, `plot`,
+//! `train`, `bench`. Each turns its arguments into the options of its command ([`crate::commands`]) and prints the
+//! report.
+
+use std::io::Write;
+
+use super::args::{
+    BenchArgs, BenchWhat, CaptionArgs, ClusterArgs, EmbedArgs, EvalArgs, IndexArgs, LoopArgs,
+    MineArgs, PlotArgs, PlotWhat, SearchArgs, TrainArgs,
+};
+use super::format::{Format, write_result};
+use crate::commands::embed::{EmbedOptions, Items};
+use crate::commands::search::{Query, SearchOptions};
+use crate::error::{Error, Result};
+use crate::models::DeviceChoice;
+use crate::sql::{Params, StatementResult};
+use crate::store::Store;
+
+/// `vlmdb embed`: one run that fills the model's space with the dataset's items.
+pub async fn embed(
+    store: &Store,
+    args: EmbedArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let items = if args.images {
+        Items::Images
+    } else if args.captions {
+        Items::Captions
+    } else {
+        Items::Pairs
+    };
+    let options = EmbedOptions {
+        model: args.model,
+        items,
+        dataset: args.dataset,
+        batch: args.batch as usize,
+        device,
+        progress: !args.quiet,
+    };
+    let s = crate::commands::embed::run(store, &options).await?;
+    writeln!(
+        out,
+        "embedded {} {} into {} (run {}, {} {} dim {}): {} already there, {} from the model cache, {} computed",
+        s.embedded,
+        items.kind(),
+        s.table,
+        s.run_id,
+        s.model_id,
+        s.revision.chars().take(12).collect::<String>(),
+        s.dim,
+        s.already_present,
+        s.from_cache,
+        s.computed
+    )?;
+    Ok(0)
+}
+
+/// `vlmdb caption`: one run that captions the dataset's images into `captions`.
+pub async fn caption(
+    store: &Store,
+    args: CaptionArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let options = crate::commands::caption::CaptionOptions {
+        model: args.model,
+        dataset: args.dataset,
+        prompt: args.prompt,
+        split: args.split,
+        device,
+        progress: !args.quiet,
+    };
+    let s = crate::commands::caption::run(store, &options).await?;
+    writeln!(
+        out,
+        "captioned {} images of {} (run {}, {} {})",
+        s.captioned,
+        options.dataset,
+        s.run_id,
+        s.model_id,
+        s.revision.chars().take(12).collect::<String>()
+    )?;
+    Ok(0)
+}
+
+/// `vlmdb loop`: the loop run and, with --baselines, its baseline runs; one line per run.
+pub async fn feedback_loop(
+    store: &Store,
+    args: LoopArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let options = crate::commands::caption_loop::LoopOptions {
+        captioner: args.captioner,
+        generator: args.generator,
+        dataset: args.dataset,
+        split: args.split,
+        images: args.images,
+        iterations: args.iterations,
+        seed: args.seed,
+        baselines: args.baselines,
+        image_space: args.image_space,
+        text_space: args.text_space,
+        steps: args.steps,
+        guidance: args.guidance,
+        prompt: args.prompt,
+        fixed_caption: args.fixed_caption,
+    };
+    let summary = crate::commands::caption_loop::run(store, &options, device, !args.quiet).await?;
+    for run in &summary.runs {
+        writeln!(
+            out,
+            "{} run {}: {} items × {} hops{}: {} images, {} captions, {} metrics written",
+            run.variant.name(),
+            run.run_id,
+            summary.items,
+            summary.iterations,
+            run.resumed_after_hop
+                .map(|h| format!(" (resumed after hop {h})"))
+                .unwrap_or_default(),
+            run.images_written,
+            run.captions_written,
+            run.metrics_written
+        )?;
+    }
+    Ok(0)
+}
+
+/// `vlmdb search`: the k nearest items of the model's space to a text or an image.
+pub async fn search(
+    store: &Store,
+    args: SearchArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let query = match (args.text, args.image) {
+        (Some(text), None) => Query::Text(text),
+        (None, Some(path)) => Query::Image(path),
+        _ => return Err(Error::Usage("give either --text or --image".into())),
+    };
+    let options = SearchOptions {
+        model: args.model,
+        query,
+        k: args.k,
+        dataset: args.dataset,
+        split: args.split,
+        kind: args.kind,
+        device,
+    };
+    let batch = crate::commands::search::search(store, &options).await?;
+    let result = StatementResult {
+        schema: batch.schema(),
+        batches: vec![batch],
+    };
+    write_result(out, args.format, &result)?;
+    Ok(0)
+}
+
+/// `vlmdb eval`: retrieval metrics of a space, written to `metrics` under an `eval` run and printed.
+pub async fn eval(
+    store: &Store,
+    args: EvalArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let options = crate::commands::eval::EvalOptions {
+        model: args.on.model,
+        dataset: args.on.dataset,
+        split: args.on.split,
+        dims: args.dims,
+        combiner: args.combiner,
+        device,
+    };
+    let report = crate::commands::eval::evaluate(store, &options).await?;
+    write_result(out, args.format, &report.result)?;
+    if args.format == Format::Table {
+        writeln!(out, "eval run {} ({})", report.run_id, report.table)?;
+    }
+    Ok(0)
+}
+
+/// `vlmdb mine`: hard negatives into `hard_negatives` under a `mine` run; prints a summary per direction.
+pub async fn mine(
+    store: &Store,
+    args: MineArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let options = crate::commands::mine::MineOptions {
+        model: args.on.model,
+        dataset: args.on.dataset,
+        split: args.on.split,
+        k: args.k,
+        depth: args.depth,
+        iteration: args.iteration,
+        directions: args.directions,
+        margin: args.margin,
+        max_ratio: args.max_ratio,
+        max_positive_similarity: args.max_positive_similarity,
+        device,
+    };
+    let report = crate::commands::mine::mine(store, &options).await?;
+    write_result(out, args.format, &report.result)?;
+    if args.format == Format::Table {
+        writeln!(out, "mine run {} ({})", report.run_id, report.table)?;
+    }
+    Ok(0)
+}
+
+/// `vlmdb plot`: draw one plot to `--out` (and into `artifacts`) under a `plot` run.
+pub async fn plot(
+    store: &Store,
+    args: PlotArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    use crate::commands::plot::{Layout, PlotOptions, Request, XAxis};
+    let file = args
+        .out
+        .ok_or_else(|| Error::Usage("plot needs --out FILE.png".into()))?;
+    let request = match args.what {
+        PlotWhat::Metrics { runs, metrics, x } => Request::Metrics {
+            runs,
+            metrics,
+            x: x.as_deref().map(str::parse::<XAxis>).transpose()?,
+        },
+        PlotWhat::Drift { run, metrics } => Request::Metrics {
+            runs: crate::commands::caption_loop::linked_runs(store, &run)
+                .await?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+            metrics: if metrics.is_empty() {
+                vec!["image_sim_to_hop0".to_string()]
+            } else {
+                metrics
+            },
+            x: Some(XAxis::Iteration),
+        },
+        PlotWhat::Scatter {
+            on,
+            kind,
+            method,
+            clusters,
+            perplexity,
+            tsne_iterations,
+            seed,
+        } => Request::Scatter {
+            model: on.model,
+            dataset: on.dataset,
+            split: on.split,
+            kind,
+            layout: match method.as_str() {
+                "pca" => Layout::Pca,
+                "tsne" => Layout::Tsne {
+                    perplexity,
+                    iterations: tsne_iterations,
+                    seed,
+                },
+                other => {
+                    return Err(Error::Usage(format!(
+                        "--method '{other}': expected pca or tsne"
+                    )));
+                }
+            },
+            clusters,
+        },
+        PlotWhat::Similarity {
+            on,
+            negatives,
+            seed,
+            bins,
+        } => Request::Similarity {
+            model: on.model,
+            dataset: on.dataset,
+            split: on.split,
+            negatives,
+            seed,
+            bins,
+        },
+        PlotWhat::ContactSheet {
+            clusters,
+            per_cluster,
+            thumb,
+        } => Request::ContactSheet {
+            clusters,
+            per_cluster,
+            thumb,
+        },
+    };
+    let options = PlotOptions {
+        request,
+        out: file,
+        width: args.width,
+        height: args.height,
+        query: args.query,
+        params: Params::from_args(&args.params)?,
+        device,
+    };
+    let summary = crate::commands::plot::plot(store, &options).await?;
+    writeln!(
+        out,
+        "wrote {} ({} × {} px; {}), stored in artifacts under run {}",
+        summary.out.display(),
+        summary.width,
+        summary.height,
+        summary.description,
+        summary.run_id
+    )?;
+    Ok(0)
+}
+
+/// `vlmdb train`: exit code 1 when training was flagged dead (the run records it), else 0.
+pub async fn train(
+    store: &Store,
+    args: TrainArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let progress = !args.quiet;
+    let summary = match &args.resume {
+        Some(id) => {
+            let id = (!id.is_empty()).then_some(id.as_str());
+            crate::commands::train::resume(store, id, device, progress).await?
+        }
+        None => {
+            let need = |value: &Option<String>, flag: &str| {
+                value
+                    .clone()
+                    .ok_or_else(|| Error::Usage(format!("train needs {flag} (or --resume)")))
+            };
+            let loss = crate::train::loss::Loss::new(
+                &need(&args.loss, "--loss")?,
+                args.alpha,
+                args.delta,
+                args.lambda,
+                (args.m1, args.m2),
+                args.gamma,
+            )?;
+            let options = crate::commands::train::TrainOptions {
+                image_model: need(&args.image_model, "--image-model")?,
+                text_model: need(&args.text_model, "--text-model")?,
+                dataset: need(&args.dataset, "--dataset")?,
+                split: args.split,
+                val_split: (!args.no_val).then_some(args.val_split),
+                loss,
+                head: args.head.parse()?,
+                dim: args.dim,
+                hidden: args.hidden,
+                mrl: args.mrl,
+                batch: args.batch,
+                epochs: args.epochs,
+                lr: args.lr,
+                min_lr: args.min_lr,
+                warmup: args.warmup,
+                adamw: crate::train::optim::AdamWConfig {
+                    beta1: args.beta1,
+                    beta2: args.beta2,
+                    eps: args.eps,
+                    weight_decay: args.weight_decay,
+                },
+                max_grad_norm: args.max_grad_norm,
+                seed: args.seed,
+                topical: args.topical,
+                negatives: args.negatives,
+                negatives_per_query: args.negatives_per_query,
+                patience: args.patience,
+                dead_steps: args.dead_steps,
+                rounds: args.rounds,
+                mine_k: args.mine_k,
+            };
+            crate::commands::train::train(store, &options, device, progress).await?
+        }
+    };
+    let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    writeln!(
+        out,
+        "train run {}{}: {} steps over {} round(s), final loss {}, best validation R@1 {}; heads are space {} \
+         ({} vectors; use --model head:{})",
+        summary.run_id,
+        summary
+            .resumed_from
+            .map(|s| format!(" (resumed after step {s})"))
+            .unwrap_or_default(),
+        summary.steps,
+        summary.rounds,
+        number(summary.final_loss),
+        number(summary.best_r1),
+        summary.table,
+        summary.projected,
+        summary.run_id
+    )?;
+    if let Some(dead) = &summary.dead {
+        writeln!(
+            out,
+            "training looks dead ({dead}): see the dead_training metric and the run's notes"
+        )?;
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// `vlmdb cluster`: k-means over a space.
+pub async fn cluster(
+    store: &Store,
+    args: ClusterArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let options = crate::commands::cluster::ClusterOptions {
+        model: args.on.model,
+        dataset: Some(args.on.dataset),
+        split: args.on.split,
+        kind: args.kind,
+        k: args.k,
+        iterations: args.iterations,
+        seed: args.seed,
+        inits: args.inits,
+        metric: args.metric.parse()?,
+        iteration: args.iteration,
+        device,
+    };
+    let s = crate::commands::cluster::cluster(store, &options).await?;
+    writeln!(
+        out,
+        "k-means k={} on {} items of {}: inertia {:.6} after {} steps, sizes {:?} (run {})",
+        s.k, s.items, s.table, s.inertia, s.lloyd_steps, s.sizes, s.run_id
+    )?;
+    Ok(0)
+}
+
+/// `vlmdb index`: an approximate-nearest-neighbour index over a space, with its recall against exact search.
+pub async fn index(
+    store: &Store,
+    args: IndexArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let report =
+        crate::commands::index::build(store, &args.model, args.kind, &device.device()?).await?;
+    writeln!(
+        out,
+        "{} index on {} ({} vectors): recall@10 {:.4} against exact search on {} of its vectors (run {})",
+        report.kind, report.table, report.rows, report.recall_at_10, report.sample, report.run_id
+    )?;
+    Ok(0)
+}
+
+/// `vlmdb bench …`: vlmdb beside its peer on the same machine.
+pub async fn bench(args: BenchArgs, device: DeviceChoice, out: &mut dyn Write) -> Result<u8> {
+    Ok(match args.what {
+        BenchWhat::Ingest {
+            images,
+            python,
+            no_peer,
+        } => {
+            crate::commands::bench::ingest_bench(
+                images,
+                (!no_peer).then_some(python.as_str()),
+                out,
+            )
+            .await?;
+            0
+        }
+        BenchWhat::Eval {
+            images,
+            per_image,
+            dim,
+            python,
+            no_peer,
+        } => {
+            crate::commands::bench::retrieval::eval_bench(
+                images,
+                per_image,
+                dim,
+                (!no_peer).then_some(python.as_str()),
+                out,
+            )?;
+            0
+        }
+        BenchWhat::Kmeans {
+            n,
+            dim,
+            k,
+            iterations,
+            seed,
+            python,
+            no_peer,
+            no_sklearn,
+        } => {
+            crate::commands::bench::cluster::kmeans_bench(
+                crate::commands::bench::cluster::KmeansBench {
+                    n,
+                    dim,
+                    k,
+                    iterations,
+                    seed,
+                },
+                (!no_peer).then_some(python.as_str()),
+                no_sklearn,
+                out,
+            )?;
+            0
+        }
+        BenchWhat::Knn {
+            n,
+            hnsw_n,
+            dim,
+            k,
+            python,
+            no_peer,
+        } => {
+            crate::commands::bench::retrieval::knn_bench(
+                n,
+                hnsw_n,
+                dim,
+                k,
+                (!no_peer).then_some(python.as_str()),
+                out,
+            )?;
+            0
+        }
+        BenchWhat::Train {
+            n,
+            dim,
+            batch,
+            steps,
+            python,
+            no_peer,
+        } => {
+            crate::commands::bench::train::train_bench(
+                n,
+                dim,
+                batch,
+                steps,
+                (!no_peer).then_some(python.as_str()),
+                out,
+            )?;
+            0
+        }
+        BenchWhat::Embed(args) => {
+            let options = crate::commands::bench::EmbedBenchOptions {
+                text_model: args.text_model,
+                image_model: args.image_model,
+                texts: args.texts,
+                images: args.images,
+                batch: args.batch,
+                python: args.python,
+                no_peer: args.no_peer,
+            };
+            crate::commands::bench::embed_bench(&options, device, out).await?;
+            0
+        }
+    })
+}

@@ -1,0 +1,152 @@
+//! `vlmdb eval`: runs `sql/eval/retrieval.sql` (compiled into the binary) once per Matryoshka width, under one
+//! `eval` run, so every number lands in `metrics` and the command's output is exactly those rows.
+
+use crate::error::{Error, Result};
+use crate::models::DeviceChoice;
+use crate::sql::{FileRuns, ParamValue, Params, StatementResult};
+use crate::store::Store;
+use crate::store::runs::{Run, RunSpec};
+
+use crate::eval::space::{dim, resolve};
+
+/// The retrieval metrics SQL file.
+pub const RETRIEVAL_SQL: &str = include_str!("../../sql/eval/retrieval.sql");
+
+/// What `vlmdb eval` does.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// The space, or the model that made it.
+    pub model: String,
+    pub dataset: String,
+    pub split: Option<String>,
+    /// MRL widths; empty = the space's full width.
+    pub dims: Vec<usize>,
+    /// Composed-query combiner (`sum`, `image`, `text`).
+    pub combiner: String,
+    pub device: DeviceChoice,
+}
+
+/// The metrics of one eval run.
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    pub run_id: String,
+    pub table: String,
+    pub result: StatementResult,
+}
+
+/// The model id and revision a space records in its schema metadata, when it does.
+pub async fn space_model(store: &Store, table: &str) -> Result<Option<(String, String)>> {
+    let schema = store.open_table(table).await?.schema().await?;
+    let meta = schema.metadata();
+    Ok(
+        match (meta.get("vlmdb.model_id"), meta.get("vlmdb.revision")) {
+            (Some(id), Some(rev)) => Some((id.clone(), rev.clone())),
+            (Some(id), None) => Some((id.clone(), String::new())),
+            _ => None,
+        },
+    )
+}
+
+/// The parameters every retrieval SQL file takes: `$run_id`, `$space`, `$dataset`, `$split` (NULL: all splits).
+pub fn space_params(
+    run_id: &str,
+    table: &str,
+    dataset: &str,
+    split: Option<&str>,
+) -> Result<Params> {
+    let mut params = Params::default();
+    params.set("run_id", ParamValue::Text(run_id.to_string()))?;
+    params.set("space", ParamValue::Text(table.to_string()))?;
+    params.set("dataset", ParamValue::Text(dataset.to_string()))?;
+    params.set(
+        "split",
+        split.map_or(ParamValue::Null, |s| ParamValue::Text(s.to_string())),
+    )?;
+    Ok(params)
+}
+
+/// Run the evaluation under an `eval` run.
+pub async fn evaluate(store: &Store, options: &EvalOptions) -> Result<EvalReport> {
+    store.ensure_writable("eval")?;
+    let table = resolve(store, &options.model).await?;
+    let width = dim(store, &table).await?;
+    let dims = if options.dims.is_empty() {
+        vec![width]
+    } else {
+        options.dims.clone()
+    };
+    if let Some(&bad) = dims.iter().find(|&&d| d == 0 || d > width) {
+        return Err(Error::DimensionMismatch {
+            left: "--dims".into(),
+            left_dim: bad,
+            right: format!("space {table}"),
+            right_dim: width,
+        });
+    }
+    options
+        .combiner
+        .parse::<crate::eval::retrieval::Combiner>()?;
+    store
+        .ensure_tables(&["metrics", "captions", "pairs"])
+        .await?;
+    let spec = RunSpec {
+        kind: "eval".into(),
+        name: format!("{} on {}", table, options.dataset),
+        config: serde_json::json!({
+            "model": options.model,
+            "space": table,
+            "dataset": options.dataset,
+            "split": options.split,
+            "dims": dims,
+            "combiner": options.combiner,
+            "sql": "sql/eval/retrieval.sql",
+        }),
+        seed: None,
+    };
+    let mut run = Run::open(store, spec).await?;
+    if let Some((id, revision)) = space_model(store, &table).await? {
+        run.record_model(&id, &revision);
+    }
+    let outcome = async {
+        let mut runs = FileRuns::default();
+        for &d in &dims {
+            let mut params = space_params(run.id(), &table, &options.dataset, options.split.as_deref())?;
+            params.set("dim", ParamValue::Int(d as i64))?;
+            params.set("combiner", ParamValue::Text(options.combiner.clone()))?;
+            params.set("step", ParamValue::Null)?;
+            params.set("iteration", ParamValue::Null)?;
+            runs.run(
+                store,
+                options.device,
+                "sql/eval/retrieval.sql",
+                RETRIEVAL_SQL,
+                &params,
+                &mut run,
+            )
+            .await?;
+        }
+        let result = runs.finish();
+        if result.num_rows() == 0 {
+            return Err(Error::Usage(format!(
+                "nothing to evaluate: space {table} has no vectors for dataset '{}'{} (run `vlmdb embed --model {} \
+                 --images` and `--captions`, or `--pairs`, first)",
+                options.dataset,
+                options
+                    .split
+                    .as_ref()
+                    .map(|s| format!(" split '{s}'"))
+                    .unwrap_or_default(),
+                options.model
+            )));
+        }
+        Ok(result)
+    }
+    .await;
+    let run_id = run.id().to_string();
+    let result = run.close(store, outcome).await?;
+    Ok(EvalReport {
+        run_id,
+        table,
+        result,
+    })
+}

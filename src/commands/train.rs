@@ -1,0 +1,760 @@
+//! `vlmdb train`: one `train` run that fits projection heads over two frozen spaces of the store.
+//!
+//! Per round (seed S4: round 0 trains, round r ≥ 1 first mines hard negatives with round r − 1's best heads):
+//! per epoch, the batches of [`epoch_batches`] → forward → loss → backward → clip → AdamW → clamp the logit
+//! scale, every step's numbers buffered; at the epoch's end the validation split is projected into the run's space
+//! and `sql/eval/retrieval.sql` scores it (per MRL width), then the step metrics are written, then the checkpoint
+//! (and the best weights when validation R@1 improved) in one commit. A resumed run forgets metrics after its last
+//! checkpoint and redoes the epoch from there, so interrupted + resumed equals uninterrupted.
+
+use arrow::array::Float64Array;
+use candle_core::{Device, Tensor};
+
+use crate::commands::eval::{RETRIEVAL_SQL, space_model, space_params};
+use crate::error::{Error, Result};
+use crate::eval::space::head_table;
+use crate::eval::space::resolve;
+use crate::models::DeviceChoice;
+use crate::progress::Progress;
+use crate::rng::Rng;
+use crate::sql::{Engine, FileRuns, ParamValue, Params};
+use crate::store::Store;
+use crate::store::columns::{integers, strings};
+use crate::store::metrics::{Metric, write as write_metrics};
+use crate::store::runs::{Run, RunSpec};
+use crate::store::schema::TableSpec;
+use crate::train::batches::{Negatives, Order, chunk_sizes, epoch_batches};
+use crate::train::checkpoint::{self, TrainState, best_name, checkpoint_name};
+use crate::train::data::{PairedSet, load_clusters, load_negatives, load_pairs};
+use crate::train::dead::DeadWatch;
+use crate::train::head::{HeadKind, HeadShape, Heads};
+use crate::train::loss::{Loss, batch_loss};
+use crate::train::optim::{AdamW, AdamWConfig, Schedule, clip_factor, flat, grad_norm};
+use crate::train::space::{head_space_spec, project_all};
+
+/// Everything a training run is: stored as the run's configuration, which is what `--resume` continues.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainOptions {
+    /// The frozen image space (or the model that made it).
+    pub image_model: String,
+    /// The frozen text space (or the model that made it).
+    pub text_model: String,
+    pub dataset: String,
+    /// The split trained on.
+    pub split: String,
+    /// The split scored after every epoch (R@1/5/10 both ways); `None`: no validation, the last epoch is best.
+    pub val_split: Option<String>,
+    pub loss: Loss,
+    pub head: HeadKind,
+    /// Width of the shared space.
+    pub dim: usize,
+    /// Hidden width of MLP heads.
+    pub hidden: usize,
+    /// Matryoshka widths whose losses are summed (empty: the full width only).
+    pub mrl: Vec<usize>,
+    pub batch: usize,
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    pub min_lr: f64,
+    /// Warmup steps (default: one epoch, at most a tenth of the round).
+    pub warmup: Option<usize>,
+    pub adamw: AdamWConfig,
+    /// Gradient-norm clipping threshold (0: off).
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    /// Topical batches from this `vlmdb cluster` run.
+    pub topical: Option<String>,
+    /// Round 0's batches carry the negatives of this `vlmdb mine` run.
+    pub negatives: Option<String>,
+    pub negatives_per_query: usize,
+    /// Early stopping: stop a round after this many epochs without a better validation R@1.
+    pub patience: Option<usize>,
+    /// Dead-training window in steps (0: off).
+    pub dead_steps: usize,
+    /// Rounds of mine → train → eval.
+    pub rounds: usize,
+    /// Negatives kept per query when a round mines.
+    pub mine_k: usize,
+}
+
+/// What a training run did.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub run_id: String,
+    /// The space the trained heads project into.
+    pub table: String,
+    pub steps: u64,
+    pub rounds: usize,
+    pub final_loss: Option<f64>,
+    /// Best validation R@1 (mean of image→text and text→image) of the last round.
+    pub best_r1: Option<f64>,
+    /// Why training was flagged dead, when it was.
+    pub dead: Option<String>,
+    /// The step a resumed run continued from.
+    pub resumed_from: Option<u64>,
+    /// Items projected into the space at the end.
+    pub projected: usize,
+}
+
+/// Metrics of one epoch's steps, written in one commit.
+#[derive(Debug, Default)]
+struct StepMetrics(Vec<Metric>);
+
+impl StepMetrics {
+    fn push(&mut self, name: &str, value: f64, step: u64, round: usize) {
+        self.0.push(Metric::at(name, value, step, round));
+    }
+
+    async fn write(self, store: &Store, run_id: &str) -> Result<()> {
+        write_metrics(store, run_id, &self.0).await
+    }
+}
+
+/// The rows of `vectors` at `rows`, as an `n × dim` tensor.
+fn gather(
+    vectors: &crate::eval::space::Vectors,
+    rows: impl Iterator<Item = usize>,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut data = Vec::new();
+    let mut n = 0;
+    for r in rows {
+        data.extend_from_slice(vectors.row(r));
+        n += 1;
+    }
+    Tensor::from_vec(data, (n, vectors.dim), device).map_err(Error::tensor("a training batch"))
+}
+
+/// What one optimiser step did.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOutcome {
+    pub loss: f64,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// ‖Δθ‖ / ‖θ‖ of the update.
+    pub relative_update: f64,
+    pub weights: crate::train::loss::WeightStats,
+}
+
+/// One training step on a batch of base vectors: forward both heads, the loss, backward, clip, AdamW at `lr`,
+/// clamp the logit scale.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    heads: &Heads,
+    optimizer: &mut AdamW,
+    loss: &Loss,
+    mrl: &[usize],
+    x_img: &Tensor,
+    x_txt: &Tensor,
+    lr: f64,
+    max_grad_norm: f64,
+) -> Result<StepOutcome> {
+    let op = Error::tensor("a training step");
+    let img = heads.image.forward(x_img).map_err(op)?;
+    let txt = heads.text.forward(x_txt).map_err(op)?;
+    let out = batch_loss(loss, &img, &txt, heads.logit_scale.as_tensor(), mrl).map_err(op)?;
+    let value = f64::from(out.loss.to_scalar::<f32>().map_err(op)?);
+    let grads = out.loss.backward().map_err(op)?;
+    let grads = heads
+        .named()
+        .iter()
+        .map(|(_, var)| match grads.get(var.as_tensor()) {
+            Some(g) => flat(g),
+            None => Ok(vec![0.0; var.as_tensor().elem_count()]),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let grad_norm = grad_norm(&grads);
+    let relative_update = if value.is_finite() {
+        let r = optimizer.step(heads, &grads, lr, clip_factor(grad_norm, max_grad_norm))?;
+        heads.clamp_logit_scale()?;
+        r
+    } else {
+        0.0
+    };
+    Ok(StepOutcome {
+        loss: value,
+        grad_norm,
+        relative_update,
+        weights: out.weights,
+    })
+}
+
+/// Number of batches an epoch has (the same for every seed: shuffles reorder, they do not regroup).
+fn batches_per_epoch(set: &PairedSet, order: &Order, batch: usize) -> usize {
+    let batch = batch.max(2);
+    let mut sizes: std::collections::BTreeMap<Option<i32>, usize> = Default::default();
+    for (i, c) in set.captions.iter().enumerate() {
+        if c.is_empty() {
+            continue;
+        }
+        let key = match order {
+            Order::Random => None,
+            Order::Topical(clusters) => clusters.get(i).copied().flatten(),
+        };
+        *sizes.entry(key).or_default() += 1;
+    }
+    sizes
+        .values()
+        .map(|&n| {
+            chunk_sizes(n, batch)
+                .into_iter()
+                .filter(|&s| s >= 2)
+                .count()
+        })
+        .sum()
+}
+
+fn validate(options: &TrainOptions) -> Result<()> {
+    let usage = |m: String| Err(Error::Usage(m));
+    if options.batch < 2 {
+        return usage(format!(
+            "--batch {}: a contrastive batch needs at least 2 pairs",
+            options.batch
+        ));
+    }
+    if options.epochs == 0 || options.rounds == 0 {
+        return usage("--epochs and --rounds must be at least 1".into());
+    }
+    if options.dim == 0 || (options.head == HeadKind::Mlp && options.hidden == 0) {
+        return usage("--dim (and --hidden for an MLP head) must be at least 1".into());
+    }
+    if let Some(&bad) = options.mrl.iter().find(|&&d| d == 0 || d > options.dim) {
+        return Err(Error::DimensionMismatch {
+            left: "--mrl".into(),
+            left_dim: bad,
+            right: "the head (--dim)".into(),
+            right_dim: options.dim,
+        });
+    }
+    if !(options.lr.is_finite() && options.min_lr >= 0.0 && options.min_lr <= options.lr) {
+        return usage(format!(
+            "--lr {} / --min-lr {}: need 0 <= min-lr, finite lr >= 0",
+            options.lr, options.min_lr
+        ));
+    }
+    if options.rounds > 1 && options.mine_k == 0 {
+        return usage("--mine-k must be at least 1 when --rounds > 1".into());
+    }
+    Ok(())
+}
+
+/// The run to resume: the given id, or the newest `train` run that did not finish.
+async fn run_to_resume(store: &Store, id: Option<&str>) -> Result<(String, TrainOptions)> {
+    if !store.table_names().await?.iter().any(|t| t == "runs") {
+        return Err(Error::Usage(
+            "--resume: this store has no runs yet, so no train run to resume".into(),
+        ));
+    }
+    let engine = Engine::for_reads(store.clone()).await?;
+    let mut params = Params::default();
+    let sql = match id {
+        Some(id) => {
+            params.set("id", ParamValue::Text(id.to_string()))?;
+            "SELECT run_id, config, status FROM runs WHERE run_id = $id AND kind = 'train'"
+        }
+        None => {
+            "SELECT run_id, config, status FROM runs WHERE kind = 'train' AND status <> 'finished' \
+             ORDER BY started_at DESC, run_id DESC LIMIT 1"
+        }
+    };
+    let results = engine.execute_sql(sql, &params).await?;
+    for batch in results.iter().flat_map(|r| &r.batches) {
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let run_id = strings(batch, "run_id")?.into_iter().next().flatten();
+        let config = strings(batch, "config")?.into_iter().next().flatten();
+        let status = strings(batch, "status")?.into_iter().next().flatten();
+        if status.as_deref() == Some("finished") {
+            return Err(Error::Usage(format!(
+                "--resume {}: that run has already finished (its heads are head:{0})",
+                run_id.unwrap_or_default()
+            )));
+        }
+        if let (Some(run_id), Some(config)) = (run_id, config) {
+            let mut value: serde_json::Value = serde_json::from_str(&config)?;
+            if let Some(map) = value.as_object_mut() {
+                for derived in ["notes", "space", "image_space", "text_space", "shape"] {
+                    map.remove(derived);
+                }
+            }
+            let options: TrainOptions = serde_json::from_value(value)?;
+            return Ok((run_id, options));
+        }
+    }
+    Err(match id {
+        Some(id) => Error::UnknownRun {
+            id: format!("{id} (no train run has this id)"),
+        },
+        None => Error::Usage("--resume: there is no unfinished train run to resume".into()),
+    })
+}
+
+/// Train under a fresh `train` run.
+pub async fn train(
+    store: &Store,
+    options: &TrainOptions,
+    device: DeviceChoice,
+    progress: bool,
+) -> Result<TrainSummary> {
+    validate(options)?;
+    execute(store, options, Run::new_id(), false, device, progress).await
+}
+
+/// Continue a `train` run from its last checkpoint (the newest unfinished one when `run_id` is `None`), with the
+/// configuration it was started with.
+pub async fn resume(
+    store: &Store,
+    run_id: Option<&str>,
+    device: DeviceChoice,
+    progress: bool,
+) -> Result<TrainSummary> {
+    let (run_id, options) = run_to_resume(store, run_id).await?;
+    validate(&options)?;
+    execute(store, &options, run_id, true, device, progress).await
+}
+
+/// Drop the metrics a run wrote after `step` (those of an epoch its checkpoint does not cover).
+async fn forget_after(store: &Store, run_id: &str, step: u64) -> Result<()> {
+    crate::store::metrics::forget(store, run_id, &format!("step IS NULL OR step > {step}")).await
+}
+
+/// The mean of the image→text and text→image R@1 at the full width in an eval result.
+fn mean_r1(result: &crate::sql::StatementResult, dim: usize) -> Result<Option<f64>> {
+    let mut values = Vec::new();
+    for batch in &result.batches {
+        let names = strings(batch, "name")?;
+        let dims = integers(batch, "dim")?;
+        let value = arrow::compute::cast(
+            batch
+                .column_by_name("value")
+                .ok_or_else(|| Error::Usage("eval result has no value".into()))?,
+            &arrow::datatypes::DataType::Float64,
+        )?;
+        let value = value
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .ok_or_else(|| Error::Usage("eval value".into()))?;
+        for i in 0..batch.num_rows() {
+            if names[i].as_deref() == Some("r_at_1") && dims[i] == Some(dim as i64) {
+                values.push(value.value(i));
+            }
+        }
+    }
+    Ok((!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64))
+}
+
+#[allow(clippy::too_many_lines)]
+async fn execute(
+    store: &Store,
+    options: &TrainOptions,
+    run_id: String,
+    resuming: bool,
+    device_choice: DeviceChoice,
+    progress: bool,
+) -> Result<TrainSummary> {
+    store.ensure_writable("train")?;
+    let device = device_choice.device()?;
+    let image_table = resolve(store, &options.image_model).await?;
+    let text_table = resolve(store, &options.text_model).await?;
+    let set = load_pairs(
+        store,
+        &image_table,
+        &text_table,
+        &options.dataset,
+        &options.split,
+    )
+    .await?;
+    if let Some(val) = &options.val_split {
+        load_pairs(store, &image_table, &text_table, &options.dataset, val)
+            .await
+            .map_err(|e| Error::Context {
+                context: "validation split (or train with --no-val)".into(),
+                source: Box::new(e),
+            })?;
+    }
+    let shape = HeadShape {
+        kind: options.head,
+        image_dim: set.images.dim,
+        text_dim: set.texts.dim,
+        dim: options.dim,
+        hidden: options.hidden,
+    };
+    store
+        .ensure_tables(&["metrics", "artifacts", "hard_negatives"])
+        .await?;
+    let space = head_space_spec(&run_id, options.dim, &image_table, &text_table)?;
+    let table = head_table(&run_id);
+
+    let mut config = serde_json::to_value(options)?;
+    if let Some(map) = config.as_object_mut() {
+        map.insert("space".into(), serde_json::json!(table));
+        map.insert("image_space".into(), serde_json::json!(image_table));
+        map.insert("text_space".into(), serde_json::json!(text_table));
+        map.insert("shape".into(), serde_json::to_value(shape)?);
+    }
+    let spec = RunSpec {
+        kind: "train".into(),
+        name: format!(
+            "{} on {} ({} heads into {})",
+            options.loss_name(),
+            options.dataset,
+            format!("{:?}", options.head).to_lowercase(),
+            options.dim
+        ),
+        config,
+        seed: Some(options.seed as i64),
+    };
+    let mut run = Run::open_with_id(store, run_id.clone(), spec).await?;
+    for t in [&image_table, &text_table] {
+        if let Some((id, revision)) = space_model(store, t).await? {
+            run.record_model(&id, &revision);
+        }
+        run.record_input(t, store.open_table(t).await?.version().await?);
+    }
+    run.record_input(
+        "captions",
+        store.open_table("captions").await?.version().await?,
+    );
+
+    let mut rng = Rng::new(options.seed);
+    let heads = Heads::init(shape, &mut rng, &device)?;
+    let mut state = TrainState {
+        step: 0,
+        round: 0,
+        epoch: 0,
+        round_step: 0,
+        rng: rng.state(),
+        best_r1: None,
+        since_best: 0,
+        negatives_run: options.negatives.clone(),
+        dead_at: None,
+    };
+    let mut optimizer = AdamW::new(options.adamw, &heads)?;
+    let mut resumed_from = None;
+    if resuming {
+        match store.latest_artifact(&run_id, "checkpoint_").await? {
+            Some((name, bytes)) => {
+                let (tensors, saved) = checkpoint::decode(&bytes, &device)?;
+                heads.load(&tensors)?;
+                optimizer.load(&heads, &tensors, saved.round_step)?;
+                forget_after(store, &run_id, saved.step).await?;
+                resumed_from = Some(saved.step);
+                run.note(
+                    "resumed_from",
+                    serde_json::json!({ "step": saved.step, "checkpoint": name }),
+                );
+                state = saved;
+            }
+            None => {
+                forget_after(store, &run_id, 0).await?;
+                run.note(
+                    "resumed_from",
+                    serde_json::json!({ "step": 0, "checkpoint": null }),
+                );
+            }
+        }
+    }
+    let outcome = train_rounds(
+        store,
+        options,
+        &mut run,
+        &set,
+        &heads,
+        &mut optimizer,
+        &mut state,
+        &space,
+        &image_table,
+        &text_table,
+        device_choice,
+        &device,
+        progress,
+    )
+    .await;
+    let outcome = match outcome {
+        Ok(final_loss) => {
+            // The space holds the best heads' projection of every item of the dataset.
+            if let Some((_, bytes)) = store.latest_artifact(&run_id, "best_").await? {
+                let (tensors, _) = checkpoint::decode(&bytes, &device)?;
+                heads.load(&tensors)?;
+            }
+            let projected = project_all(
+                store,
+                &heads,
+                &space,
+                &image_table,
+                &text_table,
+                Some(&options.dataset),
+                None,
+                &run_id,
+                &device,
+            )
+            .await;
+            projected.map(|p| (final_loss, p))
+        }
+        Err(e) => Err(e),
+    };
+    if let Some(step) = state.dead_at {
+        run.note("dead_training", serde_json::json!({ "step": step }));
+    }
+    let dead = state.dead_at.map(|s| format!("flagged at step {s}"));
+    let (final_loss, projected) = run.close(store, outcome).await?;
+    Ok(TrainSummary {
+        run_id,
+        table,
+        steps: state.step,
+        rounds: options.rounds,
+        final_loss,
+        best_r1: state.best_r1,
+        dead,
+        resumed_from,
+        projected,
+    })
+}
+
+impl TrainOptions {
+    fn loss_name(&self) -> &'static str {
+        match self.loss {
+            Loss::Infonce => "infonce",
+            Loss::SanwDebias { .. } => "sanw-debias",
+            Loss::SanwBandpass { .. } => "sanw-bandpass",
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+async fn train_rounds(
+    store: &Store,
+    options: &TrainOptions,
+    run: &mut Run,
+    set: &PairedSet,
+    heads: &Heads,
+    optimizer: &mut AdamW,
+    state: &mut TrainState,
+    space: &TableSpec,
+    image_table: &str,
+    text_table: &str,
+    device_choice: DeviceChoice,
+    device: &Device,
+    progress: bool,
+) -> Result<Option<f64>> {
+    let run_id = run.id().to_string();
+    let order = match &options.topical {
+        Some(cluster_run) => Order::Topical(load_clusters(store, cluster_run, set).await?),
+        None => Order::Random,
+    };
+    let per_epoch = batches_per_epoch(set, &order, options.batch);
+    let total = per_epoch * options.epochs;
+    let schedule = Schedule {
+        peak: options.lr,
+        min_lr: options.min_lr,
+        warmup: options.warmup.unwrap_or_else(|| per_epoch.min(total / 10)),
+        total,
+    };
+    let bar = progress.then(|| Progress::new((total * options.rounds) as u64, "train"));
+    if let Some(bar) = &bar {
+        bar.inc(state.step);
+    }
+    let mut rng = Rng::from_state(state.rng);
+    let mut watch = DeadWatch::new(options.dead_steps);
+    let mut final_loss = None;
+    let eval_dims: Vec<usize> = std::iter::once(options.dim)
+        .chain(options.mrl.iter().copied().filter(|&d| d != options.dim))
+        .collect();
+    while state.round < options.rounds {
+        let round = state.round;
+        if state.epoch == 0 || state.epoch >= options.epochs {
+            if round > 0 {
+                // The round starts from the previous round's best heads.
+                if let Some((_, bytes)) = store.latest_artifact(&run_id, "best_").await? {
+                    let (tensors, _) = checkpoint::decode(&bytes, device)?;
+                    heads.load(&tensors)?;
+                }
+                // Mine with the previous round's best heads, on the training split, in the run's space.
+                project_all(
+                    store,
+                    heads,
+                    space,
+                    image_table,
+                    text_table,
+                    Some(&options.dataset),
+                    Some(&options.split),
+                    &run_id,
+                    device,
+                )
+                .await?;
+                let mined = crate::commands::mine::mine(
+                    store,
+                    &crate::commands::mine::MineOptions {
+                        model: space.name.clone(),
+                        dataset: options.dataset.clone(),
+                        split: Some(options.split.clone()),
+                        k: options.mine_k,
+                        depth: None,
+                        iteration: round as i64,
+                        directions: vec!["t2i".into(), "i2t".into()],
+                        margin: None,
+                        max_ratio: None,
+                        max_positive_similarity: None,
+                        device: device_choice,
+                    },
+                )
+                .await?;
+                state.negatives_run = Some(mined.run_id);
+            }
+            *optimizer = AdamW::new(options.adamw, heads)?;
+            state.epoch = 0;
+            state.round_step = 0;
+            state.best_r1 = None;
+            state.since_best = 0;
+        }
+        let negatives: Option<Negatives> = match &state.negatives_run {
+            Some(mine_run) => {
+                Some(load_negatives(store, mine_run, set, options.negatives_per_query).await?)
+            }
+            None => None,
+        };
+        while state.epoch < options.epochs {
+            let batches = epoch_batches(
+                &set.captions,
+                &order,
+                negatives.as_ref(),
+                options.batch,
+                &mut rng,
+            );
+            let mut metrics = StepMetrics::default();
+            for batch in &batches {
+                let lr = schedule.lr(state.round_step as usize);
+                let x_img = gather(&set.images, batch.iter().map(|p| p.0), device)?;
+                let x_txt = gather(&set.texts, batch.iter().map(|p| p.1), device)?;
+                let done = train_step(
+                    heads,
+                    optimizer,
+                    &options.loss,
+                    &options.mrl,
+                    &x_img,
+                    &x_txt,
+                    lr,
+                    options.max_grad_norm,
+                )?;
+                let (loss, grad_norm, relative_update, out) =
+                    (done.loss, done.grad_norm, done.relative_update, done);
+                if !loss.is_finite() {
+                    return Err(Error::Usage(format!(
+                        "step {}: the loss is {loss} (lower --lr, or check the spaces for bad vectors)",
+                        state.step + 1
+                    )));
+                }
+                state.step += 1;
+                state.round_step += 1;
+                let step = state.step;
+                metrics.push("loss", loss, step, round);
+                metrics.push("logit_scale", heads.scale()?, step, round);
+                metrics.push("grad_norm", grad_norm, step, round);
+                metrics.push("lr", lr, step, round);
+                metrics.push("batch_size", batch.len() as f64, step, round);
+                if options.loss != Loss::Infonce {
+                    metrics.push("sanw_weight_mean", out.weights.mean, step, round);
+                    metrics.push("sanw_share_down", out.weights.down, step, round);
+                    metrics.push("sanw_share_up", out.weights.up, step, round);
+                }
+                if let Some(reason) = watch.observe(loss, grad_norm, relative_update)
+                    && state.dead_at.is_none()
+                {
+                    state.dead_at = Some(step);
+                    metrics.push("dead_training", 1.0, step, round);
+                    let message =
+                        format!("run {run_id}: training looks dead at step {step}: {reason}");
+                    match &bar {
+                        Some(bar) => bar.warn(&message),
+                        None => crate::progress::warn(&message),
+                    }
+                }
+                final_loss = Some(loss);
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                }
+            }
+            state.epoch += 1;
+            metrics.push("epoch", state.epoch as f64, state.step, round);
+            let mut new_best = false;
+            if let Some(val) = &options.val_split {
+                project_all(
+                    store,
+                    heads,
+                    space,
+                    image_table,
+                    text_table,
+                    Some(&options.dataset),
+                    Some(val),
+                    &run_id,
+                    device,
+                )
+                .await?;
+                let mut runs = FileRuns::default();
+                for &d in &eval_dims {
+                    let mut params =
+                        space_params(&run_id, &space.name, &options.dataset, Some(val))?;
+                    params.set("dim", ParamValue::Int(d as i64))?;
+                    params.set("combiner", ParamValue::Text("sum".into()))?;
+                    params.set("step", ParamValue::Int(state.step as i64))?;
+                    params.set("iteration", ParamValue::Int(round as i64))?;
+                    runs.run(
+                        store,
+                        device_choice,
+                        "sql/eval/retrieval.sql",
+                        RETRIEVAL_SQL,
+                        &params,
+                        run,
+                    )
+                    .await?;
+                }
+                let r1 = mean_r1(&runs.finish(), options.dim)?;
+                if let Some(r1) = r1 {
+                    if state.best_r1.is_none_or(|best| r1 > best) {
+                        state.best_r1 = Some(r1);
+                        state.since_best = 0;
+                        new_best = true;
+                    } else {
+                        state.since_best += 1;
+                    }
+                }
+            } else {
+                new_best = true;
+            }
+            let stop_early = options.patience.is_some_and(|p| state.since_best >= p)
+                && state.epoch < options.epochs;
+            if stop_early {
+                metrics.push("early_stop", state.epoch as f64, state.step, round);
+                state.epoch = options.epochs;
+            }
+            let round_done = state.epoch >= options.epochs;
+            if round_done {
+                state.round += 1;
+            }
+            state.rng = rng.state();
+            metrics.write(store, &run_id).await?;
+            let mut full = heads.tensors()?;
+            full.extend(optimizer.tensors(heads)?);
+            let mut files = vec![(
+                checkpoint_name(state.step),
+                checkpoint::encode(&full, state)?,
+            )];
+            if new_best {
+                files.push((
+                    best_name(state.step),
+                    checkpoint::encode(&heads.tensors()?, state)?,
+                ));
+            }
+            checkpoint::save(store, &run_id, files).await?;
+            if round_done {
+                break;
+            }
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    Ok(final_loss)
+}

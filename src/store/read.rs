@@ -1,0 +1,94 @@
+//! Typed reads of the store: a filtered scan of one table (lancedb's own query API, the filter a DataFusion
+//! expression built from values, never SQL text), and the reads built on it that the floors above share — a run's
+//! configuration, the newest artifact of a run. No SQL session is involved, so compute code reads the store without
+//! standing on the SQL floor.
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use datafusion::prelude::{Expr, col, lit};
+use futures::TryStreamExt;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+
+use super::Store;
+use super::columns::strings;
+use crate::error::{Error, Result};
+
+impl Store {
+    /// The rows of `table` that match `filter` (all rows without one), with only `columns`, in storage order.
+    pub async fn scan(
+        &self,
+        table: &str,
+        columns: &[&str],
+        filter: Option<Expr>,
+    ) -> Result<Vec<RecordBatch>> {
+        let handle = self.open_table(table).await?;
+        let mut query = handle.query().select(Select::columns(columns));
+        if let Some(filter) = filter {
+            query = query.only_if_expr(filter);
+        }
+        Ok(query.execute().await?.try_collect().await?)
+    }
+
+    /// [`Store::scan`], with a table that does not exist yet read as empty.
+    pub async fn scan_if_exists(
+        &self,
+        table: &str,
+        columns: &[&str],
+        filter: Option<Expr>,
+    ) -> Result<Vec<RecordBatch>> {
+        match self.scan(table, columns, filter).await {
+            Err(Error::UnknownTable { .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// The stored configuration (JSON text) of run `run_id` when it is of `kind`; `None` when there is no such run.
+    pub async fn run_config(&self, run_id: &str, kind: &str) -> Result<Option<String>> {
+        let filter = col("run_id").eq(lit(run_id)).and(col("kind").eq(lit(kind)));
+        let batches = self
+            .scan_if_exists("runs", &["config"], Some(filter))
+            .await?;
+        for batch in &batches {
+            if let Some(config) = strings(batch, "config")?.into_iter().flatten().next() {
+                return Ok(Some(config));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The newest artifact of `run_id` whose name starts with `prefix` (names carry zero-padded steps, so the
+    /// greatest name is the newest): (name, bytes). Names are read first; only the chosen artifact's bytes are.
+    pub async fn latest_artifact(
+        &self,
+        run_id: &str,
+        prefix: &str,
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        let of_run = col("run_id").eq(lit(run_id));
+        let names = self
+            .scan_if_exists("artifacts", &["name"], Some(of_run.clone()))
+            .await?;
+        let mut newest: Option<String> = None;
+        for batch in &names {
+            for name in strings(batch, "name")?.into_iter().flatten() {
+                if name.starts_with(prefix) && newest.as_ref().is_none_or(|n| name > *n) {
+                    newest = Some(name);
+                }
+            }
+        }
+        let Some(name) = newest else {
+            return Ok(None);
+        };
+        let filter = of_run.and(col("name").eq(lit(name.as_str())));
+        for batch in self.scan("artifacts", &["data"], Some(filter)).await? {
+            let Some(data) = batch.column_by_name("data") else {
+                continue;
+            };
+            let data = arrow::compute::cast(data, &DataType::LargeBinary)?;
+            let data = data.as_binary::<i64>();
+            if let Some(row) = (0..data.len()).find(|&r| data.is_valid(r)) {
+                return Ok(Some((name, data.value(row).to_vec())));
+            }
+        }
+        Ok(None)
+    }
+}
