@@ -1,5 +1,4 @@
-//! Records the git commit the binary is built from, for the `code_version` of run records, and sets
-//! `vlmdb_optimised` when vlmdb itself is compiled with optimisations (its SIMD kernels are used only then).
+//! Records the git commit the binary is built from, for the `code_version` of run records.
 use std::process::Command;
 
 fn main() {
@@ -13,10 +12,6 @@ fn main() {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=VLMDB_GIT_COMMIT={commit}");
-    println!("cargo:rustc-check-cfg=cfg(vlmdb_optimised)");
-    if std::env::var("OPT_LEVEL").is_ok_and(|level| level != "0") {
-        println!("cargo:rustc-cfg=vlmdb_optimised");
-    }
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
 }

@@ -10,7 +10,7 @@
 //! 2. [`commands`]: one file per verb.
 //! 3. [`sql`]: the DataFusion session and every SQL function.
 //! 4. compute: [`inference`] (models over stored inputs, with the model cache), [`eval`], [`cluster`], [`train`],
-//!    [`plot`].
+//!    [`caption_loop`], [`plot`].
 //! 5. [`models`]: config + weights → forward, per family.
 //! 6. [`ingest`]: one reader per dataset format.
 //! 7. [`store`]: tables, typed reads, writes, runs.
@@ -20,6 +20,7 @@ pub mod cli;
 pub mod commands;
 pub mod sql;
 
+pub mod caption_loop;
 pub mod cluster;
 pub mod eval;
 pub mod inference;

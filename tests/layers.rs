@@ -12,6 +12,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("commands", 2),
     ("sql", 3),
     ("inference", 4),
+    ("caption_loop", 4),
     ("eval", 4),
     ("cluster", 4),
     ("train", 4),

@@ -91,7 +91,7 @@ pub async fn feedback_loop(
     device: DeviceChoice,
     out: &mut dyn Write,
 ) -> Result<u8> {
-    let options = crate::commands::caption_loop::LoopOptions {
+    let options = crate::caption_loop::LoopOptions {
         captioner: args.captioner,
         generator: args.generator,
         dataset: args.dataset,

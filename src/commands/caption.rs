@@ -16,18 +16,10 @@ use crate::models::{DeviceChoice, load_captioner};
 use crate::progress::Progress;
 use crate::store::Store;
 use crate::store::columns::strings;
+use crate::store::read::no_images;
 use crate::store::runs::{Run, RunSpec};
 use crate::store::schema::fixed_table;
 use crate::store::write::{batch_for, upsert};
-
-/// The error for a dataset (or split) without the images a command needs (`what`: "images", "images with a human
-/// caption").
-pub fn no_images(dataset: &str, split: Option<&str>, what: &str) -> Error {
-    Error::Usage(format!(
-        "dataset '{dataset}'{} has no {what}: ingest it first",
-        split.map(|s| format!(" (split '{s}')")).unwrap_or_default()
-    ))
-}
 
 /// What `vlmdb caption` does.
 #[derive(Debug, Clone)]

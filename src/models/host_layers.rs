@@ -147,7 +147,7 @@ fn attend_sequence(qkv: &[f32], start: usize, out: &mut [f32], heads: usize, hea
         return; // an empty sequence has no context rows
     }
     #[cfg(target_arch = "x86_64")]
-    if head == 32 && crate::simd::fastmath::has_avx512() {
+    if head == 32 && crate::simd::kernel::available() {
         // SAFETY: AVX-512F is present (checked just above).
         unsafe { attend_32(qkv, start, out, heads) };
         return;

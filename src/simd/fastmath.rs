@@ -2,11 +2,6 @@
 //! calls), and [`avx512_dispatch`], which runs such a loop compiled for AVX-512 where the CPU has it (the crate is
 //! built for baseline x86-64, whose vectors are four lanes wide).
 
-/// Whether [`avx512_dispatch`]'s fast path runs on this CPU.
-pub fn has_avx512() -> bool {
-    crate::simd::kernel::available()
-}
-
 /// `fn $name(args)` that calls `$inner(args)` compiled with AVX-512F (and AVX2, FMA) enabled when the CPU has it,
 /// else as built. `$inner` should be `#[inline(always)]` so its loops are vectorised for the wider target.
 macro_rules! avx512_dispatch {
@@ -19,7 +14,7 @@ macro_rules! avx512_dispatch {
                 fn fast($($arg: $ty),*) {
                     $inner($($arg),*)
                 }
-                if $crate::simd::fastmath::has_avx512() {
+                if $crate::simd::kernel::available() {
                     // SAFETY: the CPU has AVX-512F (checked just above).
                     unsafe { fast($($arg),*) };
                     return;

@@ -92,3 +92,12 @@ impl Store {
         Ok(None)
     }
 }
+
+/// The error for a dataset (or split) without the images a command needs (`what`: "images", "images with a human
+/// caption").
+pub fn no_images(dataset: &str, split: Option<&str>, what: &str) -> Error {
+    Error::Usage(format!(
+        "dataset '{dataset}'{} has no {what}: ingest it first",
+        split.map(|s| format!(" (split '{s}')")).unwrap_or_default()
+    ))
+}
