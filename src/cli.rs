@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use crate::error::Result;
 use crate::models::DeviceChoice;
+use crate::sql::ExternalAccess;
 use crate::store::{DEFAULT_STORE_DIR, Store};
 pub use args::Cli;
 use args::Command;
@@ -23,13 +24,20 @@ use args::Command;
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     let store_path = cli.db.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_DIR));
     let device: DeviceChoice = cli.device.parse()?;
+    let access = if cli.no_external_access {
+        ExternalAccess::Denied
+    } else {
+        ExternalAccess::Allowed
+    };
     // The store is opened (and created) only by the commands that use it; benchmarks make their own.
     let store = || Store::open(&store_path);
     let code = match cli.command {
         Command::Init => commands::init(&store().await?, out).await?,
-        Command::Sql(args) => commands::sql(&store().await?, args, device, out).await?,
-        Command::Run(args) => commands::run_file(&store().await?, args, device, out).await?,
-        Command::Shell(args) => shell::run(&store().await?, args, device, out).await?,
+        Command::Sql(args) => commands::sql(&store().await?, args, device, access, out).await?,
+        Command::Run(args) => {
+            commands::run_file(&store().await?, args, device, access, out).await?
+        }
+        Command::Shell(args) => shell::run(&store().await?, args, device, access, out).await?,
         Command::Ingest(args) => commands::ingest(&store().await?, args, out).await?,
         Command::Export(args) => commands::export(&store().await?, args, out).await?,
         Command::Embed(args) => experiments::embed(&store().await?, args, device, out).await?,

@@ -125,7 +125,7 @@ pub fn read(options: &IngestOptions) -> Result<Collected> {
         });
     }
     let read = &options.read;
-    match options.format {
+    let mut collected = match options.format {
         InputFormat::Coco => coco::read(path, read),
         InputFormat::Karpathy => karpathy::read(path, read),
         InputFormat::Jsonl => jsonl::read(path, read),
@@ -134,7 +134,9 @@ pub fn read(options: &IngestOptions) -> Result<Collected> {
         InputFormat::Fashioniq => fashioniq::read(path, read),
         InputFormat::Webdataset => webdataset::read(path, read),
         InputFormat::HfParquet => hf_parquet::read(path, read),
-    }
+    }?;
+    collected.reject_id_collisions(&path.display().to_string());
+    Ok(collected)
 }
 
 /// Validate one image: read its bytes, decode under limits, resize if asked, hash what is stored.
@@ -203,7 +205,9 @@ pub fn check_dataset_name(name: &str) -> Result<()> {
 /// Run an ingest under an `ingest` run.
 pub async fn ingest(store: &Store, options: IngestOptions) -> Result<IngestSummary> {
     check_dataset_name(&options.dataset)?;
-    store.ensure_writable("ingest")?;
+    for table in ["images", "captions", "pairs", "ingest_errors", "runs"] {
+        store.ensure_table_writable(table, "ingest")?;
+    }
     let collected = {
         let options = options.clone();
         tokio::task::spawn_blocking(move || read(&options))

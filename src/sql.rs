@@ -1,6 +1,7 @@
 //! The SQL engine: a DataFusion session over the store ([`catalog`]) with vlmdb's functions ([`udf`]) and their
 //! docs ([`functions`]), and parameters bound on the parsed statement ([`params`]).
 
+pub mod access;
 pub mod catalog;
 pub mod functions;
 pub mod params;
@@ -21,6 +22,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use crate::error::{Error, Result};
 use crate::models::DeviceChoice;
 use crate::store::Store;
+pub use access::ExternalAccess;
 use catalog::StoreSchema;
 pub use params::{ParamValue, Params};
 
@@ -91,6 +93,7 @@ pub struct Engine {
     ctx: SessionContext,
     store: Store,
     tables: Arc<StoreSchema>,
+    access: ExternalAccess,
 }
 
 impl std::fmt::Debug for Engine {
@@ -127,13 +130,25 @@ impl Engine {
             ctx.register_udaf(function);
         }
         udtf::register(&ctx, &store, device);
-        Ok(Engine { ctx, store, tables })
+        Ok(Engine {
+            ctx,
+            store,
+            tables,
+            access: ExternalAccess::default(),
+        })
     }
 
     /// A session for the fixed reads commands make (their own SQL, no model function): should a model function
     /// run anyway, it runs on the CPU.
     pub async fn for_reads(store: Store) -> Result<Engine> {
         Engine::new(store, DeviceChoice::Cpu).await
+    }
+
+    /// Set whether statements may touch files outside the store ([`access`]); the store's own files are never
+    /// reachable.
+    pub fn with_external_access(mut self, access: ExternalAccess) -> Engine {
+        self.access = access;
+        self
     }
 
     /// The underlying DataFusion session.
@@ -165,6 +180,7 @@ impl Engine {
         params: &Params,
     ) -> Result<StatementResult> {
         params::bind(&mut statement, params)?;
+        access::check(&statement, self.store.root(), self.access)?;
         if writes_store(&statement) {
             self.store.ensure_writable("this statement")?;
         }

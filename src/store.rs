@@ -84,6 +84,30 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::ensure_writable`] for the store and for table `name`'s own directories: a table made read-only on
+    /// its own (`chmod -w images.lance`) is refused before anything is written, naming the table, instead of
+    /// failing halfway with the file system's error.
+    pub fn ensure_table_writable(&self, name: &str, action: &str) -> Result<()> {
+        self.ensure_writable(action)?;
+        let table = self.root.join(format!("{name}.lance"));
+        for dir in [
+            table.clone(),
+            table.join("_versions"),
+            table.join("data"),
+            table.join("_transactions"),
+        ] {
+            if let Ok(meta) = std::fs::metadata(&dir)
+                && meta.permissions().readonly()
+            {
+                return Err(Error::ReadOnlyStore {
+                    path: dir,
+                    action: format!("{action} (table '{name}')"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Names of all tables, sorted.
     pub async fn table_names(&self) -> Result<Vec<String>> {
         let mut names = self.conn.table_names().execute().await?;

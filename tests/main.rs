@@ -8,6 +8,7 @@ mod experiments;
 mod feedback;
 mod generation;
 mod ingest;
+mod integrity;
 mod layers;
 mod models;
 mod plot;

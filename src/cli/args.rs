@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::format::Format;
+use crate::cluster::kmeans::KMeansOptions;
 
 /// vlmdb: an embedded experiment database for vision-language research.
 #[derive(Debug, Parser)]
@@ -23,6 +24,11 @@ pub struct Cli {
         value_name = "DEVICE"
     )]
     pub device: String,
+
+    /// Refuse every SQL statement that reads or writes a file (`COPY … TO`, `CREATE EXTERNAL TABLE`): for SQL you
+    /// did not write yourself. Files inside the store are refused either way.
+    #[arg(long, env = "VLMDB_NO_EXTERNAL_ACCESS", global = true)]
+    pub no_external_access: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -442,13 +448,13 @@ pub struct ClusterArgs {
     #[arg(short = 'k', long = "k")]
     pub k: usize,
     /// Seed of the run's RNG (k-means++ seeding): the same seed gives the same clusters.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = KMeansOptions::default().seed)]
     pub seed: u64,
     /// Most Lloyd iterations.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = KMeansOptions::default().iterations)]
     pub iterations: usize,
     /// k-means++ starts; the lowest inertia is kept.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = KMeansOptions::default().inits)]
     pub inits: usize,
     /// l2 (squared Euclidean, as scikit-learn) or cosine (spherical k-means).
     #[arg(long, default_value = "l2")]

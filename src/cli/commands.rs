@@ -18,6 +18,7 @@ use crate::commands::sql::{bind_run_id, recorded, sql_run_spec};
 use crate::error::{Error, Result};
 use crate::ingest::{self, IngestOptions, ReadOptions, SplitRule};
 use crate::models::DeviceChoice;
+use crate::sql::ExternalAccess;
 use crate::sql::{Engine, Params, StatementResult, writes_store};
 use crate::store::Store;
 
@@ -43,6 +44,7 @@ pub async fn sql(
     store: &Store,
     args: SqlArgs,
     device: DeviceChoice,
+    access: ExternalAccess,
     out: &mut dyn Write,
 ) -> Result<u8> {
     let (text, name) = match (&args.statement, &args.file) {
@@ -55,7 +57,9 @@ pub async fn sql(
     };
     let mut params = Params::from_args(&args.params)?;
     let run_id = bind_run_id(&mut params)?;
-    let engine = Engine::new(store.clone(), device).await?;
+    let engine = Engine::new(store.clone(), device)
+        .await?
+        .with_external_access(access);
     let statements = engine.parse(&text)?;
     if !statements.iter().any(writes_store) {
         execute_all(&engine, statements, &params, args.format, out).await?;
@@ -72,12 +76,14 @@ pub async fn run_file(
     store: &Store,
     args: RunFileArgs,
     device: DeviceChoice,
+    access: ExternalAccess,
     out: &mut dyn Write,
 ) -> Result<u8> {
     let params = Params::from_args(&args.params)?;
     let format = args.format;
     let mut emit = |result: &StatementResult| write_result(out, format, result);
-    let s = crate::commands::run::run_file(store, &args.file, params, device, &mut emit).await?;
+    let s = crate::commands::run::run_file(store, &args.file, params, device, access, &mut emit)
+        .await?;
     crate::progress::note(&format!(
         "run {}: {} statements of {}, {} metrics stored{}",
         s.run_id,
@@ -231,9 +237,7 @@ pub async fn export(store: &Store, args: ExportArgs, out: &mut dyn Write) -> Res
         Some(path) => {
             let mut buffer = Vec::new();
             let rows = write_export(&result, options.format, &mut buffer)?;
-            let partial = path.with_extension("partial");
-            std::fs::write(&partial, &buffer).map_err(|e| Error::io(&partial, e))?;
-            std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))?;
+            replace_file(path, &buffer)?;
             eprintln!("wrote {rows} rows to {}", path.display());
         }
         None if options.format == ExportFormat::Parquet => {
@@ -244,6 +248,45 @@ pub async fn export(store: &Store, args: ExportArgs, out: &mut dyn Write) -> Res
         }
     }
     Ok(0)
+}
+
+/// Put `bytes` at `path` whole or not at all: written to a new file of a unique name in the same directory, then
+/// renamed over `path`. Something at `path` that is not a regular file (a device, a FIFO, a link, a directory) is
+/// refused, and a failed write leaves nothing behind.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.file_type().is_file()
+    {
+        return Err(Error::Usage(format!(
+            "--out {}: exists and is not a regular file (a device, FIFO, link or directory); nothing was written",
+            path.display()
+        )));
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Usage(format!("--out {}: not a file name", path.display())))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(
+        ".{}.{}-{nanos}.vlmdb-partial",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temporary, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        Error::io(path, e)
+    })
 }
 
 /// Write an export `result` in `format` to `out`; returns the number of rows.

@@ -112,12 +112,15 @@ pub async fn run(
     store: &Store,
     args: ShellArgs,
     device: crate::models::DeviceChoice,
+    access: crate::sql::ExternalAccess,
     out: &mut dyn Write,
 ) -> Result<u8> {
     let mut params = Params::from_args(&args.params)?;
     bind_run_id(&mut params)?;
     let mut session = Session {
-        engine: Engine::new(store.clone(), device).await?,
+        engine: Engine::new(store.clone(), device)
+            .await?
+            .with_external_access(access),
         params,
         format: args.format,
         timing: false,

@@ -50,6 +50,20 @@ pub struct KMeansOptions {
     pub inits: usize,
 }
 
+/// The defaults `vlmdb cluster` and `kmeans(...)` share: 20 Lloyd iterations, seed 0, squared Euclidean distance,
+/// one k-means++ start; `k` has no default (both require it).
+impl Default for KMeansOptions {
+    fn default() -> Self {
+        KMeansOptions {
+            k: 0,
+            iterations: 20,
+            seed: 0,
+            metric: Metric::default(),
+            inits: 1,
+        }
+    }
+}
+
 /// A clustering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KMeans {

@@ -20,7 +20,7 @@ use crate::progress::Progress;
 use crate::store::Store;
 use crate::store::runs::{Run, RunSpec};
 use crate::store::schema::TableSpec;
-use crate::store::write::{append, batch_for};
+use crate::store::write::{batch_for, insert_new};
 
 /// Which items to embed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,7 +419,7 @@ async fn write_chunk(
             ("run_id", Arc::new(StringArray::from(vec![run_id; n]))),
         ],
     )?;
-    append(store, space, batch).await?;
+    insert_new(store, space, batch).await?;
     summary.embedded += n;
     if let Some(progress) = progress {
         progress.inc(rows.num_rows() as u64);

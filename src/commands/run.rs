@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 
 use crate::error::{Error, Result};
 use crate::models::DeviceChoice;
-use crate::sql::{Engine, ParamValue, Params, StatementResult, writes_store};
+use crate::sql::{Engine, ExternalAccess, ParamValue, Params, StatementResult, writes_store};
 use crate::store::Store;
 use crate::store::metrics::{Cell, Metric, from_columns, write as write_metrics};
 use crate::store::runs::{Run, RunSpec};
@@ -107,6 +107,7 @@ pub async fn run_file(
     path: &Path,
     mut params: Params,
     device: DeviceChoice,
+    access: ExternalAccess,
     emit: &mut dyn FnMut(&StatementResult) -> Result<()>,
 ) -> Result<ExperimentSummary> {
     store.ensure_writable("run")?;
@@ -118,7 +119,9 @@ pub async fn run_file(
             message: "is bound by vlmdb to the current run and cannot be set".into(),
         });
     }
-    let engine = Engine::new(store.clone(), device).await?;
+    let engine = Engine::new(store.clone(), device)
+        .await?
+        .with_external_access(access);
     let statements = engine.parse(&sql).map_err(|e| Error::Input {
         path: path.to_path_buf(),
         message: e.to_string(),

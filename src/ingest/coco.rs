@@ -71,11 +71,12 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<Collected> {
     for ann in file.annotations {
         let key = id_text(&ann.id);
         let image_key = id_text(&ann.image_id);
-        if !seen_captions.first(&key) {
+        let item = format!("annotation {key} of image {image_key}");
+        if let Some(first) = seen_captions.claim(&key, &item) {
             out.reject(
                 &origin,
-                format!("annotation {key}"),
-                format!("duplicate annotation id {key}"),
+                item,
+                format!("duplicate annotation id {key}: {first} has it too"),
             );
         } else if !seen.contains(&image_key) {
             out.reject(

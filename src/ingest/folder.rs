@@ -4,9 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
+use super::paths::resolve;
 use super::record::{Collected, ImageData, ImageRecord, SeenIds};
 use super::{IMAGE_EXTENSIONS, ReadOptions, strip_extension};
 use crate::error::{Error, Result};
+
+/// The largest caption file read (1 MiB): captions are sentences, and a larger file is a mistake or an attack.
+const MAX_CAPTION_BYTES: u64 = 1 << 20;
 
 pub fn read(path: &Path, _options: &ReadOptions) -> Result<Collected> {
     if !path.is_dir() {
@@ -34,15 +38,37 @@ pub fn read(path: &Path, _options: &ReadOptions) -> Result<Collected> {
             continue;
         }
         let key = strip_extension(&relative);
-        if !seen.first(&key) {
+        if let Some(first) = seen.claim(&key, &relative) {
             out.reject(
                 &origin,
                 &relative,
-                format!("duplicate id {key}: another image has the same stem"),
+                format!(
+                    "duplicate id {key}: {first} has the same stem (and is stored with {key}.txt)"
+                ),
             );
             continue;
         }
         let caption_file = file.with_extension("txt");
+        // The caption file obeys the images' rules (inside the root, a regular file) and a size limit: a link to
+        // `/etc/hostname` or `/dev/zero`, or a FIFO, is refused rather than read.
+        if std::fs::symlink_metadata(&caption_file).is_ok() {
+            let relative_caption = Path::new(&relative).with_extension("txt");
+            let checked = resolve(path, &relative_caption.to_string_lossy()).and_then(|real| {
+                let size = std::fs::metadata(&real).map(|m| m.len()).unwrap_or(0);
+                if size > MAX_CAPTION_BYTES {
+                    Err(format!(
+                        "caption file {} has {size} bytes, more than the {MAX_CAPTION_BYTES}-byte limit",
+                        caption_file.display()
+                    ))
+                } else {
+                    Ok(real)
+                }
+            });
+            if let Err(reason) = checked {
+                out.reject(&origin, &relative, format!("caption file: {reason}"));
+                continue;
+            }
+        }
         let caption = match std::fs::read(&caption_file) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),

@@ -80,6 +80,50 @@ impl Collected {
         self.images.push(image);
     }
 
+    /// Reject every caption and pair whose id an earlier caption or pair of this input already has: the first keeps
+    /// the id, each later one gets an `ingest_errors` row naming both (two rows with one id would otherwise
+    /// overwrite each other, and re-ingesting would flip which one wins). Images are checked as readers list them.
+    pub fn reject_id_collisions(&mut self, origin: &str) {
+        let mut first: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        let mut rejected = Vec::new();
+        self.captions.retain(|caption| {
+            let item = format!("caption {} of image {}", caption.key, caption.image_key);
+            match first.get(&caption.key) {
+                Some(earlier) => {
+                    rejected.push((
+                        item,
+                        format!("duplicate caption id {}: {earlier} has it too", caption.key),
+                    ));
+                    false
+                }
+                None => {
+                    first.insert(caption.key.clone(), item);
+                    true
+                }
+            }
+        });
+        first.clear();
+        self.pairs.retain(|pair| {
+            let item = format!("pair {} (reference {})", pair.key, pair.reference_key);
+            match first.get(&pair.key) {
+                Some(earlier) => {
+                    rejected.push((
+                        item,
+                        format!("duplicate pair id {}: {earlier} has it too", pair.key),
+                    ));
+                    false
+                }
+                None => {
+                    first.insert(pair.key.clone(), item);
+                    true
+                }
+            }
+        });
+        for (item, reason) in rejected {
+            self.reject(origin, item, reason);
+        }
+    }
+
     /// Record a rejected item.
     pub fn reject(
         &mut self,
@@ -97,16 +141,27 @@ impl Collected {
 
 /// Tracks ids seen in one input, so a repeated id is rejected instead of silently overwriting.
 #[derive(Debug, Default)]
-pub struct SeenIds(std::collections::HashSet<String>);
+pub struct SeenIds(std::collections::HashMap<String, String>);
 
 impl SeenIds {
     /// True the first time `id` is seen.
     pub fn first(&mut self, id: &str) -> bool {
-        self.0.insert(id.to_string())
+        self.claim(id, id).is_none()
+    }
+
+    /// Claim `id` for `item`; when another item claimed it first, that item's name (for a reason naming both).
+    pub fn claim(&mut self, id: &str, item: &str) -> Option<String> {
+        match self.0.get(id) {
+            Some(first) => Some(first.clone()),
+            None => {
+                self.0.insert(id.to_string(), item.to_string());
+                None
+            }
+        }
     }
 
     /// True when `id` was seen.
     pub fn contains(&self, id: &str) -> bool {
-        self.0.contains(id)
+        self.0.contains_key(id)
     }
 }

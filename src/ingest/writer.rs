@@ -17,7 +17,7 @@ use super::record::{CaptionRecord, PairRecord, Rejection};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::schema::{TableSpec, fixed_table};
-use crate::store::write::{append, batch_for, upsert};
+use crate::store::write::{append, batch_for, insert_new, upsert};
 use datafusion::prelude::{col, lit};
 
 /// The tables an ingest writes.
@@ -150,7 +150,7 @@ impl<'a> DatasetWriter<'a> {
         let changed_rows = filter_record_batch(&batch, &is_changed)?;
         let written = new_rows.num_rows() + changed_rows.num_rows();
         if new_rows.num_rows() > 0 {
-            append(self.store, &spec, new_rows).await?;
+            insert_new(self.store, &spec, new_rows).await?;
         }
         if changed_rows.num_rows() > 0 {
             upsert(self.store, &spec, changed_rows).await?;

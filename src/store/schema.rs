@@ -82,7 +82,18 @@ impl TableSpec {
         let fields: Vec<Field> = self
             .columns
             .iter()
-            .map(|c| Field::new(&c.name, c.data_type.clone(), c.nullable))
+            .map(|c| {
+                let field = Field::new(&c.name, c.data_type.clone(), c.nullable);
+                // Key columns are Lance's (unenforced) primary key: two writers inserting the same key at once
+                // then conflict at commit, and the later one retries against the earlier one's rows.
+                match self.key.iter().position(|k| *k == c.name) {
+                    Some(i) => field.with_metadata(HashMap::from([(
+                        PRIMARY_KEY_POSITION.to_string(),
+                        (i + 1).to_string(),
+                    )])),
+                    None => field,
+                }
+            })
             .collect();
         Arc::new(Schema::new_with_metadata(fields, self.metadata.clone()))
     }
@@ -92,6 +103,9 @@ impl TableSpec {
         self.columns.iter().find(|c| c.name == name)
     }
 }
+
+/// Lance's field metadata naming a column's place in the table's primary key (1-based).
+const PRIMARY_KEY_POSITION: &str = "lance-schema:unenforced-primary-key:position";
 
 /// The fixed tables every store has (all schema files but the embedding-space template), in file order.
 pub fn fixed_tables() -> Result<Vec<TableSpec>> {

@@ -39,7 +39,7 @@ pub async fn append(store: &Store, spec: &TableSpec, batch: RecordBatch) -> Resu
     if batch.num_rows() == 0 {
         return Ok(table.version().await?);
     }
-    store.ensure_writable(&format!("writing to '{}'", spec.name))?;
+    store.ensure_table_writable(&spec.name, "writing")?;
     let result = table.add(batch).execute().await?;
     Ok(result.version)
 }
@@ -57,7 +57,7 @@ pub async fn upsert(store: &Store, spec: &TableSpec, batch: RecordBatch) -> Resu
     if batch.num_rows() == 0 {
         return Ok(table.version().await?);
     }
-    store.ensure_writable(&format!("writing to '{}'", spec.name))?;
+    store.ensure_table_writable(&spec.name, "writing")?;
     let keys: Vec<&str> = spec.key.iter().map(String::as_str).collect();
     let schema = batch.schema();
     let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
@@ -65,6 +65,28 @@ pub async fn upsert(store: &Store, spec: &TableSpec, batch: RecordBatch) -> Resu
     merge
         .when_matched_update_all(None)
         .when_not_matched_insert_all();
+    let result = merge.execute(Box::new(reader)).await?;
+    Ok(result.version)
+}
+
+/// Insert the rows of `batch` whose key is not in the table of `spec` yet, as one commit; rows whose key is there
+/// are left as they are. Keys are the table's primary key, so a concurrent writer inserting the same keys makes
+/// this commit conflict and retry against its rows: no key is ever stored twice. Returns the new version.
+pub async fn insert_new(store: &Store, spec: &TableSpec, batch: RecordBatch) -> Result<u64> {
+    if spec.key.is_empty() {
+        return append(store, spec, batch).await;
+    }
+    let batch = shape(spec, batch)?;
+    let table = store.table_for(spec).await?;
+    if batch.num_rows() == 0 {
+        return Ok(table.version().await?);
+    }
+    store.ensure_table_writable(&spec.name, "writing")?;
+    let keys: Vec<&str> = spec.key.iter().map(String::as_str).collect();
+    let schema = batch.schema();
+    let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
+    let mut merge = table.merge_insert(&keys);
+    merge.when_not_matched_insert_all();
     let result = merge.execute(Box::new(reader)).await?;
     Ok(result.version)
 }

@@ -9,7 +9,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
-use crate::cluster::kmeans::{KMeansOptions, Metric, kmeans};
+use crate::cluster::kmeans::{KMeansOptions, kmeans};
 use crate::eval::space::load_named;
 
 const SIGNATURE: &str =
@@ -61,9 +61,9 @@ impl TableFunctionImpl for KMeansFunction {
             seed: args.required_count(3, "seed").map_err(df)? as u64,
             metric: match args.text(7, "metric").map_err(df)? {
                 Some(m) => m.parse().map_err(df)?,
-                None => Metric::L2,
+                None => KMeansOptions::default().metric,
             },
-            inits: 1,
+            ..KMeansOptions::default()
         };
         let filter = args.filter(4, Some("image")).map_err(df)?;
         let context = self.0.clone();

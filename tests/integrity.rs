@@ -1,0 +1,301 @@
+//! Integrity (issue 21): what SQL may touch, what ingest and export refuse, what concurrent writers get.
+
+use crate::common::{TestStore, assert_success, stderr};
+
+#[test]
+fn sql_cannot_write_or_read_the_store_files() {
+    let store = TestStore::initialised();
+    let before = store.csv("SELECT count(*) AS n FROM runs");
+    let versions = store.path().join("runs.lance").join("_versions");
+    let manifest = std::fs::read_dir(&versions)
+        .expect("versions")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "manifest"))
+        .expect("a manifest");
+    let copy = format!(
+        "COPY (SELECT 'pwned' AS x) TO '{}' STORED AS CSV",
+        manifest.display()
+    );
+    let out = store.vlmdb(&["sql", &copy]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("inside the store"),
+        "{}",
+        stderr(&out)
+    );
+    // A path that climbs back into the store is refused too, and so is reading the store's files.
+    let climbing = format!(
+        "COPY (SELECT 1 AS x) TO '{}/../store/new.csv' STORED AS CSV",
+        store.path().display()
+    );
+    assert_eq!(store.vlmdb(&["sql", &climbing]).status.code(), Some(2));
+    let external = format!(
+        "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{}'",
+        manifest.display()
+    );
+    assert_eq!(store.vlmdb(&["sql", &external]).status.code(), Some(2));
+    // The table is intact.
+    assert_eq!(store.csv("SELECT count(*) AS n FROM runs"), before);
+
+    // Outside the store COPY works, unless external access is off.
+    let target = store.dir.path().join("out.csv");
+    let export = format!(
+        "COPY (SELECT 1 AS x) TO '{}' STORED AS CSV",
+        target.display()
+    );
+    let out = store.vlmdb(&["--no-external-access", "sql", &export]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("external access is off"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!target.exists());
+    assert_success(&store.vlmdb(&["sql", &export]));
+    assert!(target.exists());
+}
+
+fn fixture_image(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/datasets/karpathy/images")
+        .join(name)
+}
+
+#[test]
+fn id_collisions_inside_one_input_are_rejected_naming_both() {
+    let store = TestStore::initialised();
+    let dir = store.dir.path().join("karpathy");
+    std::fs::create_dir_all(&dir).expect("dir");
+    for name in ["scene_001.jpg", "scene_002.png"] {
+        std::fs::copy(fixture_image(name), dir.join(name)).expect("copy image");
+    }
+    // Two images whose captions share sentid 7.
+    let file = dir.join("dataset.json");
+    std::fs::write(
+        &file,
+        r#"{"images": [
+            {"filename": "scene_001.jpg", "split": "train", "sentences": [{"raw": "first", "sentid": 7}]},
+            {"filename": "scene_002.png", "split": "train", "sentences": [{"raw": "second", "sentid": 7}]}
+        ]}"#,
+    )
+    .expect("write dataset");
+    let file = file.display().to_string();
+    let args = ["ingest", "karpathy", &file, "--dataset", "k"];
+    for _ in 0..2 {
+        let out = store.vlmdb(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        // One caption has the id, the same one every time.
+        assert_eq!(
+            store.csv("SELECT caption_id, image_id, text FROM captions"),
+            "caption_id,image_id,text\nk/7,k/scene_001,first\n"
+        );
+    }
+    let errors = store.csv("SELECT DISTINCT item, reason FROM ingest_errors");
+    assert!(
+        errors.contains("caption 7 of image scene_002")
+            && errors.contains("duplicate caption id 7: caption 7 of image scene_001 has it too"),
+        "{errors}"
+    );
+
+    // Three images with one stem in a folder: one is stored, the others are rejected naming it.
+    let folder = store.dir.path().join("folder");
+    std::fs::create_dir_all(&folder).expect("dir");
+    std::fs::copy(fixture_image("scene_001.jpg"), folder.join("full.jpg")).expect("copy");
+    std::fs::copy(fixture_image("scene_002.png"), folder.join("full.png")).expect("copy");
+    std::fs::write(folder.join("full.txt"), "a caption").expect("caption");
+    let folder = folder.display().to_string();
+    let out = store.vlmdb(&["ingest", "folder", &folder, "--dataset", "f"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let errors = store.csv("SELECT item, reason FROM ingest_errors WHERE dataset = 'f'");
+    assert!(
+        errors.contains("full.png") && errors.contains("full.jpg has the same stem"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn export_replaces_only_regular_files_and_leaves_nothing_behind() {
+    let store = TestStore::initialised();
+    let dir = store.dir.path();
+    let export = |out: &std::path::Path| {
+        let out = out.display().to_string();
+        store.vlmdb(&["export", "csv", "--table", "runs", "--out", &out])
+    };
+    // A device, a link and a directory at the path are refused and left as they are.
+    let out = export(std::path::Path::new("/dev/full"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(std::fs::metadata("/dev/full").is_ok_and(|m| !m.is_file()));
+    let target = dir.join("target.csv");
+    std::fs::write(&target, "keep").expect("target");
+    let link = dir.join("link.csv");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    assert_eq!(export(&link).status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&target).expect("target"), "keep");
+    assert_eq!(export(dir).status.code(), Some(2));
+    // An unrelated `.partial` beside the target survives, and a regular file is replaced whole.
+    let report = dir.join("report.csv");
+    let partial = dir.join("report.partial");
+    std::fs::write(&partial, "mine").expect("partial");
+    assert_success(&export(&report));
+    assert!(
+        std::fs::read_to_string(&report)
+            .expect("report")
+            .starts_with("run_id,")
+    );
+    assert_eq!(std::fs::read_to_string(&partial).expect("partial"), "mine");
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("vlmdb-partial"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn folder_captions_stay_inside_the_root_and_small() {
+    let store = TestStore::initialised();
+    let root = store.dir.path().join("folder");
+    std::fs::create_dir_all(&root).expect("dir");
+    let secret = store.dir.path().join("secret.txt");
+    std::fs::write(&secret, "a secret").expect("secret");
+    for (image, caption) in [("a", None), ("b", None), ("c", None), ("d", Some("fine"))] {
+        std::fs::copy(
+            fixture_image("scene_001.jpg"),
+            root.join(format!("{image}.jpg")),
+        )
+        .expect("copy");
+        if let Some(text) = caption {
+            std::fs::write(root.join(format!("{image}.txt")), text).expect("caption");
+        }
+    }
+    std::os::unix::fs::symlink(&secret, root.join("a.txt")).expect("link out");
+    std::os::unix::fs::symlink("/dev/zero", root.join("b.txt")).expect("link to a device");
+    let status = std::process::Command::new("mkfifo")
+        .arg(root.join("c.txt"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let folder = root.display().to_string();
+    let out = store.vlmdb(&["ingest", "folder", &folder, "--dataset", "f"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(store.csv("SELECT text FROM captions"), "text\nfine\n");
+    let errors = store.csv("SELECT item, reason FROM ingest_errors ORDER BY item");
+    for (item, reason) in [
+        ("a.jpg", "outside the images root"),
+        ("b.jpg", "outside the images root"),
+        ("c.jpg", "is not a file"),
+    ] {
+        assert!(
+            errors
+                .lines()
+                .any(|l| l.contains(item) && l.contains(reason)),
+            "no row for {item} with {reason:?}:\n{errors}"
+        );
+    }
+}
+
+#[test]
+fn a_read_only_table_is_refused_before_anything_is_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let store = TestStore::initialised();
+    let images = store.path().join("images.lance");
+    std::fs::set_permissions(&images, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let root = store.dir.path().join("folder");
+    std::fs::create_dir_all(&root).expect("dir");
+    std::fs::copy(fixture_image("scene_001.jpg"), root.join("a.jpg")).expect("copy");
+    let folder = root.display().to_string();
+    let out = store.vlmdb(&["ingest", "folder", &folder, "--dataset", "f"]);
+    std::fs::set_permissions(&images, std::fs::Permissions::from_mode(0o755)).expect("chmod back");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("images.lance is read-only")
+            && stderr(&out).contains("table 'images'"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(store.csv("SELECT count(*) AS n FROM images"), "n\n0\n");
+    assert_eq!(
+        store.csv("SELECT count(*) AS n FROM runs WHERE kind = 'ingest'"),
+        "n\n0\n"
+    );
+}
+
+/// Start `vlmdb` with `args` on `store` in the background.
+fn spawn(store: &TestStore, args: &[&str]) -> std::process::Child {
+    store
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start vlmdb")
+}
+
+fn finished(child: std::process::Child) -> std::process::Output {
+    child.wait_with_output().expect("wait for vlmdb")
+}
+
+#[test]
+fn concurrent_writers_never_store_a_key_twice() {
+    let store = TestStore::initialised();
+    let root =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/datasets/karpathy");
+    let file = root.join("dataset_shapes.json").display().to_string();
+    let images = root.join("images").display().to_string();
+    let ingest = [
+        "ingest",
+        "karpathy",
+        &file,
+        "--images",
+        &images,
+        "--dataset",
+        "same",
+    ];
+    let both = [spawn(&store, &ingest), spawn(&store, &ingest)];
+    for child in both {
+        let out = finished(child);
+        assert_success(&out);
+    }
+    assert_eq!(
+        store.csv("SELECT count(*) AS n, count(DISTINCT image_id) AS ids FROM images"),
+        "n,ids\n30,30\n"
+    );
+    assert_eq!(
+        store.csv("SELECT count(*) AS n, count(DISTINCT caption_id) AS ids FROM captions"),
+        "n,ids\n150,150\n"
+    );
+
+    let model = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/models/tiny-clip")
+        .display()
+        .to_string();
+    let embed = ["embed", "--model", &model, "--images"];
+    let both = [spawn(&store, &embed), spawn(&store, &embed)];
+    for child in both {
+        assert_success(&finished(child));
+    }
+    let table = store
+        .csv("SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'emb_%'")
+        .lines()
+        .nth(1)
+        .expect("a space table")
+        .to_string();
+    assert_eq!(
+        store.csv(&format!(
+            "SELECT count(*) AS n, count(DISTINCT item_id) AS ids FROM {table}"
+        )),
+        "n,ids\n30,30\n"
+    );
+    // Every item has one vector, so exact search over the space works.
+    let knn = format!(
+        "SELECT count(*) AS n FROM knn('{}:image', '{}:image', 2)",
+        &table[4..],
+        &table[4..]
+    );
+    assert_eq!(store.csv(&knn), "n\n60\n");
+}
