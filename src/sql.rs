@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod catalog;
+pub mod dml;
 pub mod functions;
 pub mod params;
 pub mod udaf;
@@ -195,6 +196,11 @@ impl Engine {
             .statement_to_plan(statement)
             .await
             .map_err(Error::from_datafusion)?;
+        if let Some(result) =
+            dml::execute(&self.ctx, &self.store, &self.tables.store_names(), &plan).await?
+        {
+            return Ok(result);
+        }
         let frame = self
             .ctx
             .execute_logical_plan(plan)
