@@ -81,6 +81,8 @@ pub struct RunReport {
     pub variant: Variant,
     /// The last hop that was already complete when this invocation started, when it resumed a run.
     pub resumed_after_hop: Option<usize>,
+    /// The run had finished before this invocation: nothing was written.
+    pub finished_before: bool,
     pub images_written: usize,
     pub captions_written: usize,
     pub metrics_written: usize,

@@ -34,8 +34,8 @@ pub use split::SplitRule;
 /// Extensions that mark a file as an image candidate (its content still decides whether it is one).
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"];
 
-/// Images validated and written per chunk (bounds memory on large inputs).
-const CHUNK: usize = 2048;
+/// Images validated and written per chunk by default (bounds memory on large inputs).
+pub const DEFAULT_CHUNK: usize = 2048;
 
 /// The dataset formats `vlmdb ingest` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -84,6 +84,8 @@ pub struct IngestOptions {
     /// Longest side after `--resize`.
     pub resize: Option<u32>,
     pub strict: bool,
+    /// Images per commit: each chunk's images, then their captions, are one commit each.
+    pub chunk: usize,
 }
 
 /// What an ingest did.
@@ -260,7 +262,7 @@ async fn validate_all(collected: &Collected, options: &IngestOptions) -> Result<
         return Err(rejected(first.clone()));
     }
     let progress = Progress::new(collected.images.len() as u64, "validating");
-    for chunk in collected.images.chunks(CHUNK) {
+    for chunk in collected.images.chunks(options.chunk.max(1)) {
         let chunk = chunk.to_vec();
         let chunk_len = chunk.len();
         let resize = options.resize;
@@ -324,7 +326,16 @@ async fn write(
                 .collect::<Vec<_>>()
         })
     };
-    let mut chunks = images.chunks(CHUNK);
+    // Captions go in with their images, chunk by chunk: an interrupted ingest leaves at most one chunk's images
+    // without their captions (and re-running completes it).
+    let mut captions_of: HashMap<String, Vec<record::CaptionRecord>> = HashMap::new();
+    for caption in captions {
+        captions_of
+            .entry(caption.image_key.clone())
+            .or_default()
+            .push(caption);
+    }
+    let mut chunks = images.chunks(options.chunk.max(1));
     let mut next = chunks.next().map(prepare_chunk);
     while let Some(preparing) = next.take() {
         let results = preparing.await.map_err(Error::task("preparing images"))?;
@@ -339,18 +350,23 @@ async fn write(
                 Err(r) => rejected.push(r),
             }
         }
+        let captions: Vec<_> = ready
+            .iter()
+            .flat_map(|image| {
+                captions_of
+                    .remove(&image.key)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| (c, image.split.clone()))
+            })
+            .collect();
         summary.images += ready.len();
         progress.inc(ready.len() as u64);
         summary.images_written += sink.write_images(ready).await?;
+        summary.captions += captions.len();
+        summary.captions_written += sink.write_captions(captions).await?;
     }
     progress.finish();
-
-    let captions: Vec<_> = captions
-        .into_iter()
-        .filter_map(|c| accepted.get(&c.image_key).map(|split| (c, split.clone())))
-        .collect();
-    summary.captions = captions.len();
-    summary.captions_written = sink.write_captions(captions).await?;
 
     let accepted_keys: HashSet<&String> = accepted.keys().collect();
     let mut kept = Vec::new();

@@ -252,11 +252,41 @@ fn a_three_hop_loop_with_baselines_stores_every_row_with_lineage() {
         .collect();
     assert_eq!(last_hop.len(), 2, "one hop-3 mean per run: {text}");
 
-    // Running the same command again starts new runs (the old ones finished) and leaves the old rows alone.
+    // Running the same command again is the same experiment: the finished runs are reported, nothing is
+    // written (issue 21: it used to write a second copy of every row).
+    let rows = |store: &TestStore| {
+        one_number(
+            store,
+            "SELECT (SELECT count(*) FROM images) + (SELECT count(*) FROM captions) + \
+                           (SELECT count(*) FROM metrics) + (SELECT count(*) FROM runs) AS n",
+        )
+    };
+    let before = rows(&store);
     let again = store.vlmdb(&args);
     assert_success(&again);
     assert!(!stdout(&again).contains("resumed"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("finished before"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(stdout(&again).contains(main), "{}", stdout(&again));
+    assert_eq!(rows(&store), before);
     check_run(&store, main, "loop (after a second invocation)");
+
+    // `--again` runs a replicate as new runs and leaves the old rows alone.
+    let mut replicate = args.clone();
+    replicate.push("--again");
+    let again = store.vlmdb(&replicate);
+    assert_success(&again);
+    assert!(
+        !stdout(&again).contains("finished before"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(!stdout(&again).contains(main), "{}", stdout(&again));
+    assert!(rows(&store) > before);
+    check_run(&store, main, "loop (after a replicate)");
 }
 
 /// Start `vlmdb loop`, and kill it once stderr shows `needle` (a hop it finished).

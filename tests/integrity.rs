@@ -299,3 +299,37 @@ fn concurrent_writers_never_store_a_key_twice() {
     );
     assert_eq!(store.csv(&knn), "n\n60\n");
 }
+
+#[test]
+fn each_ingest_commit_has_its_images_captions() {
+    let store = TestStore::initialised();
+    let root =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/datasets/karpathy");
+    let file = root.join("dataset_shapes.json").display().to_string();
+    let images = root.join("images").display().to_string();
+    let out = store.vlmdb(&[
+        "ingest",
+        "karpathy",
+        &file,
+        "--images",
+        &images,
+        "--dataset",
+        "s",
+        "--chunk",
+        "10",
+    ]);
+    assert_success(&out);
+    // Version 1 of each table is `init`'s; the 30 images went in as 3 chunks, each followed by its captions, so
+    // whatever point an interruption stops at, at most one chunk's images lack their captions.
+    for (version, images) in [(2, 10), (3, 20), (4, 30)] {
+        let counts = store.csv(&format!(
+            "SELECT (SELECT count(*) FROM \"images@{version}\") AS images, \
+                    (SELECT count(DISTINCT image_id) FROM \"captions@{version}\") AS captioned"
+        ));
+        assert_eq!(
+            counts,
+            format!("images,captioned\n{images},{images}\n"),
+            "version {version}"
+        );
+    }
+}

@@ -36,6 +36,7 @@ pub async fn execute(
         run_id: run_id.to_string(),
         variant: config.variant,
         resumed_after_hop: done.filter(|_| resumed),
+        finished_before: false,
         images_written: 0,
         captions_written: 0,
         metrics_written: 0,

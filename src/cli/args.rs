@@ -395,6 +395,10 @@ pub struct LoopArgs {
     /// The fixed-caption baseline's caption (default: the first item's original caption).
     #[arg(long)]
     pub fixed_caption: Option<String>,
+    /// Run again even when a finished run of the same configuration exists (a deliberate replicate; without it,
+    /// that run is reported and nothing is written).
+    #[arg(long)]
+    pub again: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -704,6 +708,9 @@ pub struct IngestArgs {
     /// Validate every item before writing anything; stop at the first bad one.
     #[arg(long)]
     pub strict: bool,
+    /// Images per commit (each chunk's images, then their captions).
+    #[arg(long, value_name = "N", default_value_t = crate::ingest::DEFAULT_CHUNK, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub chunk: usize,
     /// Caption field of JSON/JSONL/Parquet inputs (default: text, then caption).
     #[arg(long, value_name = "NAME")]
     pub caption_field: Option<String>,

@@ -197,6 +197,7 @@ pub async fn ingest(store: &Store, args: IngestArgs, out: &mut dyn Write) -> Res
         split,
         resize: args.resize,
         strict: args.strict,
+        chunk: args.chunk,
     };
     let dataset = options.dataset.clone();
     let s = ingest::ingest(store, options).await?;

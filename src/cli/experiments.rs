@@ -107,7 +107,9 @@ pub async fn feedback_loop(
         prompt: args.prompt,
         fixed_caption: args.fixed_caption,
     };
-    let summary = crate::commands::caption_loop::run(store, &options, device, !args.quiet).await?;
+    let summary =
+        crate::commands::caption_loop::run(store, &options, device, !args.quiet, args.again)
+            .await?;
     for run in &summary.runs {
         writeln!(
             out,
@@ -116,9 +118,13 @@ pub async fn feedback_loop(
             run.run_id,
             summary.items,
             summary.iterations,
-            run.resumed_after_hop
-                .map(|h| format!(" (resumed after hop {h})"))
-                .unwrap_or_default(),
+            if run.finished_before {
+                " (finished before with this configuration; --again runs a replicate)".to_string()
+            } else {
+                run.resumed_after_hop
+                    .map(|h| format!(" (resumed after hop {h})"))
+                    .unwrap_or_default()
+            },
             run.images_written,
             run.captions_written,
             run.metrics_written

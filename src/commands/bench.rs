@@ -69,6 +69,7 @@ pub async fn ingest_bench(count: usize, python: Option<&str>, out: &mut dyn Writ
         split: SplitRule::Source,
         resize: None,
         strict: false,
+        chunk: ingest::DEFAULT_CHUNK,
     };
     let started = Instant::now();
     let summary = ingest::ingest(&store, options).await?;

@@ -24,12 +24,14 @@ pub struct LoopSummary {
     pub iterations: usize,
 }
 
-/// Run the loop (and its baselines), resuming unfinished runs of the same configuration.
+/// Run the loop (and its baselines), resuming unfinished runs of the same configuration; a finished run of the
+/// same configuration is reported and not repeated unless `again`.
 pub async fn run(
     store: &Store,
     options: &LoopOptions,
     device: DeviceChoice,
     progress: bool,
+    again: bool,
 ) -> Result<LoopSummary> {
     store.ensure_writable("loop")?;
     validate(options)?;
@@ -85,7 +87,8 @@ pub async fn run(
             variant,
             baseline_of: main_id.clone(),
         };
-        let report = run_variant(store, &models, &items, &pool, &config, bar.as_ref()).await?;
+        let report =
+            run_variant(store, &models, &items, &pool, &config, again, bar.as_ref()).await?;
         if variant == Variant::Loop {
             main_id = Some(report.run_id.clone());
         }
@@ -141,16 +144,24 @@ async fn run_variant(
     items: &[Item],
     pool: &[(String, String)],
     config: &RunConfig,
+    again: bool,
     bar: Option<&Progress>,
 ) -> Result<RunReport> {
     let latest = latest_run(store, config).await?;
+    // A finished loop run whose baselines did not all finish is kept, so that its baselines resume under it.
+    let baselines_pending = match &latest {
+        Some((id, status)) if status == "finished" => {
+            config.variant == Variant::Loop
+                && config.options.baselines
+                && !baselines_finished(store, config, id).await?
+        }
+        _ => false,
+    };
     let existing = match latest {
         Some((id, status)) if status != "finished" => Some(id),
-        Some((id, _))
-            if config.variant == Variant::Loop
-                && config.options.baselines
-                && !baselines_finished(store, config, &id).await? =>
-        {
+        // A finished run of the same configuration is the same experiment (same seed, same bytes): it is
+        // reported, not repeated, unless `--again` asks for a replicate.
+        Some((id, _)) if !again || baselines_pending => {
             if let Some(bar) = bar {
                 bar.inc((items.len() * (config.options.iterations + 1)) as u64);
             }
@@ -158,6 +169,7 @@ async fn run_variant(
                 run_id: id,
                 variant: config.variant,
                 resumed_after_hop: Some(config.options.iterations),
+                finished_before: !baselines_pending,
                 images_written: 0,
                 captions_written: 0,
                 metrics_written: 0,

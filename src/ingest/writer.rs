@@ -85,6 +85,7 @@ pub struct DatasetWriter<'a> {
     dataset: String,
     run_id: String,
     stored_images: HashMap<String, String>,
+    stored_captions: HashMap<String, String>,
 }
 
 impl<'a> DatasetWriter<'a> {
@@ -94,8 +95,12 @@ impl<'a> DatasetWriter<'a> {
             dataset: dataset.to_string(),
             run_id: run_id.to_string(),
             stored_images: HashMap::new(),
+            stored_captions: HashMap::new(),
         };
         writer.stored_images = writer.stored("images", "image_id", IMAGE_CONTENT).await?;
+        writer.stored_captions = writer
+            .stored("captions", "caption_id", CAPTION_CONTENT)
+            .await?;
         Ok(writer)
     }
 
@@ -268,11 +273,14 @@ impl<'a> DatasetWriter<'a> {
                 ("run_id", text(vec![self.run_id.clone(); n])),
             ],
         )?;
-        let stored = self
-            .stored("captions", "caption_id", CAPTION_CONTENT)
-            .await?;
-        self.write_changed("captions", "caption_id", CAPTION_CONTENT, batch, &stored)
-            .await
+        self.write_changed(
+            "captions",
+            "caption_id",
+            CAPTION_CONTENT,
+            batch,
+            &self.stored_captions,
+        )
+        .await
     }
 
     pub async fn write_pairs(&self, pairs: Vec<PairRecord>) -> Result<usize> {
