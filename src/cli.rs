@@ -30,7 +30,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         ExternalAccess::Allowed
     };
     // The store is opened (and created) only by the commands that use it; benchmarks make their own.
-    let store = || Store::open(&store_path);
+    let store = || open_store(&store_path);
     let code = match cli.command {
         Command::Init => commands::init(&store().await?, out).await?,
         Command::Sql(args) => commands::sql(&store().await?, args, device, access, out).await?,
@@ -58,4 +58,16 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     };
     out.flush()?;
     Ok(code)
+}
+
+/// Open the store for a command, marking the runs whose process is gone as `interrupted` first, so every command
+/// (`runs`, `sql`, the resuming ones) sees them as they are.
+async fn open_store(path: &std::path::Path) -> Result<Store> {
+    let store = Store::open(path).await?;
+    for id in crate::store::liveness::mark_interrupted(&store).await? {
+        crate::progress::note(&format!(
+            "run {id} was interrupted (its process ended without closing it)"
+        ));
+    }
+    Ok(store)
 }

@@ -239,7 +239,7 @@ pub async fn ingest(store: &Store, options: IngestOptions) -> Result<IngestSumma
         config,
         seed,
     };
-    let run = Run::open(store, spec).await?;
+    let run = Run::open_continuing(store, spec).await?;
     let run_id = run.id().to_string();
     let before = writer::versions(store).await;
     let outcome = match before {

@@ -2,6 +2,7 @@
 //! and opening a table at an earlier version live here; writes go through [`write`], run records through [`runs`].
 
 pub mod columns;
+pub mod liveness;
 pub mod metrics;
 pub mod model_cache;
 pub mod read;

@@ -319,9 +319,10 @@ fn a_killed_loop_resumes_from_the_last_completed_hop_without_duplicates() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Killed in the loop run itself.
     kill_after(&store, &args, "(loop): hop 1/3 done");
+    // Its process is gone, so the run reads as interrupted (issue 21: it used to stay `running`).
     let running = store.csv("SELECT run_id, status FROM runs WHERE kind = 'loop'");
     assert_eq!(running.lines().count(), 2, "{running}");
-    assert!(running.contains(",running"), "{running}");
+    assert!(running.contains(",interrupted"), "{running}");
     let main = running
         .lines()
         .nth(1)

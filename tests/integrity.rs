@@ -333,3 +333,87 @@ fn each_ingest_commit_has_its_images_captions() {
         );
     }
 }
+
+#[test]
+fn a_run_whose_process_is_gone_reads_as_interrupted() {
+    let store = TestStore::initialised();
+    // A process that has ended: its pid names no process now (or another one, started later).
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let pid = child.id();
+    child.wait().expect("wait");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("host name");
+    let host = host.trim();
+    let sql = format!(
+        "INSERT INTO runs (run_id, kind, name, status, config, inputs, models, code_version, started_at, \
+                           host, pid, heartbeat_at) VALUES \
+         ('gone-here', 'embed', 'x', 'running', '{{}}', '{{}}', '{{}}', 'test', now(), '{host}', {pid}, now()), \
+         ('stale-elsewhere', 'embed', 'x', 'running', '{{}}', '{{}}', '{{}}', 'test', now(), 'another-host', 1, \
+          now() - INTERVAL '1 hour'), \
+         ('alive-elsewhere', 'embed', 'x', 'running', '{{}}', '{{}}', '{{}}', 'test', now(), 'another-host', 1, now())"
+    );
+    assert_success(&store.vlmdb(&["sql", &sql]));
+    let runs = store.vlmdb(&["runs", "list", "--format", "csv"]);
+    assert_success(&runs);
+    assert!(
+        stderr(&runs).contains("run gone-here was interrupted"),
+        "{}",
+        stderr(&runs)
+    );
+    assert_eq!(
+        store.csv("SELECT run_id, status FROM runs WHERE kind = 'embed' ORDER BY run_id"),
+        "run_id,status\nalive-elsewhere,running\ngone-here,interrupted\nstale-elsewhere,interrupted\n"
+    );
+    let error = store.csv("SELECT error FROM runs WHERE run_id = 'gone-here'");
+    assert!(
+        error.contains(&format!(
+            "process {pid} on {host} ended without closing the run"
+        )),
+        "{error}"
+    );
+    // This process's own runs record it.
+    assert_eq!(
+        store.csv(
+            "SELECT host IS NOT NULL AND pid IS NOT NULL AND heartbeat_at IS NOT NULL AS recorded \
+                   FROM runs WHERE kind = 'init'"
+        ),
+        "recorded\ntrue\n"
+    );
+}
+
+#[test]
+fn ingest_names_the_interrupted_run_it_continues() {
+    let store = TestStore::initialised();
+    let root =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/datasets/karpathy");
+    let file = root.join("dataset_shapes.json").display().to_string();
+    let images = root.join("images").display().to_string();
+    let args = [
+        "ingest",
+        "karpathy",
+        &file,
+        "--images",
+        &images,
+        "--dataset",
+        "s",
+    ];
+    assert_success(&store.vlmdb(&args));
+    // An interrupted run of the same ingest (its configuration copied from the finished one).
+    assert_success(&store.vlmdb(&[
+        "sql",
+        "INSERT INTO runs (run_id, kind, name, status, config, seed, inputs, models, code_version, started_at) \
+         SELECT 'earlier-ingest', kind, name, 'interrupted', config, seed, inputs, models, code_version, started_at \
+         FROM runs WHERE kind = 'ingest'",
+    ]));
+    let again = store.vlmdb(&args);
+    assert_success(&again);
+    assert!(
+        stderr(&again).contains("continues interrupted run earlier-ingest"),
+        "{}",
+        stderr(&again)
+    );
+    let notes = store.csv(
+        "SELECT strpos(config, '\"continues\":\"earlier-ingest\"') > 0 AS named FROM runs \
+         WHERE kind = 'ingest' AND run_id <> 'earlier-ingest' ORDER BY started_at DESC LIMIT 1",
+    );
+    assert_eq!(notes, "named\ntrue\n");
+}

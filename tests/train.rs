@@ -353,7 +353,7 @@ fn same_seed_same_run_and_resume_equals_uninterrupted() {
     child.kill().expect("kill");
     let _ = child.wait();
     let interrupted =
-        store.csv("SELECT run_id FROM runs WHERE kind = 'train' AND status = 'running'");
+        store.csv("SELECT run_id FROM runs WHERE kind = 'train' AND status = 'interrupted'");
     let run_c = interrupted
         .lines()
         .nth(1)

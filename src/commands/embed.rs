@@ -119,7 +119,7 @@ pub async fn run(store: &Store, options: &EmbedOptions) -> Result<EmbedSummary> 
         }),
         seed: None,
     };
-    let mut run = Run::open(store, spec).await?;
+    let mut run = Run::open_continuing(store, spec).await?;
     run.record_model(&model.files.id, &model.files.revision);
     let outcome = embed_items(store, &model, options, &mut run).await;
     run.close(store, outcome).await

@@ -9,6 +9,7 @@ use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray}
 use chrono::Utc;
 
 use super::Store;
+use super::liveness::{self, Process};
 use super::schema::{TableSpec, fixed_table};
 use super::write::{batch_for, upsert};
 use crate::error::{Error, Result};
@@ -37,6 +38,15 @@ pub struct Run {
     started_at: i64,
     inputs: BTreeMap<String, u64>,
     models: BTreeMap<String, String>,
+    process: Process,
+    /// Refreshes `heartbeat_at` while the run is open; stopped when it closes (or is dropped).
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.stop_heartbeat();
+    }
 }
 
 impl Run {
@@ -51,17 +61,43 @@ impl Run {
         Run::open_with_id(store, Run::new_id(), spec).await
     }
 
+    /// Open a run for a command that picks up where an interrupted run of the same configuration stopped (ingest
+    /// and embed skip what is stored): the new run names the run it continues, in its notes and on stderr.
+    pub async fn open_continuing(store: &Store, spec: RunSpec) -> Result<Run> {
+        let continues = liveness::interrupted_like(store, &spec.kind, &spec.config).await?;
+        let mut run = Run::open(store, spec).await?;
+        if let Some(id) = continues {
+            crate::progress::note(&format!(
+                "{} run {} continues interrupted run {id}",
+                run.spec.kind, run.id
+            ));
+            run.note("continues", serde_json::json!(id));
+        }
+        Ok(run)
+    }
+
     /// Open a run whose id was chosen beforehand (e.g. already bound as `$run_id`).
     pub async fn open_with_id(store: &Store, id: String, spec: RunSpec) -> Result<Run> {
         store.ensure_writable(&format!("recording run of `{}`", spec.kind))?;
-        let run = Run {
+        liveness::ensure_columns(store).await?;
+        let mut run = Run {
             id,
             spec,
             started_at: Utc::now().timestamp_micros(),
             inputs: BTreeMap::new(),
             models: BTreeMap::new(),
+            process: Process::current(),
+            heartbeat: None,
         };
         run.write(store, "running", None, None).await?;
+        let (beat_store, beat_id) = (store.clone(), run.id.clone());
+        run.heartbeat = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(liveness::HEARTBEAT).await;
+                // A missed beat only makes the run look older to other hosts.
+                let _ = liveness::beat(&beat_store, &beat_id).await;
+            }
+        }));
         Ok(run)
     }
 
@@ -97,7 +133,8 @@ impl Run {
     }
 
     /// Close the run as finished.
-    pub async fn finish(self, store: &Store) -> Result<()> {
+    pub async fn finish(mut self, store: &Store) -> Result<()> {
+        self.stop_heartbeat();
         let now = Utc::now().timestamp_micros();
         self.write(store, "finished", Some(now), None).await
     }
@@ -118,10 +155,17 @@ impl Run {
     }
 
     /// Close the run as failed with `error`.
-    pub async fn fail(self, store: &Store, error: &Error) -> Result<()> {
+    pub async fn fail(mut self, store: &Store, error: &Error) -> Result<()> {
+        self.stop_heartbeat();
         let now = Utc::now().timestamp_micros();
         self.write(store, "failed", Some(now), Some(error.to_string()))
             .await
+    }
+
+    fn stop_heartbeat(&mut self) {
+        if let Some(beat) = self.heartbeat.take() {
+            beat.abort();
+        }
     }
 
     async fn write(
@@ -156,6 +200,10 @@ impl Run {
                 Arc::new(StringArray::from(vec![error])) as ArrayRef,
             ),
         ];
+        let columns = columns
+            .into_iter()
+            .chain(liveness::process_columns(&self.process))
+            .collect();
         upsert(store, &spec, batch_for(&spec, columns)?).await?;
         Ok(())
     }
