@@ -262,6 +262,19 @@ impl Error {
         }
     }
 
+    /// True when a write lost to another writer: Lance's commit conflict (its own retries used up) or write
+    /// contention, and with `timeouts` also a merge that ran out of its retry time. lancedb wraps these in its own
+    /// error type without a variant for them, so the message is what tells them apart.
+    pub fn is_write_conflict(&self, timeouts: bool) -> bool {
+        let Error::Lance { source } = self else {
+            return false;
+        };
+        let text = source.to_string().to_ascii_lowercase();
+        text.contains("commit conflict")
+            || text.contains("write contention")
+            || (timeouts && text.contains("timed out"))
+    }
+
     /// True when the error is a closed output pipe (`vlmdb sql … | head`), which is not a failure.
     pub fn is_broken_pipe(&self) -> bool {
         match self {

@@ -40,8 +40,12 @@ pub async fn append(store: &Store, spec: &TableSpec, batch: RecordBatch) -> Resu
         return Ok(table.version().await?);
     }
     store.ensure_table_writable(&spec.name, "writing")?;
-    let result = table.add(batch).execute().await?;
-    Ok(result.version)
+    // Only a reported conflict is retried: the append did not commit then, so it cannot be doubled.
+    let version = committed(Retry::Conflicts, || async {
+        Ok(table.add(batch.clone()).execute().await?.version)
+    })
+    .await?;
+    Ok(version)
 }
 
 /// Insert or replace rows of the table of `spec` by its key columns, as one commit; returns the new version.
@@ -59,14 +63,15 @@ pub async fn upsert(store: &Store, spec: &TableSpec, batch: RecordBatch) -> Resu
     }
     store.ensure_table_writable(&spec.name, "writing")?;
     let keys: Vec<&str> = spec.key.iter().map(String::as_str).collect();
-    let schema = batch.schema();
-    let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
-    let mut merge = table.merge_insert(&keys);
-    merge
-        .when_matched_update_all(None)
-        .when_not_matched_insert_all();
-    let result = merge.execute(Box::new(reader)).await?;
-    Ok(result.version)
+    committed(Retry::ConflictsAndTimeouts, || async {
+        let reader = RecordBatchIterator::new(vec![Ok(batch.clone())], batch.schema());
+        let mut merge = table.merge_insert(&keys);
+        merge
+            .when_matched_update_all(None)
+            .when_not_matched_insert_all();
+        Ok(merge.execute(Box::new(reader)).await?.version)
+    })
+    .await
 }
 
 /// Insert the rows of `batch` whose key is not in the table of `spec` yet, as one commit; rows whose key is there
@@ -83,12 +88,44 @@ pub async fn insert_new(store: &Store, spec: &TableSpec, batch: RecordBatch) -> 
     }
     store.ensure_table_writable(&spec.name, "writing")?;
     let keys: Vec<&str> = spec.key.iter().map(String::as_str).collect();
-    let schema = batch.schema();
-    let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
-    let mut merge = table.merge_insert(&keys);
-    merge.when_not_matched_insert_all();
-    let result = merge.execute(Box::new(reader)).await?;
-    Ok(result.version)
+    committed(Retry::ConflictsAndTimeouts, || async {
+        let reader = RecordBatchIterator::new(vec![Ok(batch.clone())], batch.schema());
+        let mut merge = table.merge_insert(&keys);
+        merge.when_not_matched_insert_all();
+        Ok(merge.execute(Box::new(reader)).await?.version)
+    })
+    .await
+}
+
+/// Which failures of a commit are tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Lance reported a conflict with another writer: nothing was committed.
+    Conflicts,
+    /// Also a merge that ran out of Lance's own retry time: merges are keyed, so a repeat changes nothing twice.
+    ConflictsAndTimeouts,
+}
+
+/// Run `commit`, trying again with growing, jittered pauses when another writer won every one of Lance's own
+/// retries (many processes writing one table at once): up to 8 more times, about 10 s in all.
+async fn committed<T, F, Fut>(retry: Retry, mut commit: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut pause = std::time::Duration::from_millis(20);
+    let mut attempt: u64 = 0;
+    loop {
+        match commit().await {
+            Err(e) if attempt < 8 && e.is_write_conflict(retry == Retry::ConflictsAndTimeouts) => {
+                let jitter = u64::from(std::process::id()).wrapping_mul(attempt + 7) % 50;
+                tokio::time::sleep(pause + std::time::Duration::from_millis(jitter)).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Check `batch` against the spec and reorder its columns to the table's order.
