@@ -42,7 +42,7 @@ def csv_number(binary, db, sql):
 INGEST = ["ingest", "karpathy", os.path.join(KARPATHY, "dataset_shapes.json"), "--images",
           os.path.join(KARPATHY, "images"), "--dataset", "s", "--chunk", "4"]
 EMBED = ["embed", "--model", TINY_CLIP, "--images"]
-TRAIN = ["train", "--image-model", TINY_CLIP, "--text-model", TINY_CLIP, "--dataset", "s", "--epochs", "30",
+TRAIN = ["train", "--image-model", TINY_CLIP, "--text-model", TINY_CLIP, "--dataset", "s", "--loss", "infonce", "--epochs", "30",
          "--quiet"]
 LOOP = ["loop", "--captioner", TINY_BLIP, "--generator", TINY_SD, "--dataset", "s", "--images", "4",
         "--iterations", "3", "--image-space", TINY_CLIP, "--text-space", TINY_CLIP, "--steps", "2", "--quiet"]
@@ -96,6 +96,9 @@ def kill(args):
                 ok = again.returncode in (0, 1)
                 lost = checks(args.vlmdb, db)
                 running = csv_number(args.vlmdb, db, "SELECT count(*) AS n FROM runs WHERE status = 'running'")
+                if not ok or lost or running:
+                    print(f"\npoint {point} ({kind}): re-run exit {again.returncode}, rows lost {lost}, "
+                          f"runs still running {running}: {again.stderr.strip()[-300:]}", file=sys.stderr)
                 ok = ok and lost == 0 and running == 0
                 lost_total += lost
             except Exception as e:  # the store did not open, or a query failed
