@@ -7,10 +7,36 @@ use std::process::ExitCode;
 use clap::Parser;
 use vlmdb::cli::{self, Cli};
 
+/// Stack of the threads that plan and run statements: DataFusion plans expressions recursively, so a `WHERE` of
+/// hundreds of `OR`s or a sum of hundreds of terms needs far more than the default 8 MiB (datafusion-cli does the
+/// same).
+const STACK_BYTES: usize = 256 << 20;
+
 fn main() -> ExitCode {
+    // The whole command runs on a thread with a large stack (the main thread's size is fixed by the OS).
+    match std::thread::Builder::new()
+        .name("vlmdb".into())
+        .stack_size(STACK_BYTES)
+        .spawn(run)
+        .map(|handle| handle.join())
+    {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => {
+            eprintln!("error: internal error (a panic, reported above)");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: starting the command thread: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> ExitCode {
     let args = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,

@@ -308,3 +308,34 @@ fn db_from_the_environment() {
     assert_success(&out);
     assert_eq!(stdout(&out), "n\n1\n");
 }
+
+#[test]
+fn deep_expressions_plan_without_overflowing_the_stack() {
+    // Issue 24: 200 terms or 300 ORs aborted with a stack overflow.
+    let store = TestStore::initialised();
+    let sum = vec!["1"; 200].join(" + ");
+    assert_eq!(store.csv(&format!("SELECT {sum} AS n")), "n\n200\n");
+    let ors = (0..300)
+        .map(|i| format!("x = {i}"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    assert_eq!(
+        store.csv(&format!(
+            "SELECT count(*) AS n FROM (VALUES (1), (299), (500)) t(x) WHERE {ors}"
+        )),
+        "n\n2\n"
+    );
+}
+
+#[test]
+fn a_billion_shard_pattern_is_refused_before_expanding() {
+    let store = TestStore::initialised();
+    let out = store.vlmdb(&[
+        "ingest",
+        "webdataset",
+        "x{0..999}{0..999}{0..999}.tar",
+        "--dataset",
+        "w",
+    ]);
+    assert_fails_with(&out, "names 1000000000 shards; at most 100000");
+}

@@ -417,3 +417,29 @@ fn ingest_names_the_interrupted_run_it_continues() {
     );
     assert_eq!(notes, "named\ntrue\n");
 }
+
+#[test]
+fn concurrent_sql_writers_all_land() {
+    let store = TestStore::initialised();
+    // 4 processes × 5 single-row INSERTs (each its own `sql` run) at once: every row and every run is stored.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            (0..5)
+                .map(|i| {
+                    let sql = format!(
+                        "INSERT INTO metrics (run_id, name, value, step) VALUES ($run_id, 'w{w}', {i}, {i})"
+                    );
+                    spawn(&store, &["sql", &sql])
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for child in writers.into_iter().flatten() {
+        assert_success(&finished(child));
+    }
+    assert_eq!(store.csv("SELECT count(*) AS n FROM metrics"), "n\n20\n");
+    assert_eq!(
+        store.csv("SELECT count(*) AS n FROM runs WHERE kind = 'sql' AND status = 'finished'"),
+        "n\n20\n"
+    );
+}

@@ -50,6 +50,10 @@ pub struct KMeansOptions {
     pub inits: usize,
 }
 
+/// The most Lloyd iterations and k-means++ starts one clustering runs.
+pub const MAX_ITERATIONS: usize = 100_000;
+pub const MAX_INITS: usize = 1_000;
+
 /// The defaults `vlmdb cluster` and `kmeans(...)` share: 20 Lloyd iterations, seed 0, squared Euclidean distance,
 /// one k-means++ start; `k` has no default (both require it).
 impl Default for KMeansOptions {
@@ -544,6 +548,12 @@ fn one_start(points: &Points, options: &KMeansOptions, rng: &mut Rng) -> Result<
 
 /// Cluster the rows of `data`.
 pub fn kmeans(data: &Vectors, options: &KMeansOptions, device: &Device) -> Result<KMeans> {
+    if options.iterations > MAX_ITERATIONS || options.inits > MAX_INITS {
+        return Err(Error::Usage(format!(
+            "k-means iterations must be at most {MAX_ITERATIONS} and starts at most {MAX_INITS}, got {} and {}",
+            options.iterations, options.inits
+        )));
+    }
     if options.k == 0 {
         return Err(Error::Usage("k-means needs k >= 1".into()));
     }

@@ -285,7 +285,16 @@ enum Affinities {
 }
 
 /// 2-D coordinates of every row of `data`.
+/// The most gradient steps a t-SNE runs (sklearn's default is 1,000).
+pub const MAX_ITERATIONS: usize = 100_000;
+
 pub fn tsne(data: &Vectors, options: &TsneOptions) -> Result<Vec<[f64; 2]>> {
+    if options.iterations > MAX_ITERATIONS {
+        return Err(Error::Usage(format!(
+            "t-SNE iterations must be at most {MAX_ITERATIONS}, got {}",
+            options.iterations
+        )));
+    }
     let n = data.len();
     if n < 2 {
         return Err(Error::Usage(format!(

@@ -168,16 +168,18 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
             .map(|r| index.get(r.as_str()).copied())
             .collect()
     });
+    // More neighbours than candidates is all of them (and nothing is sized by an absurd k).
+    let k = request.k.min(corpus.len());
     let (hits, recall) = match request.method {
         Method::Exact => (
-            top_k(&queries, &corpus, request.k, exclude.as_deref(), device)?,
+            top_k(&queries, &corpus, k, exclude.as_deref(), device)?,
             None,
         ),
         Method::Hnsw(params) => {
             let (hits, recall) = top_k_measured(
                 &queries,
                 &corpus,
-                request.k,
+                k,
                 exclude.as_deref(),
                 params,
                 RECALL_SAMPLE,
@@ -186,7 +188,7 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
             (hits, Some(recall))
         }
     };
-    let mut rows = Vec::with_capacity(queries.len() * request.k.min(corpus.len()));
+    let mut rows = Vec::with_capacity(queries.len().saturating_mul(k));
     for (q, hits) in hits.into_iter().enumerate() {
         for (r, hit) in hits.into_iter().enumerate() {
             rows.push(NeighborRow {

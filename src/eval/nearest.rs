@@ -37,6 +37,8 @@ pub async fn nearest(
         ));
     }
     let table = store.open_table(table_name).await?;
+    // More results than items is every item (and nothing is sized by an absurd k).
+    let k = k.min(table.count_rows(None).await?.max(1));
     let mut query = table
         .vector_search(vector)?
         .column("vector")

@@ -12,8 +12,23 @@ use crate::error::{Error, Result};
 
 /// Expand `{000..009}` (zero-padded numeric ranges) and `{a,b}` (alternatives) in a shard pattern.
 pub fn expand_braces(pattern: &str) -> Result<Vec<String>> {
+    // Counted before anything is expanded: `x{0..999}{0..999}{0..999}.tar` names a billion shards.
+    let count = shard_count(pattern)?;
+    if count > MAX_SHARDS {
+        return Err(Error::Usage(format!(
+            "shard pattern '{pattern}' names {count} shards; at most {MAX_SHARDS} are read in one ingest"
+        )));
+    }
+    expand(pattern)
+}
+
+/// The most shards one pattern may name.
+pub const MAX_SHARDS: u128 = 100_000;
+
+/// One brace group of `pattern`: (text before, the group's choices, text after); `None` without braces.
+fn first_group(pattern: &str) -> Result<Option<(&str, Vec<String>, &str)>> {
     let Some(open) = pattern.find('{') else {
-        return Ok(vec![pattern.to_string()]);
+        return Ok(None);
     };
     let close = pattern[open..]
         .find('}')
@@ -28,7 +43,7 @@ pub fn expand_braces(pattern: &str) -> Result<Vec<String>> {
         let bad = || Error::Usage(format!("shard pattern '{pattern}': bad range {{{body}}}"));
         let start: u64 = from.parse().map_err(|_| bad())?;
         let end: u64 = to.parse().map_err(|_| bad())?;
-        if end < start || end - start > 1_000_000 {
+        if end < start || end - start > MAX_SHARDS as u64 {
             return Err(bad());
         }
         let width = from.len();
@@ -36,8 +51,23 @@ pub fn expand_braces(pattern: &str) -> Result<Vec<String>> {
     } else {
         body.split(',').map(str::to_string).collect()
     };
+    Ok(Some((head, choices, tail)))
+}
+
+/// How many names `pattern` expands to (saturating), without expanding it.
+fn shard_count(pattern: &str) -> Result<u128> {
+    match first_group(pattern)? {
+        None => Ok(1),
+        Some((_, choices, tail)) => Ok((choices.len() as u128).saturating_mul(shard_count(tail)?)),
+    }
+}
+
+fn expand(pattern: &str) -> Result<Vec<String>> {
+    let Some((head, choices, tail)) = first_group(pattern)? else {
+        return Ok(vec![pattern.to_string()]);
+    };
     let mut out = Vec::new();
-    for rest in expand_braces(tail)? {
+    for rest in expand(tail)? {
         for choice in &choices {
             out.push(format!("{head}{choice}{rest}"));
         }
@@ -178,6 +208,9 @@ mod tests {
         );
         assert_eq!(expand_braces("plain.tar").expect("plain"), ["plain.tar"]);
         assert!(expand_braces("s/{3..1}.tar").is_err());
+        // A billion names are refused from the count, before any is made.
+        let err = expand_braces("x{0..999}{0..999}{0..999}.tar").expect_err("too many");
+        assert!(err.to_string().contains("names 1000000000 shards"), "{err}");
         assert!(expand_braces("s/{0..1.tar").is_err());
     }
 }

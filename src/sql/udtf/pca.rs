@@ -36,6 +36,9 @@ pub fn documentation() -> &'static Documentation {
 }
 
 /// The arguments both PCA functions take.
+/// The most components asked of `pca`/`pca_variance`: wider than any embedding space vlmdb makes.
+pub const MAX_COMPONENTS: usize = 16_384;
+
 #[derive(Debug, Clone)]
 pub struct PcaCall {
     pub space: String,
@@ -45,9 +48,16 @@ pub struct PcaCall {
 
 impl PcaCall {
     pub fn parse(args: &Args) -> crate::Result<PcaCall> {
+        let components = args.required_count(1, "components")?;
+        // The result has a column per component, made before the space is read: bound it by the widest space.
+        if components == 0 || components > MAX_COMPONENTS {
+            return Err(crate::Error::Usage(format!(
+                "pca: components must be between 1 and {MAX_COMPONENTS} (and at most the space's width), got {components}"
+            )));
+        }
         Ok(PcaCall {
             space: args.required_text(0, "space")?,
-            components: args.required_count(1, "components")?,
+            components,
             filter: args.filter(2, Some("image"))?,
         })
     }
