@@ -38,6 +38,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// Lance could not open a version of a table: a damaged or unreadable manifest (Lance panics on some damage;
+    /// the panic is caught where the table is opened).
+    #[error("table '{table}' cannot be read at {version}: {reason}; its manifests are in {files}")]
+    DamagedTable {
+        table: String,
+        version: String,
+        files: PathBuf,
+        reason: String,
+    },
+
     /// A table the command needs is not in the store.
     #[error("table '{name}' not found in the store (run `vlmdb init`, or `\\d` to list tables)")]
     UnknownTable { name: String },
@@ -126,7 +136,7 @@ pub enum Error {
     },
 
     /// LanceDB failed.
-    #[error("store: {source}")]
+    #[error("store: {}", without_location(&source.to_string()))]
     Lance {
         #[from]
         source: lancedb::Error,
@@ -206,6 +216,16 @@ pub enum Error {
         #[from]
         source: std::io::Error,
     },
+}
+
+/// A Lance message without the source location Lance appends (`…, /root/.cargo/registry/…/utils.rs:192:24`):
+/// a path inside vlmdb's dependencies means nothing to a user.
+pub fn without_location(message: &str) -> String {
+    message
+        .split(", ")
+        .filter(|part| !(part.starts_with('/') && part.contains(".rs:")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn known_spaces(known: &[String]) -> String {
@@ -310,5 +330,21 @@ impl Error {
             }
             other => Error::Sql { source: other },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_location;
+
+    #[test]
+    fn lance_source_locations_are_left_out() {
+        assert_eq!(
+            without_location(
+                "LanceError(IO): file size is too small, /root/.cargo/registry/src/x/lance-io-14.0.2/src/utils.rs:192:24"
+            ),
+            "LanceError(IO): file size is too small"
+        );
+        assert_eq!(without_location("a, b"), "a, b");
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use lancedb::{Connection, Table};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, without_location};
 use schema::TableSpec;
 
 /// The store directory used when neither `--db` nor `VLMDB_DB` is given: a visible folder in the current
@@ -118,28 +118,62 @@ impl Store {
 
     /// Open the latest version of a table.
     pub async fn open_table(&self, name: &str) -> Result<Table> {
-        self.conn
-            .open_table(name)
-            .execute()
+        self.guarded(name, None, self.conn.open_table(name).execute())
             .await
-            .map_err(|e| not_found(name, e))
     }
 
     /// Open a table as it was at `version`. The handle is its own (checking out would move a shared handle).
     pub async fn open_table_at(&self, name: &str, version: u64) -> Result<Table> {
-        let table = self.open_table(name).await?;
-        let latest = table.version().await?;
+        let latest = self.open_table(name).await?.version().await?;
         if version == 0 || version > latest {
             return Err(Error::Usage(format!(
                 "table '{name}' has versions 1 to {latest}; there is no version {version}"
             )));
         }
-        self.conn
-            .open_table(name)
-            .version(version)
-            .execute()
-            .await
-            .map_err(|e| not_found(name, e))
+        self.guarded(
+            name,
+            Some(version),
+            self.conn.open_table(name).version(version).execute(),
+        )
+        .await
+    }
+
+    /// Run a Lance open, turning a panic inside Lance (a truncated or corrupt manifest makes it panic) into an
+    /// error that names the table, the version and where its files are.
+    async fn guarded(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        open: impl std::future::Future<Output = lancedb::Result<Table>>,
+    ) -> Result<Table> {
+        use futures::FutureExt;
+        let which = || version.map_or("its latest version".into(), |v| format!("version {v}"));
+        let files = || self.root.join(format!("{name}.lance")).join("_versions");
+        match std::panic::AssertUnwindSafe(open).catch_unwind().await {
+            Ok(Ok(table)) => Ok(table),
+            Ok(Err(lancedb::Error::TableNotFound { .. })) => Err(Error::UnknownTable {
+                name: name.to_string(),
+            }),
+            Ok(Err(e)) => Err(Error::DamagedTable {
+                table: name.to_string(),
+                version: which(),
+                files: files(),
+                reason: crate::error::without_location(&e.to_string()),
+            }),
+            Err(panic) => {
+                let reason = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                Err(Error::DamagedTable {
+                    table: name.to_string(),
+                    version: which(),
+                    files: files(),
+                    reason: format!("it panicked: {}", without_location(reason)),
+                })
+            }
+        }
     }
 
     /// Open the table `spec` describes, creating it empty from the spec when it does not exist yet.
@@ -189,14 +223,5 @@ impl Store {
             }
         }
         Ok(created)
-    }
-}
-
-fn not_found(name: &str, e: lancedb::Error) -> Error {
-    match e {
-        lancedb::Error::TableNotFound { .. } => Error::UnknownTable {
-            name: name.to_string(),
-        },
-        other => other.into(),
     }
 }

@@ -443,3 +443,35 @@ fn concurrent_sql_writers_all_land() {
         "n\n20\n"
     );
 }
+
+#[test]
+fn a_truncated_manifest_is_an_error_naming_the_table() {
+    let store = TestStore::initialised();
+    for id in ["d/1", "d/2"] {
+        let sql = format!(
+            "INSERT INTO captions (caption_id, image_id, dataset, text, source, run_id) \
+             VALUES ('{id}', 'd/i', 'd', 'a cat', 'human', 'r')"
+        );
+        assert_success(&store.vlmdb(&["sql", &sql]));
+    }
+    // The newest manifest, cut in half.
+    let versions = store.path().join("captions.lance").join("_versions");
+    let newest = std::fs::read_dir(&versions)
+        .expect("versions")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "manifest"))
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .expect("a manifest");
+    let bytes = std::fs::read(&newest).expect("manifest");
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).expect("truncate");
+    let out = store.vlmdb(&["sql", "SELECT count(*) FROM captions"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("table 'captions' cannot be read at its latest version")
+            && err.contains("captions.lance/_versions")
+            && !err.contains(".cargo/registry"),
+        "{err}"
+    );
+}
