@@ -292,6 +292,7 @@ impl Error {
         let text = source.to_string().to_ascii_lowercase();
         text.contains("commit conflict")
             || text.contains("write contention")
+            || text.contains("too many concurrent writers")
             || (timeouts && text.contains("timed out"))
     }
 

@@ -109,6 +109,22 @@ impl Store {
         Ok(())
     }
 
+    /// Wait for this machine's other vlmdb writers to this store and hold the write lock until the guard is
+    /// dropped (an exclusive `flock` on `<store>/.write.lock`; the kernel releases it if the process dies).
+    pub async fn write_lock(&self) -> Result<std::fs::File> {
+        let path = self.root.join(".write.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .map_err(Error::task("waiting for the store's write lock"))?
+            .map_err(|e| Error::io(path, e))
+    }
+
     /// Names of all tables, sorted.
     pub async fn table_names(&self) -> Result<Vec<String>> {
         let mut names = self.conn.table_names().execute().await?;

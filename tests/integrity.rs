@@ -62,6 +62,19 @@ fn fixture_image(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// `ingest karpathy` of the fixture dataset (30 images, 150 captions) as dataset `dataset`, then `extra`.
+fn shapes_ingest(dataset: &str, extra: &[&str]) -> Vec<String> {
+    let root =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/datasets/karpathy");
+    let mut args: Vec<String> = ["ingest", "karpathy"].map(String::from).into();
+    args.push(root.join("dataset_shapes.json").display().to_string());
+    args.push("--images".into());
+    args.push(root.join("images").display().to_string());
+    args.extend(["--dataset".to_string(), dataset.to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
 #[test]
 fn id_collisions_inside_one_input_are_rejected_naming_both() {
     let store = TestStore::initialised();
@@ -243,19 +256,8 @@ fn finished(child: std::process::Child) -> std::process::Output {
 #[test]
 fn concurrent_writers_never_store_a_key_twice() {
     let store = TestStore::initialised();
-    let root =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/datasets/karpathy");
-    let file = root.join("dataset_shapes.json").display().to_string();
-    let images = root.join("images").display().to_string();
-    let ingest = [
-        "ingest",
-        "karpathy",
-        &file,
-        "--images",
-        &images,
-        "--dataset",
-        "same",
-    ];
+    let ingest = shapes_ingest("same", &[]);
+    let ingest: Vec<&str> = ingest.iter().map(String::as_str).collect();
     let both = [spawn(&store, &ingest), spawn(&store, &ingest)];
     for child in both {
         let out = finished(child);
@@ -303,21 +305,8 @@ fn concurrent_writers_never_store_a_key_twice() {
 #[test]
 fn each_ingest_commit_has_its_images_captions() {
     let store = TestStore::initialised();
-    let root =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/datasets/karpathy");
-    let file = root.join("dataset_shapes.json").display().to_string();
-    let images = root.join("images").display().to_string();
-    let out = store.vlmdb(&[
-        "ingest",
-        "karpathy",
-        &file,
-        "--images",
-        &images,
-        "--dataset",
-        "s",
-        "--chunk",
-        "10",
-    ]);
+    let args = shapes_ingest("s", &["--chunk", "10"]);
+    let out = store.vlmdb(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_success(&out);
     // Version 1 of each table is `init`'s; the 30 images went in as 3 chunks, each followed by its captions, so
     // whatever point an interruption stops at, at most one chunk's images lack their captions.
@@ -383,19 +372,8 @@ fn a_run_whose_process_is_gone_reads_as_interrupted() {
 #[test]
 fn ingest_names_the_interrupted_run_it_continues() {
     let store = TestStore::initialised();
-    let root =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/datasets/karpathy");
-    let file = root.join("dataset_shapes.json").display().to_string();
-    let images = root.join("images").display().to_string();
-    let args = [
-        "ingest",
-        "karpathy",
-        &file,
-        "--images",
-        &images,
-        "--dataset",
-        "s",
-    ];
+    let args = shapes_ingest("s", &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     assert_success(&store.vlmdb(&args));
     // An interrupted run of the same ingest (its configuration copied from the finished one).
     assert_success(&store.vlmdb(&[

@@ -84,41 +84,18 @@ impl Collected {
     /// the id, each later one gets an `ingest_errors` row naming both (two rows with one id would otherwise
     /// overwrite each other, and re-ingesting would flip which one wins). Images are checked as readers list them.
     pub fn reject_id_collisions(&mut self, origin: &str) {
-        let mut first: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-        let mut rejected = Vec::new();
-        self.captions.retain(|caption| {
-            let item = format!("caption {} of image {}", caption.key, caption.image_key);
-            match first.get(&caption.key) {
-                Some(earlier) => {
-                    rejected.push((
-                        item,
-                        format!("duplicate caption id {}: {earlier} has it too", caption.key),
-                    ));
-                    false
-                }
-                None => {
-                    first.insert(caption.key.clone(), item);
-                    true
-                }
-            }
-        });
-        first.clear();
-        self.pairs.retain(|pair| {
-            let item = format!("pair {} (reference {})", pair.key, pair.reference_key);
-            match first.get(&pair.key) {
-                Some(earlier) => {
-                    rejected.push((
-                        item,
-                        format!("duplicate pair id {}: {earlier} has it too", pair.key),
-                    ));
-                    false
-                }
-                None => {
-                    first.insert(pair.key.clone(), item);
-                    true
-                }
-            }
-        });
+        let mut rejected = first_of_each_id(
+            &mut self.captions,
+            |c| &c.key,
+            |c| format!("caption {} of image {}", c.key, c.image_key),
+            "caption",
+        );
+        rejected.extend(first_of_each_id(
+            &mut self.pairs,
+            |p| &p.key,
+            |p| format!("pair {} (reference {})", p.key, p.reference_key),
+            "pair",
+        ));
         for (item, reason) in rejected {
             self.reject(origin, item, reason);
         }
@@ -137,6 +114,32 @@ impl Collected {
             reason: reason.into(),
         });
     }
+}
+
+/// Keep the first record of each id in `records`; the others come back as (item, reason naming both).
+fn first_of_each_id<T>(
+    records: &mut Vec<T>,
+    id: impl Fn(&T) -> &String,
+    item: impl Fn(&T) -> String,
+    what: &str,
+) -> Vec<(String, String)> {
+    let mut first: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut rejected = Vec::new();
+    records.retain(|record| {
+        let name = item(record);
+        match first.get(id(record)) {
+            Some(earlier) => {
+                let reason = format!("duplicate {what} id {}: {earlier} has it too", id(record));
+                rejected.push((name, reason));
+                false
+            }
+            None => {
+                first.insert(id(record).clone(), name);
+                true
+            }
+        }
+    });
+    rejected
 }
 
 /// Tracks ids seen in one input, so a repeated id is rejected instead of silently overwriting.

@@ -41,7 +41,7 @@ pub async fn append(store: &Store, spec: &TableSpec, batch: RecordBatch) -> Resu
     }
     store.ensure_table_writable(&spec.name, "writing")?;
     // Only a reported conflict is retried: the append did not commit then, so it cannot be doubled.
-    let version = committed(Retry::Conflicts, || async {
+    let version = committed(store, Retry::Conflicts, || async {
         Ok(table.add(batch.clone()).execute().await?.version)
     })
     .await?;
@@ -56,22 +56,7 @@ pub async fn upsert(store: &Store, spec: &TableSpec, batch: RecordBatch) -> Resu
             message: "table has no key: use append".into(),
         });
     }
-    let batch = shape(spec, batch)?;
-    let table = store.table_for(spec).await?;
-    if batch.num_rows() == 0 {
-        return Ok(table.version().await?);
-    }
-    store.ensure_table_writable(&spec.name, "writing")?;
-    let keys: Vec<&str> = spec.key.iter().map(String::as_str).collect();
-    committed(Retry::ConflictsAndTimeouts, || async {
-        let reader = RecordBatchIterator::new(vec![Ok(batch.clone())], batch.schema());
-        let mut merge = table.merge_insert(&keys);
-        merge
-            .when_matched_update_all(None)
-            .when_not_matched_insert_all();
-        Ok(merge.execute(Box::new(reader)).await?.version)
-    })
-    .await
+    merge(store, spec, batch, Matched::Replace).await
 }
 
 /// Insert the rows of `batch` whose key is not in the table of `spec` yet, as one commit; rows whose key is there
@@ -81,6 +66,23 @@ pub async fn insert_new(store: &Store, spec: &TableSpec, batch: RecordBatch) -> 
     if spec.key.is_empty() {
         return append(store, spec, batch).await;
     }
+    merge(store, spec, batch, Matched::Keep).await
+}
+
+/// What a merge does with a row whose key is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Matched {
+    Replace,
+    Keep,
+}
+
+/// Merge `batch` into the table of `spec` on its key (rows with new keys inserted), as one commit.
+async fn merge(
+    store: &Store,
+    spec: &TableSpec,
+    batch: RecordBatch,
+    matched: Matched,
+) -> Result<u64> {
     let batch = shape(spec, batch)?;
     let table = store.table_for(spec).await?;
     if batch.num_rows() == 0 {
@@ -88,9 +90,12 @@ pub async fn insert_new(store: &Store, spec: &TableSpec, batch: RecordBatch) -> 
     }
     store.ensure_table_writable(&spec.name, "writing")?;
     let keys: Vec<&str> = spec.key.iter().map(String::as_str).collect();
-    committed(Retry::ConflictsAndTimeouts, || async {
+    committed(store, Retry::ConflictsAndTimeouts, || async {
         let reader = RecordBatchIterator::new(vec![Ok(batch.clone())], batch.schema());
         let mut merge = table.merge_insert(&keys);
+        if matched == Matched::Replace {
+            merge.when_matched_update_all(None);
+        }
         merge.when_not_matched_insert_all();
         Ok(merge.execute(Box::new(reader)).await?.version)
     })
@@ -106,9 +111,14 @@ enum Retry {
     ConflictsAndTimeouts,
 }
 
-/// Run `commit`, trying again with growing, jittered pauses when another writer won every one of Lance's own
-/// retries (many processes writing one table at once): up to 8 more times, about 10 s in all.
-async fn committed<T, F, Fut>(retry: Retry, mut commit: F) -> Result<T>
+/// Run `commit` while holding the store's write lock, trying again with growing, jittered pauses when another
+/// writer still won every one of Lance's own retries: up to 8 more times, about 10 s in all.
+///
+/// The lock (`flock` on `<store>/.write.lock`) queues the commits of vlmdb processes on one machine: each write is
+/// small and short, and taking turns is far cheaper than Lance's optimistic retries, where every lost race redoes
+/// the merge (8 processes × 50 single-row INSERTs failed on Lance's 30 s retry budget without it). Writers on other
+/// machines (or another tool) are still serialised by Lance's commit protocol.
+async fn committed<T, F, Fut>(store: &Store, retry: Retry, mut commit: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -116,7 +126,10 @@ where
     let mut pause = std::time::Duration::from_millis(20);
     let mut attempt: u64 = 0;
     loop {
-        match commit().await {
+        let lock = store.write_lock().await?;
+        let outcome = commit().await;
+        drop(lock);
+        match outcome {
             Err(e) if attempt < 8 && e.is_write_conflict(retry == Retry::ConflictsAndTimeouts) => {
                 let jitter = u64::from(std::process::id()).wrapping_mul(attempt + 7) % 50;
                 tokio::time::sleep(pause + std::time::Duration::from_millis(jitter)).await;
