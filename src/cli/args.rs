@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use super::format::Format;
 use crate::cluster::kmeans::KMeansOptions;
+use crate::cluster::tsne::TsneOptions;
 
 /// vlmdb: an embedded experiment database for vision-language research.
 #[derive(Debug, Parser)]
@@ -139,13 +140,13 @@ pub enum PlotWhat {
         #[arg(long)]
         clusters: Option<String>,
         /// t-SNE perplexity.
-        #[arg(long, default_value_t = 30.0)]
+        #[arg(long, default_value_t = TsneOptions::default().perplexity)]
         perplexity: f64,
         /// t-SNE gradient steps.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = TsneOptions::default().iterations)]
         tsne_iterations: usize,
         /// Seed of the t-SNE layout.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = TsneOptions::default().seed)]
         seed: u64,
     },
     /// Similarity distributions (histogram + KDE) of positive vs negative caption–image pairs
@@ -324,7 +325,7 @@ pub struct EmbedArgs {
     #[arg(long)]
     pub dataset: Option<String>,
     /// Inputs per forward pass.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, default_value_t = crate::models::DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub batch: u32,
     /// No progress bar.
     #[arg(long)]
