@@ -197,7 +197,7 @@ fn check_vectors(table: &str, rows: &RecordBatch) -> Result<()> {
         return Ok(());
     };
     let ids = strings(rows, "item_id")?;
-    for r in 0..vectors.len() {
+    for (r, id) in ids.iter().enumerate() {
         if vectors.is_null(r) {
             continue;
         }
@@ -213,7 +213,7 @@ fn check_vectors(table: &str, rows: &RecordBatch) -> Result<()> {
                 message: format!(
                     "row {} (item {}): the vector has a non-finite value; nothing was written",
                     r + 1,
-                    ids[r].as_deref().unwrap_or("NULL")
+                    id.as_deref().unwrap_or("NULL")
                 ),
             });
         }
