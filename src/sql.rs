@@ -227,8 +227,12 @@ impl Engine {
         let store_tables = self.tables.store_names();
         names
             .iter()
-            .map(|n| n.to_string())
-            .find(|n| store_tables.contains(n))
+            .map(|n| n.to_string().trim_matches('"').to_string())
+            .find(|n| {
+                // A past version (`"images@1"`) is the store's table too.
+                let base = n.split_once('@').map_or(n.as_str(), |(base, _)| base);
+                store_tables.iter().any(|t| t == base)
+            })
     }
 
     /// Parse and run every statement of `sql` in order, stopping at the first error.

@@ -204,6 +204,25 @@ impl Store {
     /// Create the table `spec` describes. Another process creating it at the same moment is not an error.
     pub async fn create_table(&self, spec: &TableSpec) -> Result<Table> {
         self.ensure_writable(&format!("creating table '{}'", spec.name))?;
+        // A table directory Lance finds no version in is damaged (its `_versions` deleted or emptied): starting a
+        // fresh table there would silently drop every row it held.
+        let directory = self.root.join(format!("{}.lance", spec.name));
+        let opens = || async { self.conn.open_table(&spec.name).execute().await.is_ok() };
+        // (Another process may be creating it this instant: its first version follows the directory at once.)
+        if directory.is_dir() && !opens().await {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        if directory.is_dir() && !opens().await {
+            return Err(Error::DamagedTable {
+                table: spec.name.clone(),
+                version: "any version".into(),
+                files: directory.join("_versions"),
+                reason:
+                    "its directory exists but holds no readable version (was _versions deleted?); \
+                         restore it, or move the directory away to start the table afresh"
+                        .into(),
+            });
+        }
         match self
             .conn
             .create_empty_table(&spec.name, spec.arrow_schema())

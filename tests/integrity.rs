@@ -453,3 +453,31 @@ fn a_truncated_manifest_is_an_error_naming_the_table() {
         "{err}"
     );
 }
+
+#[test]
+fn a_table_directory_without_versions_is_an_error_never_a_fresh_table() {
+    let store = TestStore::initialised();
+    let args = shapes_ingest("s", &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_success(&store.vlmdb(&args));
+    std::fs::remove_dir_all(store.path().join("images.lance").join("_versions")).expect("rm");
+    let out = store.vlmdb(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}\n{}",
+        crate::common::stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("table 'images' cannot be read")
+            && stderr(&out).contains("_versions"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was started afresh in its place.
+    assert!(!store.path().join("images.lance").join("_versions").exists());
+    // Past versions are read-only for DROP too.
+    let drop = store.vlmdb(&["sql", "DROP TABLE \"captions@1\""]);
+    assert_eq!(drop.status.code(), Some(2), "{}", stderr(&drop));
+}

@@ -154,6 +154,10 @@ async fn insert_rows<'a>(
             (column, values),
         ],
     )?;
-    append(store, &spec, batch).await?;
+    // The cache only saves work: a store this process may not write to (another user's, a failed commit) still
+    // answers, it just does not keep the result.
+    if let Err(e) = append(store, &spec, batch).await {
+        crate::progress::warn(&format!("model results were not cached: {e}"));
+    }
     Ok(())
 }
