@@ -59,6 +59,11 @@ pub fn decode(bytes: &[u8]) -> Result<(DynamicImage, ImageInfo), String> {
             "image of {width}x{height} pixels exceeds the {MAX_SIDE}-pixel limit (decompression bomb?)"
         ));
     }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(
+            "corrupt or truncated jpeg image: the data ends before the end-of-image marker".into(),
+        );
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits());
     let image = reader.decode().map_err(|e| describe(format, e))?;
@@ -68,6 +73,21 @@ pub fn decode(bytes: &[u8]) -> Result<(DynamicImage, ImageInfo), String> {
         format,
     };
     Ok((image, info))
+}
+
+/// True when a JPEG's last scan is followed by its end-of-image marker (`FF D9`). The JPEG decoder fills a cut
+/// scan with grey and reports nothing; Pillow refuses such a file ("image file is truncated"), and so do we.
+/// Bytes after the marker (data some cameras append) are allowed, as Pillow allows them.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| {
+        bytes
+            .windows(2)
+            .rposition(|w| w[0] == 0xFF && w[1] == marker)
+    };
+    match (last(0xDA), last(0xD9)) {
+        (Some(scan), Some(end)) => end > scan,
+        _ => false,
+    }
 }
 
 fn describe(format: ImageFormat, e: image::ImageError) -> String {
@@ -152,6 +172,28 @@ mod tests {
                 .expect_err("truncated")
                 .contains("corrupt or truncated png")
         );
+    }
+
+    #[test]
+    fn truncated_jpegs_are_refused_at_every_cut() {
+        // A real photo-like JPEG of the fixtures, cut as issue 24 cut them: Pillow refuses every cut.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/datasets/karpathy/images/scene_001.jpg"
+        );
+        let bytes = std::fs::read(path).expect("fixture jpeg");
+        decode(&bytes).expect("the whole file decodes");
+        let mut appended = bytes.clone();
+        appended.extend_from_slice(b"trailing data some cameras append");
+        decode(&appended).expect("bytes after the end marker are allowed");
+        for percent in [99, 90, 50, 20, 5] {
+            let cut = &bytes[..bytes.len() * percent / 100];
+            let err = decode(cut).expect_err("truncated");
+            assert!(
+                err.contains("corrupt or truncated jpeg"),
+                "{percent} %: {err}"
+            );
+        }
     }
 
     #[test]
