@@ -218,3 +218,49 @@ async fn runs_are_opened_running_and_closed() {
         "the finished run {id} is kept beside the failed one"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_heartbeat_moves_only_while_the_run_is_open() {
+    let (_dir, store) = fresh().await;
+    store.init().await.expect("init");
+    let spec = RunSpec {
+        kind: "test".into(),
+        name: "beat".into(),
+        config: serde_json::json!({}),
+        seed: None,
+    };
+    let run = Run::open(&store, spec).await.expect("open");
+    let id = run.id().to_string();
+    let beat_of = |store: Store, id: String| async move {
+        query_csv(
+            &store,
+            &format!("SELECT CAST(heartbeat_at AS BIGINT) AS t FROM runs WHERE run_id = '{id}'"),
+        )
+        .await
+    };
+    let before = beat_of(store.clone(), id.clone()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    vlmdb::store::liveness::beat(&store, &id)
+        .await
+        .expect("beat");
+    let after = beat_of(store.clone(), id.clone()).await;
+    assert_ne!(before, after, "the heartbeat moved");
+    run.finish(&store).await.expect("finish");
+    let closed = beat_of(store.clone(), id.clone()).await;
+    vlmdb::store::liveness::beat(&store, &id)
+        .await
+        .expect("beat after close");
+    assert_eq!(
+        beat_of(store.clone(), id.clone()).await,
+        closed,
+        "a closed run is not touched"
+    );
+    assert!(
+        query_csv(
+            &store,
+            &format!("SELECT status FROM runs WHERE run_id = '{id}'")
+        )
+        .await
+        .contains("finished")
+    );
+}
