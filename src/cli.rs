@@ -54,6 +54,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         Command::Eval(args) => experiments::eval(&store().await?, args, device, out).await?,
         Command::Plot(args) => experiments::plot(&store().await?, args, device, out).await?,
         Command::Runs(args) => commands::runs(&store().await?, args, out).await?,
+        Command::Check => commands::check(&store().await?, out).await?,
         Command::Bench(args) => experiments::bench(args, device, out).await?,
     };
     out.flush()?;

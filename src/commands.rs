@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod caption;
 pub mod caption_loop;
+pub mod check;
 pub mod cluster;
 pub mod embed;
 pub mod eval;

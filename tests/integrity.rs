@@ -460,7 +460,23 @@ fn a_table_directory_without_versions_is_an_error_never_a_fresh_table() {
     let args = shapes_ingest("s", &[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     assert_success(&store.vlmdb(&args));
+    let sound = store.vlmdb(&["check"]);
+    assert_success(&sound);
+    assert!(
+        crate::common::stdout(&sound).contains("images: ok (2 versions, 30 rows)"),
+        "{}",
+        crate::common::stdout(&sound)
+    );
     std::fs::remove_dir_all(store.path().join("images.lance").join("_versions")).expect("rm");
+    // `vlmdb check` names the damaged table and exits 1; the others read.
+    let checked = store.vlmdb(&["check"]);
+    assert_eq!(checked.status.code(), Some(1), "{}", stderr(&checked));
+    let report = crate::common::stdout(&checked);
+    assert!(
+        report.contains("images: DAMAGED: images.lance exists but holds no readable version"),
+        "{report}"
+    );
+    assert!(report.contains("captions: ok"), "{report}");
     let out = store.vlmdb(&args);
     assert_eq!(
         out.status.code(),

@@ -77,6 +77,8 @@ pub enum Command {
     Plot(PlotArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
+    /// Read every table at every version and report what is damaged (exit 1 if anything is).
+    Check,
     /// Speed figures beside the peer an issue names (run on an optimised build).
     Bench(BenchArgs),
 }

@@ -361,3 +361,25 @@ pub async fn import(store: &Store, args: ImportArgs, out: &mut dyn Write) -> Res
         }
     })
 }
+
+/// `vlmdb check`: one line per table; exit 1 when any table is damaged.
+pub async fn check(store: &Store, out: &mut dyn Write) -> Result<u8> {
+    let report = crate::commands::check::check(store).await?;
+    let mut damaged = 0;
+    for table in &report {
+        match &table.damage {
+            None => writeln!(
+                out,
+                "{}: ok ({} versions, {} rows)",
+                table.table,
+                table.versions,
+                table.rows.unwrap_or_default()
+            )?,
+            Some(damage) => {
+                damaged += 1;
+                writeln!(out, "{}: DAMAGED: {damage}", table.table)?;
+            }
+        }
+    }
+    Ok(u8::from(damaged > 0))
+}
