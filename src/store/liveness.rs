@@ -44,6 +44,10 @@ impl Process {
     /// True when this process is gone: no process with its pid, or one started at another time (a reused pid).
     /// Only meaningful on the host that recorded it.
     fn is_gone(&self) -> bool {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            // No procfs (not Linux): a process cannot be looked up, so only the heartbeat can tell.
+            return false;
+        }
         match start_time(self.pid) {
             None => !std::path::Path::new(&format!("/proc/{}", self.pid)).exists(),
             Some(now) => self.start.is_some_and(|recorded| recorded != now),
@@ -185,10 +189,11 @@ pub async fn mark_interrupted(store: &Store) -> Result<Vec<String>> {
                 pid,
                 start: starts[r],
             };
+            let stale = beats[r].is_some_and(|at| now - at > STALE.as_micros() as i64);
             let dead = if process.host == here {
-                process.is_gone()
+                process.is_gone() || (stale && !std::path::Path::new("/proc/self/stat").exists())
             } else {
-                beats[r].is_some_and(|at| now - at > STALE.as_micros() as i64)
+                stale
             };
             if dead {
                 gone.push((id, process));
