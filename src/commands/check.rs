@@ -71,15 +71,16 @@ async fn table_health(store: &Store, name: &str) -> TableHealth {
             return health;
         }
     }
+    // One handle, moved from version to version (opening the table afresh for each would re-read the latest).
     for version in 1..=last {
         let read = async {
-            let table = store.open_table_at(name, version).await?;
-            table.count_rows(None).await.map_err(Error::from)
+            latest.checkout(version).await?;
+            latest.count_rows(None).await
         };
         match read.await {
             Ok(_) => health.versions += 1,
             Err(e) => {
-                health.damage = Some(format!("version {version}: {e}"));
+                health.damage = Some(format!("version {version}: {}", Error::from(e)));
                 break;
             }
         }

@@ -130,13 +130,16 @@ pub fn process_columns(process: &Process) -> Vec<(&'static str, ArrayRef)> {
     ]
 }
 
+/// True for a run id that may be written into a Lance filter as it is: vlmdb's own ids (`YYYYMMDD-HHMMSS-hex`)
+/// are; anything else is left alone.
+fn plain_id(id: &str) -> bool {
+    id.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// Refresh the heartbeat of run `run_id` while it is still `running` (never touches a closed run).
 pub async fn beat(store: &Store, run_id: &str) -> Result<()> {
-    // Run ids are vlmdb's own (`YYYYMMDD-HHMMSS-hex`); anything else is not written into the filter.
-    if !run_id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if !plain_id(run_id) {
         return Ok(());
     }
     let table = store.open_table("runs").await?;
@@ -203,10 +206,7 @@ pub async fn mark_interrupted(store: &Store) -> Result<Vec<String>> {
     let table = store.open_table("runs").await?;
     let mut marked = Vec::new();
     for (id, process) in gone {
-        if !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !plain_id(&id) {
             continue;
         }
         let reason = format!(
