@@ -536,7 +536,8 @@ pub struct TrainArgs {
     /// The dataset whose caption–image pairs are trained on.
     #[arg(long, required_unless_present = "resume")]
     pub dataset: Option<String>,
-    /// infonce, sanw-debias (--alpha --delta --lambda) or sanw-bandpass (--alpha --m1 --m2 --gamma).
+    /// infonce, sanw-debias (--alpha --delta --lambda) or sanw-bandpass (--alpha --m1 --m2 --gamma), the SANW
+    /// losses exactly as CLIPSE (seed 001) defines them.
     #[arg(long, required_unless_present = "resume")]
     pub loss: Option<String>,
     /// The split trained on.
@@ -590,22 +591,22 @@ pub struct TrainArgs {
     /// Seed of the run's RNG (initial weights, caption choice, batch order).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// SANW strength (debias default 0.1, bandpass default 0.1).
+    /// SANW affinity mix, as CLIPSE: A = alpha * text-text cosine + (1 - alpha) * image-image cosine (default 0.5).
     #[arg(long)]
     pub alpha: Option<f64>,
-    /// SANW-Debias threshold on the positive–negative gap (default 0.2).
+    /// SANW-Debias threshold, as CLIPSE: W = 1 - sigmoid(lambda * (A - delta)) (default 0.6).
     #[arg(long)]
     pub delta: Option<f64>,
-    /// SANW-Debias weighting exponent (default 0.5).
+    /// SANW-Debias sharpness, as CLIPSE (default 4).
     #[arg(long)]
     pub lambda: Option<f64>,
-    /// SANW-Bandpass lower bound of the band (default 0.1).
+    /// SANW-Bandpass lower edge, as CLIPSE: W = sigmoid((A - m1)/gamma) * (1 - sigmoid((A - m2)/gamma)) (default 0.3).
     #[arg(long)]
     pub m1: Option<f64>,
-    /// SANW-Bandpass upper bound of the band (default 0.9).
+    /// SANW-Bandpass upper edge, as CLIPSE (default 0.8).
     #[arg(long)]
     pub m2: Option<f64>,
-    /// SANW-Bandpass weighting exponent (default 0.5).
+    /// SANW-Bandpass edge width, as CLIPSE (default 0.05).
     #[arg(long)]
     pub gamma: Option<f64>,
     /// Topical batches: one cluster per batch, from this `vlmdb cluster` run.

@@ -134,7 +134,8 @@ pub struct StepOutcome {
     pub grad_norm: f64,
     /// ‖Δθ‖ / ‖θ‖ of the update.
     pub relative_update: f64,
-    pub weights: crate::train::loss::WeightStats,
+    /// The SANW statistics (None for InfoNCE).
+    pub weights: Option<crate::train::loss::WeightStats>,
 }
 
 /// One training step on a batch of base vectors: forward both heads, the loss, backward, clip, AdamW at `lr`,
@@ -153,7 +154,16 @@ pub fn train_step(
     let op = Error::tensor("a training step");
     let img = heads.image.forward(x_img).map_err(op)?;
     let txt = heads.text.forward(x_txt).map_err(op)?;
-    let out = batch_loss(loss, &img, &txt, heads.logit_scale.as_tensor(), mrl).map_err(op)?;
+    // The heads' "pooled outputs before the projection" are their frozen input vectors.
+    let out = batch_loss(
+        loss,
+        &img,
+        &txt,
+        heads.logit_scale.as_tensor(),
+        mrl,
+        (x_img, x_txt),
+    )
+    .map_err(op)?;
     let value = f64::from(out.loss.to_scalar::<f32>().map_err(op)?);
     let grads = out.loss.backward().map_err(op)?;
     let grads = heads
@@ -398,7 +408,7 @@ async fn execute(
         kind: "train".into(),
         name: format!(
             "{} on {} ({} heads into {})",
-            options.loss_name(),
+            options.loss.name(),
             options.dataset,
             format!("{:?}", options.head).to_lowercase(),
             options.dim
@@ -511,16 +521,6 @@ async fn execute(
         resumed_from,
         projected,
     })
-}
-
-impl TrainOptions {
-    fn loss_name(&self) -> &'static str {
-        match self.loss {
-            Loss::Infonce => "infonce",
-            Loss::SanwDebias { .. } => "sanw-debias",
-            Loss::SanwBandpass { .. } => "sanw-bandpass",
-        }
-    }
 }
 
 #[allow(clippy::too_many_arguments, clippy::too_many_lines)]
@@ -650,14 +650,14 @@ async fn train_rounds(
                 state.round_step += 1;
                 let step = state.step;
                 metrics.push("loss", loss, step, round);
-                metrics.push("logit_scale", heads.scale()?, step, round);
+                let scale = heads.scale()?;
+                metrics.push("logit_scale", scale, step, round);
+                metrics.push("temp", 1.0 / scale, step, round);
                 metrics.push("grad_norm", grad_norm, step, round);
                 metrics.push("lr", lr, step, round);
                 metrics.push("batch_size", batch.len() as f64, step, round);
-                if options.loss != Loss::Infonce {
-                    metrics.push("sanw_weight_mean", out.weights.mean, step, round);
-                    metrics.push("sanw_share_down", out.weights.down, step, round);
-                    metrics.push("sanw_share_up", out.weights.up, step, round);
+                for (name, value) in out.weights.map(|w| w.metrics()).unwrap_or_default() {
+                    metrics.push(name, value, step, round);
                 }
                 if let Some(reason) = watch.observe(loss, grad_norm, relative_update)
                     && state.dead_at.is_none()
