@@ -450,6 +450,41 @@ fn a_converged_run_is_not_flagged_dead() {
     );
 }
 
+/// Without a terminal (a batch job's log), train prints one line per epoch — loss, lr, validation R@1 per
+/// direction and width, time, ETA — and ingest its progress as plain lines.
+#[test]
+fn without_a_terminal_train_prints_one_line_per_epoch() {
+    let store = planted_store(64, 16);
+    let ingested = crate::common::stderr(&store.vlmdb(&[
+        "ingest",
+        "folder",
+        store.dir.path().join("train").to_str().unwrap_or_default(),
+        "--dataset",
+        "again",
+    ]));
+    assert!(ingested.contains("ingesting: 64/64 (100 %)"), "{ingested}");
+    let args: Vec<&str> = PLANTED_TRAIN
+        .iter()
+        .copied()
+        .filter(|a| *a != "--quiet")
+        .chain(["--loss", "infonce", "--epochs", "3", "--lr", "0.01"])
+        .collect();
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let err = crate::common::stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("train ")).collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            line.contains(&format!("epoch {}/3: loss ", i + 1)),
+            "{line}"
+        );
+        for part in ["lr ", "val R@1 i2t@16 ", "val R@1 t2i@16 ", "ETA "] {
+            assert!(line.contains(part), "{part} in {line}");
+        }
+    }
+}
+
 /// A learning rate of 0 is flagged as dead training: a warning, exit code 1, a metric and a note on the run; and
 /// early stopping ends a run whose validation R@1 does not improve.
 #[test]

@@ -330,11 +330,12 @@ async fn forget_after(store: &Store, run_id: &str, step: u64) -> Result<()> {
     crate::store::metrics::forget(store, run_id, &format!("step IS NULL OR step > {step}")).await
 }
 
-/// The mean of the image→text and text→image R@1 at the full width in an eval result.
-fn mean_r1(result: &crate::sql::StatementResult, dim: usize) -> Result<Option<f64>> {
-    let mut values = Vec::new();
+/// The R@1 rows of an eval result: (direction, width, value).
+fn r_at_1(result: &crate::sql::StatementResult) -> Result<Vec<(String, i64, f64)>> {
+    let mut rows = Vec::new();
     for batch in &result.batches {
         let names = strings(batch, "name")?;
+        let directions = strings(batch, "direction")?;
         let dims = integers(batch, "dim")?;
         let value = arrow::compute::cast(
             batch
@@ -347,12 +348,63 @@ fn mean_r1(result: &crate::sql::StatementResult, dim: usize) -> Result<Option<f6
             .downcast_ref::<Float64Array>()
             .ok_or_else(|| Error::Usage("eval value".into()))?;
         for i in 0..batch.num_rows() {
-            if names[i].as_deref() == Some("r_at_1") && dims[i] == Some(dim as i64) {
-                values.push(value.value(i));
+            if let (Some("r_at_1"), Some(dim)) = (names[i].as_deref(), dims[i]) {
+                rows.push((
+                    directions[i].clone().unwrap_or_default(),
+                    dim,
+                    value.value(i),
+                ));
             }
         }
     }
-    Ok((!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64))
+    Ok(rows)
+}
+
+/// The mean of the image→text and text→image R@1 at the full width.
+fn mean_r1(rows: &[(String, i64, f64)], dim: usize) -> Option<f64> {
+    let values: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.1 == dim as i64)
+        .map(|r| r.2)
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// One epoch's summary line for a log without a terminal.
+struct EpochLine<'a> {
+    run_id: &'a str,
+    round: usize,
+    rounds: usize,
+    epoch: usize,
+    epochs: usize,
+    loss: f64,
+    lr: f64,
+    r1: &'a [(String, i64, f64)],
+    epoch_seconds: f64,
+    eta_seconds: f64,
+}
+
+impl std::fmt::Display for EpochLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "train {}", self.run_id)?;
+        if self.rounds > 1 {
+            write!(f, " round {}/{}", self.round + 1, self.rounds)?;
+        }
+        write!(
+            f,
+            " epoch {}/{}: loss {:.6}, lr {:.3e}",
+            self.epoch, self.epochs, self.loss, self.lr
+        )?;
+        for (direction, dim, value) in self.r1 {
+            write!(f, ", val R@1 {direction}@{dim} {value:.4}")?;
+        }
+        write!(
+            f,
+            ", {}, ETA {}",
+            crate::progress::duration(self.epoch_seconds),
+            crate::progress::duration(self.eta_seconds)
+        )
+    }
 }
 
 #[allow(clippy::too_many_lines)]
@@ -552,7 +604,8 @@ async fn train_rounds(
         warmup: options.warmup.unwrap_or_else(|| per_epoch.min(total / 10)),
         total,
     };
-    let bar = progress.then(|| Progress::new((total * options.rounds) as u64, "train"));
+    let bar = progress.then(|| Progress::bar_only((total * options.rounds) as u64, "train"));
+    let (started, first_step) = (std::time::Instant::now(), state.step);
     if let Some(bar) = &bar {
         bar.inc(state.step);
     }
@@ -624,6 +677,8 @@ async fn train_rounds(
                 &mut rng,
             );
             let mut metrics = StepMetrics::default();
+            let epoch_started = std::time::Instant::now();
+            let (mut loss_sum, mut last_lr) = (0.0, 0.0);
             for batch in &batches {
                 let lr = schedule.lr(state.round_step as usize);
                 let x_img = gather(&set.images, batch.iter().map(|p| p.0), device)?;
@@ -672,6 +727,8 @@ async fn train_rounds(
                     }
                 }
                 final_loss = Some(loss);
+                loss_sum += loss;
+                last_lr = lr;
                 if let Some(bar) = &bar {
                     bar.inc(1);
                 }
@@ -679,6 +736,7 @@ async fn train_rounds(
             state.epoch += 1;
             metrics.push("epoch", state.epoch as f64, state.step, round);
             let mut new_best = false;
+            let mut r1_rows = Vec::new();
             if let Some(val) = &options.val_split {
                 project_all(
                     store,
@@ -710,8 +768,8 @@ async fn train_rounds(
                     )
                     .await?;
                 }
-                let r1 = mean_r1(&runs.finish(), options.dim)?;
-                if let Some(r1) = r1 {
+                r1_rows = r_at_1(&runs.finish())?;
+                if let Some(r1) = mean_r1(&r1_rows, options.dim) {
                     if state.best_r1.is_none_or(|best| r1 > best) {
                         state.best_r1 = Some(r1);
                         state.since_best = 0;
@@ -722,6 +780,26 @@ async fn train_rounds(
                 }
             } else {
                 new_best = true;
+            }
+            if let Some(bar) = &bar {
+                let done = (state.step - first_step) as f64;
+                let left = (total * options.rounds) as f64 - state.step as f64;
+                bar.line(
+                    &EpochLine {
+                        run_id: &run_id,
+                        round,
+                        rounds: options.rounds,
+                        epoch: state.epoch,
+                        epochs: options.epochs,
+                        loss: loss_sum / batches.len().max(1) as f64,
+                        lr: last_lr,
+                        r1: &r1_rows,
+                        epoch_seconds: epoch_started.elapsed().as_secs_f64(),
+                        eta_seconds: started.elapsed().as_secs_f64() / done.max(1.0)
+                            * left.max(0.0),
+                    }
+                    .to_string(),
+                );
             }
             let stop_early = options.patience.is_some_and(|p| state.since_best >= p)
                 && state.epoch < options.epochs;
