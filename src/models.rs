@@ -10,6 +10,7 @@ pub mod bert_encoder;
 pub mod blip;
 pub mod clip;
 pub mod clip_text;
+pub mod clip_trainable;
 pub mod dense;
 pub mod device;
 pub mod diffusion;

@@ -14,3 +14,4 @@ pub mod head_model;
 pub mod loss;
 pub mod optim;
 pub mod space;
+pub mod step;

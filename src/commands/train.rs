@@ -28,9 +28,10 @@ use crate::train::checkpoint::{self, TrainState, best_name, checkpoint_name};
 use crate::train::data::{PairedSet, load_clusters, load_negatives, load_pairs};
 use crate::train::dead::DeadWatch;
 use crate::train::head::{HeadKind, HeadShape, Heads};
-use crate::train::loss::{Loss, batch_loss};
-use crate::train::optim::{AdamW, AdamWConfig, Schedule, clip_factor, flat, grad_norm};
+use crate::train::loss::Loss;
+use crate::train::optim::{AdamW, AdamWConfig, Schedule};
 use crate::train::space::{head_space_spec, project_all};
+use crate::train::step::train_step;
 
 /// Everything a training run is: stored as the run's configuration, which is what `--resume` continues.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -124,70 +125,6 @@ fn gather(
         n += 1;
     }
     Tensor::from_vec(data, (n, vectors.dim), device).map_err(Error::tensor("a training batch"))
-}
-
-/// What one optimiser step did.
-#[derive(Debug, Clone, Copy)]
-pub struct StepOutcome {
-    pub loss: f64,
-    /// The global gradient norm before clipping.
-    pub grad_norm: f64,
-    /// ‖Δθ‖ / ‖θ‖ of the update.
-    pub relative_update: f64,
-    /// The SANW statistics (None for InfoNCE).
-    pub weights: Option<crate::train::loss::WeightStats>,
-}
-
-/// One training step on a batch of base vectors: forward both heads, the loss, backward, clip, AdamW at `lr`,
-/// clamp the logit scale.
-#[allow(clippy::too_many_arguments)]
-pub fn train_step(
-    heads: &Heads,
-    optimizer: &mut AdamW,
-    loss: &Loss,
-    mrl: &[usize],
-    x_img: &Tensor,
-    x_txt: &Tensor,
-    lr: f64,
-    max_grad_norm: f64,
-) -> Result<StepOutcome> {
-    let op = Error::tensor("a training step");
-    let img = heads.image.forward(x_img).map_err(op)?;
-    let txt = heads.text.forward(x_txt).map_err(op)?;
-    // The heads' "pooled outputs before the projection" are their frozen input vectors.
-    let out = batch_loss(
-        loss,
-        &img,
-        &txt,
-        heads.logit_scale.as_tensor(),
-        mrl,
-        (x_img, x_txt),
-    )
-    .map_err(op)?;
-    let value = f64::from(out.loss.to_scalar::<f32>().map_err(op)?);
-    let grads = out.loss.backward().map_err(op)?;
-    let grads = heads
-        .named()
-        .iter()
-        .map(|(_, var)| match grads.get(var.as_tensor()) {
-            Some(g) => flat(g),
-            None => Ok(vec![0.0; var.as_tensor().elem_count()]),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let grad_norm = grad_norm(&grads);
-    let relative_update = if value.is_finite() {
-        let r = optimizer.step(heads, &grads, lr, clip_factor(grad_norm, max_grad_norm))?;
-        heads.clamp_logit_scale()?;
-        r
-    } else {
-        0.0
-    };
-    Ok(StepOutcome {
-        loss: value,
-        grad_norm,
-        relative_update,
-        weights: out.weights,
-    })
 }
 
 /// Number of batches an epoch has (the same for every seed: shuffles reorder, they do not regroup).

@@ -24,28 +24,28 @@ fn default_projection() -> usize {
 }
 
 #[derive(Deserialize)]
-struct Config {
+pub(crate) struct Config {
     #[serde(default)]
-    text_config: TextConfig,
+    pub(crate) text_config: TextConfig,
     #[serde(default)]
-    vision_config: VisionConfig,
+    pub(crate) vision_config: VisionConfig,
     #[serde(default = "default_projection")]
-    projection_dim: usize,
+    pub(crate) projection_dim: usize,
 }
 
 #[derive(Deserialize)]
 #[serde(default)]
-struct TextConfig {
-    vocab_size: usize,
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    max_position_embeddings: usize,
-    hidden_act: String,
-    layer_norm_eps: f64,
-    eos_token_id: Option<u32>,
-    pad_token_id: Option<u32>,
+pub(crate) struct TextConfig {
+    pub(crate) vocab_size: usize,
+    pub(crate) hidden_size: usize,
+    pub(crate) intermediate_size: usize,
+    pub(crate) num_hidden_layers: usize,
+    pub(crate) num_attention_heads: usize,
+    pub(crate) max_position_embeddings: usize,
+    pub(crate) hidden_act: String,
+    pub(crate) layer_norm_eps: f64,
+    pub(crate) eos_token_id: Option<u32>,
+    pub(crate) pad_token_id: Option<u32>,
 }
 
 impl Default for TextConfig {
@@ -67,16 +67,16 @@ impl Default for TextConfig {
 
 #[derive(Deserialize)]
 #[serde(default)]
-struct VisionConfig {
-    hidden_size: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    num_attention_heads: usize,
-    num_channels: usize,
-    image_size: usize,
-    patch_size: usize,
-    hidden_act: String,
-    layer_norm_eps: f64,
+pub(crate) struct VisionConfig {
+    pub(crate) hidden_size: usize,
+    pub(crate) intermediate_size: usize,
+    pub(crate) num_hidden_layers: usize,
+    pub(crate) num_attention_heads: usize,
+    pub(crate) num_channels: usize,
+    pub(crate) image_size: usize,
+    pub(crate) patch_size: usize,
+    pub(crate) hidden_act: String,
+    pub(crate) layer_norm_eps: f64,
 }
 
 impl Default for VisionConfig {
@@ -97,7 +97,7 @@ impl Default for VisionConfig {
 
 /// Where the text tower's sentence vector is read.
 #[derive(Debug, Clone, Copy)]
-enum Pool {
+pub(crate) enum Pool {
     /// The first occurrence of this token id.
     FirstOf(u32),
     /// The largest id in the row (legacy configs, where the EOT token has the largest id).
@@ -136,6 +136,51 @@ fn check_supported(files: &ModelFiles, tower: &str, act: &str, eps: f64) -> Resu
     Ok(())
 }
 
+/// The tokenizer, the text pooling rule and the image processor of a CLIP directory (shared by inference and
+/// fine-tuning, so both see the same tokens and pixels).
+pub(crate) fn inputs(
+    files: &mut ModelFiles,
+    config: &Config,
+) -> Result<(TextTokenizer, Pool, ImageProcessor)> {
+    let (t, v) = (&config.text_config, &config.vision_config);
+    let mut tokenizer = TextTokenizer::load(
+        &files.require("tokenizer.json")?,
+        t.max_position_embeddings,
+        0,
+        Padding::Longest,
+    )?;
+    // OpenAI's tokenizer pads with the end-of-text token; the pad id never reaches the pooled vector anyway
+    // (causal attention, pooling at the first end-of-text).
+    tokenizer.pad_id = tokenizer
+        .token_id("<|endoftext|>")
+        .or(t.pad_token_id)
+        .unwrap_or(0);
+    let pool = match t.eos_token_id {
+        Some(2) | None => Pool::LargestId,
+        Some(id) => Pool::FirstOf(id),
+    };
+    let images = image_processor(files, ImageProcessor::clip(v.image_size as u32))?;
+    Ok((tokenizer, pool, images))
+}
+
+/// The flat index (row · len + position) of each row's end-of-text token in a padded `rows × len` batch.
+pub(crate) fn eos_positions(pool: Pool, rows: &[Vec<u32>], len: usize) -> Vec<u32> {
+    rows.iter()
+        .enumerate()
+        .map(|(row, ids)| {
+            let at = match pool {
+                Pool::FirstOf(eos) => ids.iter().position(|&id| id == eos),
+                Pool::LargestId => ids
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+                    .map(|(i, _)| i),
+            };
+            (row * len + at.unwrap_or(ids.len().saturating_sub(1))) as u32
+        })
+        .collect()
+}
+
 impl Encoder for Clip {
     fn load(files: &mut ModelFiles, device: &Device) -> Result<Self> {
         let config: Config = read_json(files, "config.json")?;
@@ -164,23 +209,7 @@ impl Encoder for Clip {
             image_size: v.image_size,
             patch_size: v.patch_size,
         };
-        let mut tokenizer = TextTokenizer::load(
-            &files.require("tokenizer.json")?,
-            t.max_position_embeddings,
-            0,
-            Padding::Longest,
-        )?;
-        // OpenAI's tokenizer pads with the end-of-text token; the pad id never reaches the pooled vector anyway
-        // (causal attention, pooling at the first end-of-text).
-        tokenizer.pad_id = tokenizer
-            .token_id("<|endoftext|>")
-            .or(t.pad_token_id)
-            .unwrap_or(0);
-        let pool = match t.eos_token_id {
-            Some(2) | None => Pool::LargestId,
-            Some(id) => Pool::FirstOf(id),
-        };
-        let images = image_processor(files, ImageProcessor::clip(v.image_size as u32))?;
+        let (tokenizer, pool, images) = inputs(files, &config)?;
         let vb = weights(files, device)?;
         let candle = |source| Error::Candle {
             model: files.spec.clone(),
@@ -224,22 +253,7 @@ impl Encoder for Clip {
     fn text_features(&self, batch: &TokenBatch) -> candle_core::Result<Tensor> {
         let hidden = self.text.forward_with_mask(&batch.ids, usize::MAX)?;
         let (rows, len, width) = hidden.dims3()?;
-        let positions: Vec<u32> = batch
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(row, ids)| {
-                let at = match self.pool {
-                    Pool::FirstOf(eos) => ids.iter().position(|&id| id == eos),
-                    Pool::LargestId => ids
-                        .iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
-                        .map(|(i, _)| i),
-                };
-                (row * len + at.unwrap_or(ids.len().saturating_sub(1))) as u32
-            })
-            .collect();
+        let positions = eos_positions(self.pool, &batch.rows, len);
         let index = Tensor::new(positions, hidden.device())?;
         let pooled = hidden
             .reshape((rows * len, width))?

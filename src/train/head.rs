@@ -128,6 +128,10 @@ impl Heads {
 
     /// Every parameter by its checkpoint name, in a fixed order.
     pub fn named(&self) -> Vec<(String, &Var)> {
+        crate::train::optim::Parameters::named(self)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, &Var)> {
         let mut out = Vec::new();
         for (tower, head) in [("image", &self.image), ("text", &self.text)] {
             for (i, (w, b)) in head.layers.iter().enumerate() {
@@ -196,6 +200,12 @@ impl Heads {
             .to_scalar::<f32>()
             .map_err(Error::tensor("logit scale"))?;
         Ok(f64::from(t).exp())
+    }
+}
+
+impl crate::train::optim::Parameters for Heads {
+    fn named(&self) -> Vec<(String, &Var)> {
+        self.named_parameters()
     }
 }
 

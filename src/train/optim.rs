@@ -3,7 +3,9 @@
 //! gradient-norm clipping, each with PyTorch's arithmetic:
 //!
 //! ```text
-//! θ ← θ − lr·wd·θ              (decoupled weight decay; weight matrices only, not biases or the logit scale)
+//! θ ← θ − lr·wd·θ              (decoupled weight decay; parameters of two or more dimensions only — weight
+//!                               matrices, embeddings, convolutions — not biases, norms or the logit scale,
+//!                               open_clip's grouping)
 //! m ← β₁m + (1 − β₁)g          v ← β₂v + (1 − β₂)g²
 //! θ ← θ − lr · (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε)
 //! ```
@@ -12,8 +14,14 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Tensor};
 
-use super::head::Heads;
+use candle_core::Var;
+
 use crate::error::{Error, Result};
+
+/// A model's trainable parameters by name, in a fixed order (the order of the optimiser's moments).
+pub trait Parameters {
+    fn named(&self) -> Vec<(String, &Var)>;
+}
 
 /// AdamW's hyper-parameters (defaults as `torch.optim.AdamW`, except the weight decay, which is CLIP-like 0.1).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -35,7 +43,7 @@ impl Default for AdamWConfig {
     }
 }
 
-/// AdamW's state: the step count and both moment estimates of every parameter (in [`Heads::named`] order). The
+/// AdamW's state: the step count and both moment estimates of every parameter (in [`Parameters::named`] order). The
 /// update runs as one fused pass per parameter over its values (PyTorch's `fused`/`foreach` AdamW does the same),
 /// instead of a dozen whole-tensor operations that each allocate and stream the parameter through memory.
 #[derive(Debug)]
@@ -60,7 +68,7 @@ pub fn flat(x: &Tensor) -> Result<Vec<f32>> {
 
 impl AdamW {
     /// Zero moments for every parameter of `heads`.
-    pub fn new(config: AdamWConfig, heads: &Heads) -> Result<AdamW> {
+    pub fn new(config: AdamWConfig, heads: &dyn Parameters) -> Result<AdamW> {
         let zeros: Vec<Vec<f32>> = heads
             .named()
             .iter()
@@ -74,13 +82,14 @@ impl AdamW {
         })
     }
 
-    /// One update of every parameter at learning rate `lr` with its gradient (`grads`: flat, in [`Heads::named`]
-    /// order) times `grad_scale` (the clipping factor). Returns the size of the update relative to the parameters,
-    /// ‖Δθ‖ / ‖θ‖ (for dead-training detection).
+    /// One update of every parameter at learning rate `lr` with its gradient (`grads`: flat, in
+    /// [`Parameters::named`] order; `None`: the parameter sits this step out, as one without a gradient does in
+    /// PyTorch) times `grad_scale` (the clipping factor). Returns the size of the update relative to the
+    /// parameters, ‖Δθ‖ / ‖θ‖ (for dead-training detection).
     pub fn step(
         &mut self,
-        heads: &Heads,
-        grads: &[Vec<f32>],
+        heads: &dyn Parameters,
+        grads: &[Option<Vec<f32>>],
         lr: f64,
         grad_scale: f64,
     ) -> Result<f64> {
@@ -92,7 +101,14 @@ impl AdamW {
         let (lr32, scale) = (lr as f32, grad_scale as f32);
         let (mut moved, mut size) = (0.0f64, 0.0f64);
         for (i, ((name, var), g)) in heads.named().into_iter().zip(grads).enumerate() {
-            let mut theta = flat(var.as_tensor())?;
+            let Some(g) = g else { continue };
+            // θ in f64 whatever its dtype: an f32 round trip would swallow updates below its precision (a
+            // parameter kept in f64 must move as PyTorch moves it).
+            let mut theta = var
+                .as_tensor()
+                .flatten_all()
+                .and_then(|x| x.to_dtype(DType::F64)?.to_vec1::<f64>())
+                .map_err(t("reading a tensor"))?;
             if g.len() != theta.len() {
                 return Err(Error::Usage(format!(
                     "AdamW: parameter {name} has {} values but its gradient {}",
@@ -100,8 +116,8 @@ impl AdamW {
                     g.len()
                 )));
             }
-            let decay = if c.weight_decay > 0.0 && name.ends_with(".weight") {
-                1.0 - (lr * c.weight_decay) as f32
+            let decay = if c.weight_decay > 0.0 && var.as_tensor().rank() >= 2 {
+                1.0 - lr * c.weight_decay
             } else {
                 1.0
             };
@@ -112,11 +128,12 @@ impl AdamW {
                 m[j] = b1 * m[j] + (1.0 - b1) * g;
                 v[j] = b2 * v[j] + (1.0 - b2) * g * g;
                 let update = lr32 * (m[j] / correction1) / ((v[j] / correction2).sqrt() + eps);
-                theta[j] = old * decay - update;
-                moved += f64::from(theta[j] - old).powi(2);
-                size += f64::from(old).powi(2);
+                theta[j] = old * decay - f64::from(update);
+                moved += (theta[j] - old).powi(2);
+                size += old.powi(2);
             }
             let value = Tensor::from_vec(theta, var.as_tensor().shape(), var.as_tensor().device())
+                .and_then(|v| v.to_dtype(var.as_tensor().dtype()))
                 .map_err(t("AdamW step"))?;
             var.set(&value).map_err(t("AdamW step"))?;
         }
@@ -124,7 +141,7 @@ impl AdamW {
     }
 
     /// The moments by checkpoint name (`adam.m.<param>`, `adam.v.<param>`).
-    pub fn tensors(&self, heads: &Heads) -> Result<BTreeMap<String, Tensor>> {
+    pub fn tensors(&self, heads: &dyn Parameters) -> Result<BTreeMap<String, Tensor>> {
         let mut out = BTreeMap::new();
         for (i, (name, var)) in heads.named().into_iter().enumerate() {
             let shape = var.as_tensor().shape();
@@ -141,7 +158,7 @@ impl AdamW {
     /// Restore the moments and step count from a checkpoint.
     pub fn load(
         &mut self,
-        heads: &Heads,
+        heads: &dyn Parameters,
         tensors: &BTreeMap<String, Tensor>,
         steps: u64,
     ) -> Result<()> {
@@ -188,10 +205,11 @@ impl Schedule {
     }
 }
 
-/// The global L2 norm of `grads`.
-pub fn grad_norm(grads: &[Vec<f32>]) -> f64 {
+/// The global L2 norm of `grads` (those present).
+pub fn grad_norm(grads: &[Option<Vec<f32>>]) -> f64 {
     grads
         .iter()
+        .flatten()
         .flatten()
         .map(|g| f64::from(*g).powi(2))
         .sum::<f64>()
@@ -213,7 +231,7 @@ mod tests {
 
     use super::*;
     use crate::rng::Rng;
-    use crate::train::head::{HeadKind, HeadShape};
+    use crate::train::head::{HeadKind, HeadShape, Heads};
 
     #[test]
     fn warmup_then_cosine() {
@@ -232,7 +250,7 @@ mod tests {
 
     #[test]
     fn clipping_scales_to_the_norm() {
-        let norm = grad_norm(&[vec![3.0, 0.0], vec![4.0]]);
+        let norm = grad_norm(&[Some(vec![3.0, 0.0]), None, Some(vec![4.0])]);
         assert!((norm - 5.0).abs() < 1e-9);
         assert!((clip_factor(norm, 1.0) - 0.2).abs() < 1e-6);
         assert_eq!(clip_factor(norm, 10.0), 1.0);
@@ -256,10 +274,10 @@ mod tests {
             ..AdamWConfig::default()
         };
         let mut opt = AdamW::new(config, &heads).unwrap();
-        let grads: Vec<Vec<f32>> = heads
+        let grads: Vec<Option<Vec<f32>>> = heads
             .named()
             .iter()
-            .map(|(_, v)| vec![-4.0; v.as_tensor().elem_count()])
+            .map(|(_, v)| Some(vec![-4.0; v.as_tensor().elem_count()]))
             .collect();
         opt.step(&heads, &grads, 0.1, 0.5).unwrap();
         for (name, after) in heads.tensors().unwrap() {

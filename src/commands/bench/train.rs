@@ -10,13 +10,13 @@ use candle_core::{Device, Tensor};
 
 use super::retrieval::{Noise, random, threads, work_dir, write_f32};
 use super::run_peer;
-use crate::commands::train::train_step;
 use crate::error::{Error, Result};
 use crate::eval::space::Vectors;
 use crate::rng::Rng;
 use crate::train::head::{HeadKind, HeadShape, Heads};
 use crate::train::loss::Loss;
 use crate::train::optim::{AdamW, AdamWConfig};
+use crate::train::step::train_step;
 
 const PEER: &str = include_str!("../../../tests/peers/train_peer.py");
 
