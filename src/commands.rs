@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod finetune;
 pub mod import;
 pub mod index;
 pub mod init;

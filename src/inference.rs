@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::eval::space::HEAD_PREFIX;
+use crate::eval::space::{FT_PREFIX, HEAD_PREFIX};
 use crate::models::{DEFAULT_BATCH, DeviceChoice, Modality, Model};
 use crate::store::Store;
 use crate::store::schema::{TableSpec, embedding_table};
@@ -22,6 +22,23 @@ pub async fn load_model(
     spec: &str,
     device: DeviceChoice,
 ) -> Result<Arc<Model>> {
+    if let Some(run_id) = spec.strip_prefix(FT_PREFIX) {
+        let store = store.ok_or_else(|| Error::Model {
+            model: spec.to_string(),
+            message: "a fine-tuned model is read from a store, and this call has none".into(),
+        })?;
+        let dir = store.finetuned_dir(run_id);
+        if !dir.join("model.safetensors").is_file() {
+            return Err(Error::Model {
+                model: spec.to_string(),
+                message: format!(
+                    "no fine-tuned weights at {} (is {run_id} a finished `vlmdb train --finetune` run?)",
+                    dir.display()
+                ),
+            });
+        }
+        return crate::models::load_shared(&dir.display().to_string(), device).await;
+    }
     if !spec.starts_with(HEAD_PREFIX) {
         return crate::models::load_shared(spec, device).await;
     }

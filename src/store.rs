@@ -71,6 +71,12 @@ impl Store {
         &self.root
     }
 
+    /// The Hugging Face directory a fine-tuning run exports its best weights to, `<store>/finetuned/ft-<run>`
+    /// (the model `ft:<run>`).
+    pub fn finetuned_dir(&self, run_id: &str) -> PathBuf {
+        self.root.join("finetuned").join(format!("ft-{run_id}"))
+    }
+
     /// Fail with [`Error::ReadOnlyStore`] when the directory is marked read-only. The permission bits are checked
     /// rather than attempting a write, because root can write to a read-only directory and would otherwise
     /// ignore the user's intent.

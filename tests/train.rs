@@ -727,3 +727,231 @@ fn trained_heads_are_a_model() {
         stdout(&embed)
     );
 }
+
+/// `train --finetune` on the shapes fixture, the tiny CLIP written by transformers.
+const FINETUNE: [&str; 14] = [
+    "train",
+    "--finetune",
+    "fixtures/models/tiny-clip",
+    "--dataset",
+    "shapes",
+    "--batch",
+    "16",
+    "--lr",
+    "0.001",
+    "--quiet",
+    "--seed",
+    "3",
+    "--dead-steps",
+    "0",
+];
+
+fn shapes_store() -> TestStore {
+    let store = TestStore::initialised();
+    assert_success(&store.vlmdb(RETRIEVAL_FIXTURE[0]));
+    store
+}
+
+/// Fine-tuning a whole CLIP with SANW-Bandpass: an epoch is every caption–image pair, the loss falls over 20+
+/// steps, every step logs CLIPSE's statistics and the temperature, every epoch validation R@1; the best weights
+/// are a Hugging Face CLIP directory with exactly the tensors transformers wrote for the base model (names,
+/// shapes, dtype), and `ft:<run>` is a model that embed and eval use.
+#[test]
+fn finetuning_lowers_the_loss_and_exports_a_model() {
+    let store = shapes_store();
+    let pairs = number(
+        &store,
+        "SELECT count(*) FROM captions WHERE dataset = 'shapes' AND split = 'train'",
+    );
+    let mut args = FINETUNE.to_vec();
+    args.extend(["--loss", "sanw-bandpass", "--epochs", "4"]);
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let run = run_id(&out);
+    let per = |sql: &str| number(&store, &sql.replace("RUN", &run));
+    let steps = per("SELECT max(step) FROM metrics WHERE run_id = 'RUN' AND name = 'loss'");
+    assert_eq!(
+        steps,
+        4.0 * (pairs / 16.0).ceil(),
+        "every pair once per epoch ({pairs} pairs)"
+    );
+    assert!(steps >= 20.0);
+    let early =
+        per("SELECT avg(value) FROM metrics WHERE run_id = 'RUN' AND name = 'loss' AND step <= 3");
+    let late = per(&format!(
+        "SELECT avg(value) FROM metrics WHERE run_id = 'RUN' AND name = 'loss' AND step > {}",
+        steps - 3.0
+    ));
+    assert!(late < early - 0.1, "the loss fell from {early} to {late}");
+    for name in ["w_mean", "band_coverage_pct", "temp", "grad_norm", "lr"] {
+        assert_eq!(
+            per(&format!(
+                "SELECT count(*) FROM metrics WHERE run_id = 'RUN' AND name = '{name}'"
+            )),
+            steps,
+            "{name} every step"
+        );
+    }
+    assert_eq!(
+        per(
+            "SELECT count(*) FROM metrics WHERE run_id = 'RUN' AND name = 'r_at_1' AND split = 'val'"
+        ),
+        8.0,
+        "validation R@1 both ways every epoch"
+    );
+
+    let dir = store.path().join("finetuned").join(format!("ft-{run}"));
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "preprocessor_config.json",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} in the export");
+    }
+    let header = |path: &std::path::Path| -> BTreeMap<String, (String, Vec<usize>)> {
+        let bytes = std::fs::read(path).expect("safetensors");
+        let n = u64::from_le_bytes(bytes[..8].try_into().expect("length")) as usize;
+        let json: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).expect("header");
+        json.as_object()
+            .expect("object")
+            .iter()
+            .filter(|(k, _)| *k != "__metadata__")
+            .map(|(k, v)| {
+                let dtype = v["dtype"].as_str().unwrap_or_default().to_string();
+                let shape = v["shape"]
+                    .as_array()
+                    .map(|s| {
+                        s.iter()
+                            .filter_map(|d| d.as_u64())
+                            .map(|d| d as usize)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (k.clone(), (dtype, shape))
+            })
+            .collect()
+    };
+    assert_eq!(
+        header(&dir.join("model.safetensors")),
+        header(std::path::Path::new(
+            "fixtures/models/tiny-clip/model.safetensors"
+        )),
+        "the export holds what transformers wrote for the base model"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("config.json")).expect("config"),
+        std::fs::read("fixtures/models/tiny-clip/config.json").expect("config")
+    );
+    let model = format!("ft:{run}");
+    for what in ["--images", "--captions"] {
+        assert_success(&store.vlmdb(&["embed", "--model", &model, what, "--dataset", "shapes"]));
+    }
+    let eval = store.vlmdb(&[
+        "eval",
+        "--model",
+        &model,
+        "--dataset",
+        "shapes",
+        "--split",
+        "test",
+    ]);
+    assert_success(&eval);
+    assert!(stdout(&eval).contains("r_at_1"), "{}", stdout(&eval));
+    assert_fails_with(
+        &store.vlmdb(&["embed", "--model", "ft:no-such-run", "--images"]),
+        "no fine-tuned weights",
+    );
+}
+
+/// A fine-tuning run killed after its third checkpoint and resumed equals an uninterrupted one: every metric,
+/// and the exported weights.
+#[test]
+fn finetuning_resume_equals_uninterrupted() {
+    let store = shapes_store();
+    let mut args = FINETUNE.to_vec();
+    args.extend([
+        "--loss",
+        "sanw-debias",
+        "--epochs",
+        "14",
+        "--freeze-logit-scale-epochs",
+        "2",
+        "--unfreeze-last",
+        "1",
+    ]);
+    let a = store.vlmdb(&args);
+    assert_success(&a);
+    let run_a = run_id(&a);
+    let mut child = store.command(&args).spawn().expect("spawn");
+    let started = Instant::now();
+    loop {
+        let n = number(
+            &store,
+            "SELECT count(*) FROM artifacts a JOIN runs r ON a.run_id = r.run_id \
+             WHERE r.status = 'running' AND starts_with(a.name, 'checkpoint_')",
+        );
+        if n >= 3.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoints appeared"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run finished before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let resumed = store.vlmdb(&["train", "--resume", "--quiet"]);
+    assert_success(&resumed);
+    let run_c = run_id(&resumed);
+    assert_ne!(run_a, run_c);
+    assert!(
+        stdout(&resumed).contains("resumed after step"),
+        "{}",
+        stdout(&resumed)
+    );
+    let (ma, mc) = (metrics_of(&store, &run_a), metrics_of(&store, &run_c));
+    assert_eq!(ma.keys().collect::<Vec<_>>(), mc.keys().collect::<Vec<_>>());
+    for (key, value) in &ma {
+        assert!(
+            (value - mc[key]).abs() <= 1e-6,
+            "{key:?}: {value} vs {}",
+            mc[key]
+        );
+    }
+    // The logit scale sat still for the first two epochs, then moved.
+    let scale = |step: &str| {
+        number(
+            &store,
+            &format!(
+                "SELECT value FROM metrics WHERE run_id = '{run_a}' AND name = 'logit_scale' AND step = {step}"
+            ),
+        )
+    };
+    let per_epoch = number(
+        &store,
+        &format!("SELECT min(step) FROM metrics WHERE run_id = '{run_a}' AND name = 'epoch'"),
+    );
+    assert_eq!(scale("1"), scale(&(2.0 * per_epoch).to_string()));
+    assert_ne!(scale("1"), scale(&(2.0 * per_epoch + 2.0).to_string()));
+    let weights = |run: &str| {
+        std::fs::read(
+            store
+                .path()
+                .join("finetuned")
+                .join(format!("ft-{run}"))
+                .join("model.safetensors"),
+        )
+        .expect("export")
+    };
+    assert_eq!(
+        weights(&run_a),
+        weights(&run_c),
+        "the exported weights differ"
+    );
+}

@@ -528,11 +528,25 @@ pub struct MineArgs {
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// The frozen image space: the model that made it, or its name.
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "finetune"], conflicts_with = "finetune")]
     pub image_model: Option<String>,
     /// The frozen text space: the model that made it, or its name.
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "finetune"], conflicts_with = "finetune")]
     pub text_model: Option<String>,
+    /// Fine-tune this CLIP end to end (alias, hf:org/repo or directory) instead of training heads over frozen
+    /// spaces; the best weights become the model ft:<run_id>.
+    #[arg(long, value_name = "MODEL")]
+    pub finetune: Option<String>,
+    /// Fine-tuning: keep a tower frozen (vision or text; repeatable).
+    #[arg(long, value_name = "TOWER", requires = "finetune")]
+    pub freeze: Vec<String>,
+    /// Fine-tuning: train only the last N transformer layers of each unfrozen tower (plus its final norm and
+    /// projection).
+    #[arg(long, value_name = "N", requires = "finetune")]
+    pub unfreeze_last: Option<usize>,
+    /// Fine-tuning: keep logit_scale frozen for the first N epochs (as CLIPSE's freeze_logit_scale_epochs).
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "finetune")]
+    pub freeze_logit_scale_epochs: usize,
     /// The dataset whose caption–image pairs are trained on.
     #[arg(long, required_unless_present = "resume")]
     pub dataset: Option<String>,
@@ -567,18 +581,19 @@ pub struct TrainArgs {
     /// Epochs per round.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    /// Peak learning rate (default 1e-3 for heads, 1e-5 for fine-tuning as CLIPSE).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Learning rate at the end of the cosine decay.
     #[arg(long, default_value_t = 0.0)]
     pub min_lr: f64,
     /// Linear-warmup steps (default: one epoch, at most a tenth of the round).
     #[arg(long)]
     pub warmup: Option<usize>,
-    /// AdamW's decoupled weight decay (weight matrices only).
-    #[arg(long, default_value_t = 0.1)]
-    pub weight_decay: f64,
+    /// AdamW's decoupled weight decay on parameters of two or more dimensions (default 0.1 for heads, 0.01 for
+    /// fine-tuning as CLIPSE).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
     #[arg(long, default_value_t = 0.9)]
     pub beta1: f64,
     #[arg(long, default_value_t = 0.999)]
@@ -621,6 +636,10 @@ pub struct TrainArgs {
     /// Stop a round after this many epochs without a better validation R@1.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// An epoch visits each image once with one of its captions (drawn per epoch), instead of every caption–image
+    /// pair.
+    #[arg(long)]
+    pub one_caption_per_image: bool,
     /// Flag dead training after this many steps of flat loss, ~0 gradients or no parameter change (0: off).
     #[arg(long, default_value_t = 50)]
     pub dead_steps: usize,

@@ -324,80 +324,72 @@ pub async fn train(
     device: DeviceChoice,
     out: &mut dyn Write,
 ) -> Result<u8> {
+    use crate::commands::train::Resumable;
     let progress = !args.quiet;
-    let summary = match &args.resume {
+    let (run_id, resumable) = match &args.resume {
         Some(id) => {
             let id = (!id.is_empty()).then_some(id.as_str());
-            crate::commands::train::resume(store, id, device, progress).await?
+            let (run_id, options) = crate::commands::train::run_to_resume(store, id).await?;
+            (Some(run_id), options)
         }
-        None => {
-            let need = |value: &Option<String>, flag: &str| {
-                value
-                    .clone()
-                    .ok_or_else(|| Error::Usage(format!("train needs {flag} (or --resume)")))
+        None => (None, train_options(&args)?),
+    };
+    let dead = match resumable {
+        Resumable::Heads(options) => {
+            let summary = match run_id {
+                Some(id) => {
+                    crate::commands::train::resume(store, id, &options, device, progress).await?
+                }
+                None => crate::commands::train::train(store, &options, device, progress).await?,
             };
-            let loss = crate::train::loss::Loss::new(
-                &need(&args.loss, "--loss")?,
-                args.alpha,
-                args.delta,
-                args.lambda,
-                (args.m1, args.m2),
-                args.gamma,
+            let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+            writeln!(
+                out,
+                "train run {}{}: {} steps over {} round(s), final loss {}, best validation R@1 {}; heads are space \
+                 {} ({} vectors; use --model head:{})",
+                summary.run_id,
+                summary
+                    .resumed_from
+                    .map(|s| format!(" (resumed after step {s})"))
+                    .unwrap_or_default(),
+                summary.steps,
+                summary.rounds,
+                number(summary.final_loss),
+                number(summary.best_r1),
+                summary.table,
+                summary.projected,
+                summary.run_id
             )?;
-            let options = crate::commands::train::TrainOptions {
-                image_model: need(&args.image_model, "--image-model")?,
-                text_model: need(&args.text_model, "--text-model")?,
-                dataset: need(&args.dataset, "--dataset")?,
-                split: args.split,
-                val_split: (!args.no_val).then_some(args.val_split),
-                loss,
-                head: args.head.parse()?,
-                dim: args.dim,
-                hidden: args.hidden,
-                mrl: args.mrl,
-                batch: args.batch,
-                epochs: args.epochs,
-                lr: args.lr,
-                min_lr: args.min_lr,
-                warmup: args.warmup,
-                adamw: crate::train::optim::AdamWConfig {
-                    beta1: args.beta1,
-                    beta2: args.beta2,
-                    eps: args.eps,
-                    weight_decay: args.weight_decay,
-                },
-                max_grad_norm: args.max_grad_norm,
-                seed: args.seed,
-                topical: args.topical,
-                negatives: args.negatives,
-                negatives_per_query: args.negatives_per_query,
-                patience: args.patience,
-                dead_steps: args.dead_steps,
-                rounds: args.rounds,
-                mine_k: args.mine_k,
+            summary.dead
+        }
+        Resumable::Finetune(options) => {
+            use crate::commands::finetune;
+            let summary = match run_id {
+                Some(id) => finetune::resume(store, id, &options, device, progress).await?,
+                None => finetune::finetune(store, &options, device, progress).await?,
             };
-            crate::commands::train::train(store, &options, device, progress).await?
+            let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+            writeln!(
+                out,
+                "train run {}{}: fine-tuned {} for {} steps, final loss {}, best validation R@1 {}; the best weights \
+                 are {} (use --model {}{})",
+                summary.run_id,
+                summary
+                    .resumed_from
+                    .map(|s| format!(" (resumed after step {s})"))
+                    .unwrap_or_default(),
+                options.finetune,
+                summary.steps,
+                number(summary.final_loss),
+                number(summary.best_r1),
+                summary.export.display(),
+                finetune::FT_PREFIX,
+                summary.run_id
+            )?;
+            summary.dead
         }
     };
-    let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-    writeln!(
-        out,
-        "train run {}{}: {} steps over {} round(s), final loss {}, best validation R@1 {}; heads are space {} \
-         ({} vectors; use --model head:{})",
-        summary.run_id,
-        summary
-            .resumed_from
-            .map(|s| format!(" (resumed after step {s})"))
-            .unwrap_or_default(),
-        summary.steps,
-        summary.rounds,
-        number(summary.final_loss),
-        number(summary.best_r1),
-        summary.table,
-        summary.projected,
-        summary.run_id
-    )?;
-    if let Some(dead) = &summary.dead {
+    if let Some(dead) = &dead {
         writeln!(
             out,
             "training looks dead ({dead}): see the dead_training metric and the run's notes"
@@ -405,6 +397,101 @@ pub async fn train(
         return Ok(1);
     }
     Ok(0)
+}
+
+/// The configuration of a fresh `vlmdb train` (heads, or fine-tuning with --finetune).
+fn train_options(args: &TrainArgs) -> Result<crate::commands::train::Resumable> {
+    use crate::commands::train::Resumable;
+    let need = |value: &Option<String>, flag: &str| {
+        value
+            .clone()
+            .ok_or_else(|| Error::Usage(format!("train needs {flag} (or --resume)")))
+    };
+    let loss = crate::train::loss::Loss::new(
+        &need(&args.loss, "--loss")?,
+        args.alpha,
+        args.delta,
+        args.lambda,
+        (args.m1, args.m2),
+        args.gamma,
+    )?;
+    let finetuning = args.finetune.is_some();
+    let adamw = crate::train::optim::AdamWConfig {
+        beta1: args.beta1,
+        beta2: args.beta2,
+        eps: args.eps,
+        weight_decay: args
+            .weight_decay
+            .unwrap_or(if finetuning { 0.01 } else { 0.1 }),
+    };
+    let lr = args.lr.unwrap_or(if finetuning { 1e-5 } else { 1e-3 });
+    if let Some(model) = &args.finetune {
+        let mut trainable = crate::models::clip_trainable::Trainable {
+            unfreeze_last: args.unfreeze_last,
+            ..Default::default()
+        };
+        for tower in &args.freeze {
+            match tower.as_str() {
+                "vision" => trainable.freeze_vision = true,
+                "text" => trainable.freeze_text = true,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "--freeze {other}: expected vision or text"
+                    )));
+                }
+            }
+        }
+        return Ok(Resumable::Finetune(
+            crate::commands::finetune::FinetuneOptions {
+                finetune: model.clone(),
+                dataset: need(&args.dataset, "--dataset")?,
+                split: args.split.clone(),
+                val_split: (!args.no_val).then(|| args.val_split.clone()),
+                loss,
+                trainable,
+                freeze_logit_scale_epochs: args.freeze_logit_scale_epochs,
+                batch: args.batch,
+                epochs: args.epochs,
+                lr,
+                min_lr: args.min_lr,
+                warmup: args.warmup,
+                adamw,
+                max_grad_norm: args.max_grad_norm,
+                seed: args.seed,
+                patience: args.patience,
+                dead_steps: args.dead_steps,
+                one_caption_per_image: args.one_caption_per_image,
+            },
+        ));
+    }
+    Ok(Resumable::Heads(crate::commands::train::TrainOptions {
+        image_model: need(&args.image_model, "--image-model")?,
+        text_model: need(&args.text_model, "--text-model")?,
+        dataset: need(&args.dataset, "--dataset")?,
+        split: args.split.clone(),
+        val_split: (!args.no_val).then(|| args.val_split.clone()),
+        loss,
+        head: args.head.parse()?,
+        dim: args.dim,
+        hidden: args.hidden,
+        mrl: args.mrl.clone(),
+        batch: args.batch,
+        epochs: args.epochs,
+        lr,
+        min_lr: args.min_lr,
+        warmup: args.warmup,
+        adamw,
+        max_grad_norm: args.max_grad_norm,
+        seed: args.seed,
+        topical: args.topical.clone(),
+        negatives: args.negatives.clone(),
+        negatives_per_query: args.negatives_per_query,
+        patience: args.patience,
+        dead_steps: args.dead_steps,
+        rounds: args.rounds,
+        mine_k: args.mine_k,
+        one_caption_per_image: args.one_caption_per_image,
+    }))
 }
 
 /// `vlmdb cluster`: k-means over a space.

@@ -23,7 +23,7 @@ use crate::store::columns::{integers, strings};
 use crate::store::metrics::{Metric, write as write_metrics};
 use crate::store::runs::{Run, RunSpec};
 use crate::store::schema::TableSpec;
-use crate::train::batches::{Negatives, Order, chunk_sizes, epoch_batches};
+use crate::train::batches::{Negatives, Order, chunk_sizes, epoch_batches, group_sizes};
 use crate::train::checkpoint::{self, TrainState, best_name, checkpoint_name};
 use crate::train::data::{PairedSet, load_clusters, load_negatives, load_pairs};
 use crate::train::dead::DeadWatch;
@@ -75,8 +75,16 @@ pub struct TrainOptions {
     pub dead_steps: usize,
     /// Rounds of mine → train → eval.
     pub rounds: usize,
+    /// An epoch visits each image once with one of its captions, instead of every caption–image pair (runs
+    /// configured before the choice existed did this).
+    #[serde(default = "yes")]
+    pub one_caption_per_image: bool,
     /// Negatives kept per query when a round mines.
     pub mine_k: usize,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a training run did.
@@ -100,14 +108,14 @@ pub struct TrainSummary {
 
 /// Metrics of one epoch's steps, written in one commit.
 #[derive(Debug, Default)]
-struct StepMetrics(Vec<Metric>);
+pub(crate) struct StepMetrics(Vec<Metric>);
 
 impl StepMetrics {
-    fn push(&mut self, name: &str, value: f64, step: u64, round: usize) {
+    pub(crate) fn push(&mut self, name: &str, value: f64, step: u64, round: usize) {
         self.0.push(Metric::at(name, value, step, round));
     }
 
-    async fn write(self, store: &Store, run_id: &str) -> Result<()> {
+    pub(crate) async fn write(self, store: &Store, run_id: &str) -> Result<()> {
         write_metrics(store, run_id, &self.0).await
     }
 }
@@ -128,23 +136,16 @@ fn gather(
 }
 
 /// Number of batches an epoch has (the same for every seed: shuffles reorder, they do not regroup).
-fn batches_per_epoch(set: &PairedSet, order: &Order, batch: usize) -> usize {
-    let batch = batch.max(2);
-    let mut sizes: std::collections::BTreeMap<Option<i32>, usize> = Default::default();
-    for (i, c) in set.captions.iter().enumerate() {
-        if c.is_empty() {
-            continue;
-        }
-        let key = match order {
-            Order::Random => None,
-            Order::Topical(clusters) => clusters.get(i).copied().flatten(),
-        };
-        *sizes.entry(key).or_default() += 1;
-    }
-    sizes
-        .values()
-        .map(|&n| {
-            chunk_sizes(n, batch)
+pub(crate) fn batches_per_epoch(
+    captions: &[Vec<usize>],
+    order: &Order,
+    batch: usize,
+    one_caption_per_image: bool,
+) -> usize {
+    group_sizes(captions, order, one_caption_per_image)
+        .into_iter()
+        .map(|n| {
+            chunk_sizes(n, batch.max(2))
                 .into_iter()
                 .filter(|&s| s >= 2)
                 .count()
@@ -186,8 +187,15 @@ fn validate(options: &TrainOptions) -> Result<()> {
     Ok(())
 }
 
+/// What a resumable `train` run was configured to do.
+#[derive(Debug, Clone)]
+pub enum Resumable {
+    Heads(TrainOptions),
+    Finetune(crate::commands::finetune::FinetuneOptions),
+}
+
 /// The run to resume: the given id, or the newest `train` run that did not finish.
-async fn run_to_resume(store: &Store, id: Option<&str>) -> Result<(String, TrainOptions)> {
+pub async fn run_to_resume(store: &Store, id: Option<&str>) -> Result<(String, Resumable)> {
     if !store.table_names().await?.iter().any(|t| t == "runs") {
         return Err(Error::Usage(
             "--resume: this store has no runs yet, so no train run to resume".into(),
@@ -221,13 +229,17 @@ async fn run_to_resume(store: &Store, id: Option<&str>) -> Result<(String, Train
         }
         if let (Some(run_id), Some(config)) = (run_id, config) {
             let mut value: serde_json::Value = serde_json::from_str(&config)?;
+            if let Some(finetune) = value.get("finetune").filter(|v| v.is_object()) {
+                let options = serde_json::from_value(finetune.clone())?;
+                return Ok((run_id, Resumable::Finetune(options)));
+            }
             if let Some(map) = value.as_object_mut() {
                 for derived in ["notes", "space", "image_space", "text_space", "shape"] {
                     map.remove(derived);
                 }
             }
             let options: TrainOptions = serde_json::from_value(value)?;
-            return Ok((run_id, options));
+            return Ok((run_id, Resumable::Heads(options)));
         }
     }
     Err(match id {
@@ -249,22 +261,56 @@ pub async fn train(
     execute(store, options, Run::new_id(), false, device, progress).await
 }
 
-/// Continue a `train` run from its last checkpoint (the newest unfinished one when `run_id` is `None`), with the
-/// configuration it was started with.
+/// Continue head-training run `run_id` (configured as `options`) from its last checkpoint.
 pub async fn resume(
     store: &Store,
-    run_id: Option<&str>,
+    run_id: String,
+    options: &TrainOptions,
     device: DeviceChoice,
     progress: bool,
 ) -> Result<TrainSummary> {
-    let (run_id, options) = run_to_resume(store, run_id).await?;
-    validate(&options)?;
-    execute(store, &options, run_id, true, device, progress).await
+    validate(options)?;
+    execute(store, options, run_id, true, device, progress).await
 }
 
 /// Drop the metrics a run wrote after `step` (those of an epoch its checkpoint does not cover).
-async fn forget_after(store: &Store, run_id: &str, step: u64) -> Result<()> {
+pub(crate) async fn forget_after(store: &Store, run_id: &str, step: u64) -> Result<()> {
     crate::store::metrics::forget(store, run_id, &format!("step IS NULL OR step > {step}")).await
+}
+
+/// Score `split` of `dataset` in the space `table` with `sql/eval/retrieval.sql` at every width of `dims` (rows
+/// to `metrics` under `run`, keyed by `step` and round), and return the R@1 rows.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn score_split(
+    store: &Store,
+    device: DeviceChoice,
+    run: &mut Run,
+    table: &str,
+    dataset: &str,
+    split: &str,
+    dims: &[usize],
+    step: u64,
+    round: usize,
+) -> Result<Vec<(String, i64, f64)>> {
+    let mut runs = FileRuns::default();
+    let run_id = run.id().to_string();
+    for &d in dims {
+        let mut params = space_params(&run_id, table, dataset, Some(split))?;
+        params.set("dim", ParamValue::Int(d as i64))?;
+        params.set("combiner", ParamValue::Text("sum".into()))?;
+        params.set("step", ParamValue::Int(step as i64))?;
+        params.set("iteration", ParamValue::Int(round as i64))?;
+        runs.run(
+            store,
+            device,
+            "sql/eval/retrieval.sql",
+            RETRIEVAL_SQL,
+            &params,
+            run,
+        )
+        .await?;
+    }
+    r_at_1(&runs.finish())
 }
 
 /// The R@1 rows of an eval result: (direction, width, value).
@@ -298,7 +344,7 @@ fn r_at_1(result: &crate::sql::StatementResult) -> Result<Vec<(String, i64, f64)
 }
 
 /// The mean of the image→text and text→image R@1 at the full width.
-fn mean_r1(rows: &[(String, i64, f64)], dim: usize) -> Option<f64> {
+pub(crate) fn mean_r1(rows: &[(String, i64, f64)], dim: usize) -> Option<f64> {
     let values: Vec<f64> = rows
         .iter()
         .filter(|r| r.1 == dim as i64)
@@ -308,17 +354,17 @@ fn mean_r1(rows: &[(String, i64, f64)], dim: usize) -> Option<f64> {
 }
 
 /// One epoch's summary line for a log without a terminal.
-struct EpochLine<'a> {
-    run_id: &'a str,
-    round: usize,
-    rounds: usize,
-    epoch: usize,
-    epochs: usize,
-    loss: f64,
-    lr: f64,
-    r1: &'a [(String, i64, f64)],
-    epoch_seconds: f64,
-    eta_seconds: f64,
+pub(crate) struct EpochLine<'a> {
+    pub(crate) run_id: &'a str,
+    pub(crate) round: usize,
+    pub(crate) rounds: usize,
+    pub(crate) epoch: usize,
+    pub(crate) epochs: usize,
+    pub(crate) loss: f64,
+    pub(crate) lr: f64,
+    pub(crate) r1: &'a [(String, i64, f64)],
+    pub(crate) epoch_seconds: f64,
+    pub(crate) eta_seconds: f64,
 }
 
 impl std::fmt::Display for EpochLine<'_> {
@@ -533,7 +579,12 @@ async fn train_rounds(
         Some(cluster_run) => Order::Topical(load_clusters(store, cluster_run, set).await?),
         None => Order::Random,
     };
-    let per_epoch = batches_per_epoch(set, &order, options.batch);
+    let per_epoch = batches_per_epoch(
+        &set.captions,
+        &order,
+        options.batch,
+        options.one_caption_per_image,
+    );
     let total = per_epoch * options.epochs;
     let schedule = Schedule {
         peak: options.lr,
@@ -611,6 +662,7 @@ async fn train_rounds(
                 &order,
                 negatives.as_ref(),
                 options.batch,
+                options.one_caption_per_image,
                 &mut rng,
             );
             let mut metrics = StepMetrics::default();
@@ -687,25 +739,18 @@ async fn train_rounds(
                     device,
                 )
                 .await?;
-                let mut runs = FileRuns::default();
-                for &d in &eval_dims {
-                    let mut params =
-                        space_params(&run_id, &space.name, &options.dataset, Some(val))?;
-                    params.set("dim", ParamValue::Int(d as i64))?;
-                    params.set("combiner", ParamValue::Text("sum".into()))?;
-                    params.set("step", ParamValue::Int(state.step as i64))?;
-                    params.set("iteration", ParamValue::Int(round as i64))?;
-                    runs.run(
-                        store,
-                        device_choice,
-                        "sql/eval/retrieval.sql",
-                        RETRIEVAL_SQL,
-                        &params,
-                        run,
-                    )
-                    .await?;
-                }
-                r1_rows = r_at_1(&runs.finish())?;
+                r1_rows = score_split(
+                    store,
+                    device_choice,
+                    run,
+                    &space.name,
+                    &options.dataset,
+                    val,
+                    &eval_dims,
+                    state.step,
+                    round,
+                )
+                .await?;
                 if let Some(r1) = mean_r1(&r1_rows, options.dim) {
                     if state.best_r1.is_none_or(|best| r1 > best) {
                         state.best_r1 = Some(r1);

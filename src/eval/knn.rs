@@ -175,6 +175,12 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
             top_k(&queries, &corpus, k, exclude.as_deref(), device)?,
             None,
         ),
+        // A k that covers the whole corpus asks for every candidate: exact search answers it, where a graph
+        // whose parallel construction left a node unreachable would return fewer (recall 1 by construction).
+        Method::Hnsw(_) if k >= corpus.len() => (
+            top_k(&queries, &corpus, k, exclude.as_deref(), device)?,
+            Some(1.0),
+        ),
         Method::Hnsw(params) => {
             let (hits, recall) = top_k_measured(
                 &queries,

@@ -20,6 +20,9 @@ pub const SPACE_PREFIX: &str = "emb_";
 /// The prefix of a trained head's model name: `head:<run_id>`.
 pub const HEAD_PREFIX: &str = "head:";
 
+/// The prefix that names a fine-tuned CLIP: `ft:<run_id>`, the best weights of a `vlmdb train --finetune` run.
+pub const FT_PREFIX: &str = "ft:";
+
 /// The space of training run `run_id` (`head_<run slug>`).
 pub fn head_space(run_id: &str) -> String {
     format!("head_{}", crate::models::hub::slug(run_id))
@@ -64,6 +67,10 @@ pub async fn resolve(store: &Store, name: &str) -> Result<String> {
             )))
         };
     }
+    let finetuned = name
+        .strip_prefix(FT_PREFIX)
+        .map(|run_id| store.finetuned_dir(run_id).display().to_string());
+    let name = finetuned.as_deref().unwrap_or(name);
     // Only names that can be models are resolved as models (a hub lookup for a typo would be slow and confusing).
     let model_like = name.starts_with("hf:")
         || ALIASES.iter().any(|a| a.name == name)

@@ -101,6 +101,7 @@ pub struct TrainableClip {
     text: Tower,
     vision: Tower,
     patch: usize,
+    dim: usize,
     pool: Pool,
     pub tokenizer: TextTokenizer,
     pub images: ImageProcessor,
@@ -175,6 +176,7 @@ impl TrainableClip {
             text,
             vision,
             patch: v.patch_size,
+            dim: config.projection_dim,
             pool,
             tokenizer,
             images,
@@ -200,6 +202,11 @@ impl TrainableClip {
                 model: self.files.spec.clone(),
                 message: format!("model.safetensors has no tensor '{name}'"),
             })
+    }
+
+    /// Width of the projections (the embedding space).
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     /// The trainable parameters by name.

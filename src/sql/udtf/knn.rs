@@ -37,7 +37,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument(
         "method",
         "'exact' (default) or 'hnsw': an HNSW graph (hnsw_rs, M = 32, efSearch = 128) built over the corpus, \
-         whose recall@k against exact search on up to 200 queries is printed to stderr.",
+         whose recall@k against exact search on up to 200 queries is printed to stderr (a k that covers the \
+         whole corpus is answered exactly).",
     )
     .with_sql_example(
         "> SELECT * FROM knn('tiny_clip_c94a344:caption', 'tiny_clip_c94a344:image', 5, 'shapes', 'test')\n  WHERE rank = 1 LIMIT 3;",

@@ -1,0 +1,622 @@
+//! `vlmdb train --finetune MODEL`: one `train` run that fine-tunes a whole CLIP (seed 001, CLIPSE) on the
+//! caption–image pairs of a dataset split, with the losses, batching, optimiser, metrics, validation and
+//! checkpoints of head training.
+//!
+//! Per epoch: the pairs of [`epoch_batches`] (every caption–image pair by default) → the batch's images decoded
+//! from the store and preprocessed as `embed_image` does, its captions tokenised as `embed_text` does →
+//! [`finetune_step`] (both towers, the projections and `logit_scale`, or what `--freeze` / `--unfreeze-last`
+//! leave trainable; the logit scale frozen for the first `--freeze-logit-scale-epochs` epochs) with the warmup +
+//! cosine schedule and clipping; at the epoch's end the validation split is embedded by the current weights into
+//! `emb_ftval_<run>` and scored by `sql/eval/retrieval.sql`, then the step metrics, the checkpoint (weights, AdamW
+//! moments, state) and, when validation R@1 improved, the best weights are written in one commit. A resumed run
+//! restarts from its last checkpoint. At the end the best weights are written as a Hugging Face CLIP directory,
+//! `<store>/finetuned/ft-<run>/` (config, `model.safetensors`, tokenizer and processor files), which
+//! `transformers.CLIPModel.from_pretrained` loads and vlmdb names `ft:<run>`.
+//!
+//! The images of the training split are held in memory as their encoded bytes (decoded per batch), the model once,
+//! and the activations of one batch.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{FixedSizeListArray, StringArray};
+use arrow::datatypes::{DataType, Field};
+use candle_core::{DType, Device, Tensor};
+use datafusion::prelude::{col, lit};
+
+use crate::commands::train::{
+    EpochLine, StepMetrics, batches_per_epoch, forget_after, mean_r1, score_split,
+};
+use crate::error::{Error, Result};
+use crate::models::DeviceChoice;
+use crate::models::clip_trainable::{Trainable, TrainableClip};
+use crate::progress::Progress;
+use crate::rng::Rng;
+use crate::store::Store;
+use crate::store::columns::{binaries, strings};
+use crate::store::runs::{Run, RunSpec};
+use crate::store::schema::{TableSpec, embedding_table};
+use crate::store::write::{batch_for, upsert};
+use crate::train::batches::{Order, epoch_batches};
+use crate::train::checkpoint::{self, TrainState, best_name, checkpoint_name};
+use crate::train::dead::DeadWatch;
+use crate::train::loss::{Loss, normalize_rows};
+use crate::train::optim::{AdamW, AdamWConfig, Schedule};
+use crate::train::step::finetune_step;
+
+pub use crate::eval::space::FT_PREFIX;
+
+/// Everything a fine-tuning run is: stored as the run's configuration (under `finetune`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FinetuneOptions {
+    /// The CLIP to start from (alias, `hf:` repo or directory).
+    pub finetune: String,
+    pub dataset: String,
+    pub split: String,
+    pub val_split: Option<String>,
+    pub loss: Loss,
+    pub trainable: Trainable,
+    /// Epochs during which `logit_scale` stays frozen (CLIPSE's `freeze_logit_scale_epochs`).
+    pub freeze_logit_scale_epochs: usize,
+    pub batch: usize,
+    pub epochs: usize,
+    pub lr: f64,
+    pub min_lr: f64,
+    pub warmup: Option<usize>,
+    pub adamw: AdamWConfig,
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    pub patience: Option<usize>,
+    pub dead_steps: usize,
+    pub one_caption_per_image: bool,
+}
+
+/// What a fine-tuning run did.
+#[derive(Debug, Clone)]
+pub struct FinetuneSummary {
+    pub run_id: String,
+    /// The Hugging Face directory of the best weights.
+    pub export: PathBuf,
+    pub steps: u64,
+    pub final_loss: Option<f64>,
+    pub best_r1: Option<f64>,
+    pub dead: Option<String>,
+    pub resumed_from: Option<u64>,
+}
+
+/// The caption–image pairs of one split: the captions' texts, each image's caption indices, the images' bytes.
+struct Split {
+    image_ids: Vec<String>,
+    images: Vec<Vec<u8>>,
+    caption_ids: Vec<String>,
+    texts: Vec<String>,
+    /// Caption indices of each image.
+    captions: Vec<Vec<usize>>,
+}
+
+async fn load_split(store: &Store, dataset: &str, split: &str) -> Result<Split> {
+    let filter = col("dataset")
+        .eq(lit(dataset.to_string()))
+        .and(col("split").eq(lit(split.to_string())));
+    let mut image_ids = Vec::new();
+    let mut images = Vec::new();
+    for batch in store
+        .scan("images", &["image_id", "data"], Some(filter.clone()))
+        .await?
+    {
+        for (id, data) in strings(&batch, "image_id")?
+            .into_iter()
+            .zip(binaries(&batch, "data")?)
+        {
+            if let (Some(id), Some(data)) = (id, data) {
+                image_ids.push(id);
+                images.push(data);
+            }
+        }
+    }
+    let row: HashMap<String, usize> = image_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), i))
+        .collect();
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for batch in store
+        .scan(
+            "captions",
+            &["caption_id", "image_id", "text"],
+            Some(filter),
+        )
+        .await?
+    {
+        let ids = strings(&batch, "caption_id")?;
+        let of = strings(&batch, "image_id")?;
+        let texts = strings(&batch, "text")?;
+        for ((id, image), text) in ids.into_iter().zip(of).zip(texts) {
+            if let (Some(id), Some(image), Some(text)) = (id, image, text) {
+                rows.push((id, image, text));
+            }
+        }
+    }
+    rows.sort();
+    let mut captions = vec![Vec::new(); image_ids.len()];
+    let (mut caption_ids, mut texts) = (Vec::new(), Vec::new());
+    for (id, image, text) in rows {
+        if let Some(&i) = row.get(&image) {
+            captions[i].push(texts.len());
+            caption_ids.push(id);
+            texts.push(text);
+        }
+    }
+    let paired = captions.iter().filter(|c| !c.is_empty()).count();
+    if paired < 2 {
+        return Err(Error::Usage(format!(
+            "dataset '{dataset}' split '{split}' has {paired} images with captions; fine-tuning needs at least 2 \
+             (ingest the dataset first)"
+        )));
+    }
+    Ok(Split {
+        image_ids,
+        images,
+        caption_ids,
+        texts,
+        captions,
+    })
+}
+
+/// Preprocessed pixels of the images at `rows` (decoded from their stored bytes), as one batch tensor.
+fn pixels(model: &TrainableClip, split: &Split, rows: &[usize], device: &Device) -> Result<Tensor> {
+    let (h, w) = model.images.output_size();
+    let mut data = Vec::with_capacity(rows.len() * 3 * (h * w) as usize);
+    for &r in rows {
+        let (image, _) = crate::image::decode(&split.images[r]).map_err(|reason| {
+            Error::Usage(format!(
+                "image {}: cannot be read ({reason})",
+                split.image_ids[r]
+            ))
+        })?;
+        data.extend(model.images.pixels(&image));
+    }
+    Tensor::from_vec(data, (rows.len(), 3, h as usize, w as usize), device)
+        .map_err(Error::tensor("a batch of pixels"))
+}
+
+/// The token batch of the captions at `rows`.
+fn tokens(
+    model: &TrainableClip,
+    split: &Split,
+    rows: &[usize],
+    device: &Device,
+) -> Result<crate::models::tokens::TokenBatch> {
+    let texts: Vec<&str> = rows.iter().map(|&r| split.texts[r].as_str()).collect();
+    let encoded = model.tokenizer.encode(&texts)?;
+    model.tokenizer.batch(encoded, device)
+}
+
+/// Rows embedded per forward pass when validating.
+const EMBED_BATCH: usize = 64;
+
+/// Embed the images and captions of `split` with the current weights into the space of `spec`.
+#[allow(clippy::too_many_arguments)]
+async fn embed_split(
+    store: &Store,
+    model: &TrainableClip,
+    spec: &TableSpec,
+    split: &Split,
+    dataset: &str,
+    split_name: &str,
+    run_id: &str,
+    device: &Device,
+) -> Result<()> {
+    let op = Error::tensor("embedding the validation split");
+    for (kind, n) in [
+        ("image", split.images.len()),
+        ("caption", split.texts.len()),
+    ] {
+        let rows: Vec<usize> = (0..n).collect();
+        for chunk in rows.chunks(EMBED_BATCH) {
+            let projected = if kind == "image" {
+                model.image_forward(&pixels(model, split, chunk, device)?)?
+            } else {
+                model.text_forward(&tokens(model, split, chunk, device)?)?
+            }
+            .projected
+            .detach();
+            let dim = projected.dim(1).map_err(op)?;
+            let values = normalize_rows(&projected)
+                .and_then(|z| z.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>())
+                .map_err(op)?;
+            let ids = chunk.iter().map(|&r| {
+                if kind == "image" {
+                    split.image_ids[r].as_str()
+                } else {
+                    split.caption_ids[r].as_str()
+                }
+            });
+            let repeat = |value: &str| {
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    value.to_string(),
+                    chunk.len(),
+                ))) as arrow::array::ArrayRef
+            };
+            let vector = FixedSizeListArray::try_new(
+                Arc::new(Field::new_list_field(DataType::Float32, true)),
+                dim as i32,
+                Arc::new(arrow::array::Float32Array::from(values)),
+                None,
+            )?;
+            let batch = batch_for(
+                spec,
+                vec![
+                    ("item_id", Arc::new(StringArray::from_iter_values(ids))),
+                    ("kind", repeat(kind)),
+                    ("dataset", repeat(dataset)),
+                    ("split", repeat(split_name)),
+                    ("vector", Arc::new(vector)),
+                    ("run_id", repeat(run_id)),
+                ],
+            )?;
+            upsert(store, spec, batch).await?;
+        }
+    }
+    Ok(())
+}
+
+fn validate(options: &FinetuneOptions) -> Result<()> {
+    let usage = |m: String| Err(Error::Usage(m));
+    if options.batch < 2 {
+        return usage(format!(
+            "--batch {}: a contrastive batch needs at least 2 pairs",
+            options.batch
+        ));
+    }
+    if options.epochs == 0 {
+        return usage("--epochs must be at least 1".into());
+    }
+    if !(options.lr.is_finite() && options.min_lr >= 0.0 && options.min_lr <= options.lr) {
+        return usage(format!(
+            "--lr {} / --min-lr {}: need 0 <= min-lr, finite lr >= 0",
+            options.lr, options.min_lr
+        ));
+    }
+    if options.trainable.freeze_text && options.trainable.freeze_vision {
+        return usage("--freeze vision --freeze text leaves only the logit scale to train".into());
+    }
+    Ok(())
+}
+
+/// Fine-tune under a fresh `train` run.
+pub async fn finetune(
+    store: &Store,
+    options: &FinetuneOptions,
+    device: DeviceChoice,
+    progress: bool,
+) -> Result<FinetuneSummary> {
+    validate(options)?;
+    execute(store, options, Run::new_id(), false, device, progress).await
+}
+
+/// Continue fine-tuning run `run_id` (configured as `options`) from its last checkpoint.
+pub async fn resume(
+    store: &Store,
+    run_id: String,
+    options: &FinetuneOptions,
+    device: DeviceChoice,
+    progress: bool,
+) -> Result<FinetuneSummary> {
+    validate(options)?;
+    execute(store, options, run_id, true, device, progress).await
+}
+
+#[allow(clippy::too_many_lines)]
+async fn execute(
+    store: &Store,
+    options: &FinetuneOptions,
+    run_id: String,
+    resuming: bool,
+    device_choice: DeviceChoice,
+    progress: bool,
+) -> Result<FinetuneSummary> {
+    store.ensure_writable("train")?;
+    let device = device_choice.device()?;
+    let set = load_split(store, &options.dataset, &options.split).await?;
+    let val = match &options.val_split {
+        Some(val) => Some(
+            load_split(store, &options.dataset, val)
+                .await
+                .map_err(|e| Error::Context {
+                    context: "validation split (or train with --no-val)".into(),
+                    source: Box::new(e),
+                })?,
+        ),
+        None => None,
+    };
+    let mut model =
+        TrainableClip::load(&options.finetune, DType::F32, &device, &options.trainable)?;
+    store.ensure_tables(&["metrics", "artifacts"]).await?;
+    let config = serde_json::json!({ "finetune": options });
+    let spec = RunSpec {
+        kind: "train".into(),
+        name: format!(
+            "fine-tune {} with {} on {}",
+            options.finetune,
+            options.loss.name(),
+            options.dataset
+        ),
+        config,
+        seed: Some(options.seed as i64),
+    };
+    let mut run = Run::open_with_id(store, run_id.clone(), spec).await?;
+    run.record_model(&model.files.id, &model.files.revision);
+    for table in ["images", "captions"] {
+        run.record_input(table, store.open_table(table).await?.version().await?);
+    }
+    let mut state = TrainState {
+        step: 0,
+        round: 0,
+        epoch: 0,
+        round_step: 0,
+        rng: Rng::new(options.seed).state(),
+        best_r1: None,
+        since_best: 0,
+        negatives_run: None,
+        dead_at: None,
+    };
+    let mut optimizer = AdamW::new(options.adamw, &model)?;
+    let mut resumed_from = None;
+    if resuming {
+        if let Some((name, bytes)) = store.latest_artifact(&run_id, "checkpoint_").await? {
+            let (tensors, saved) = checkpoint::decode(&bytes, &device)?;
+            model.load_tensors(&tensors)?;
+            optimizer.load(&model, &tensors, saved.round_step)?;
+            forget_after(store, &run_id, saved.step).await?;
+            resumed_from = Some(saved.step);
+            run.note(
+                "resumed_from",
+                serde_json::json!({ "step": saved.step, "checkpoint": name }),
+            );
+            state = saved;
+        } else {
+            forget_after(store, &run_id, 0).await?;
+        }
+    }
+    let outcome = epochs(
+        store,
+        options,
+        &mut run,
+        &set,
+        val.as_ref(),
+        &model,
+        &mut optimizer,
+        &mut state,
+        device_choice,
+        &device,
+        progress,
+    )
+    .await;
+    let export = store.finetuned_dir(&run_id);
+    let outcome = match outcome {
+        Ok(final_loss) => {
+            let best = store.latest_artifact(&run_id, "best_").await;
+            match best {
+                Ok(Some((_, bytes))) => checkpoint::decode(&bytes, &device)
+                    .and_then(|(tensors, _)| model.load_tensors(&tensors))
+                    .and_then(|()| model.export(&export))
+                    .map(|()| final_loss),
+                Ok(None) => model.export(&export).map(|()| final_loss),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    if let Some(step) = state.dead_at {
+        run.note("dead_training", serde_json::json!({ "step": step }));
+    }
+    run.note(
+        "export",
+        serde_json::json!({ "dir": export.display().to_string(), "model": format!("{FT_PREFIX}{run_id}") }),
+    );
+    let final_loss = run.close(store, outcome).await?;
+    Ok(FinetuneSummary {
+        run_id,
+        export,
+        steps: state.step,
+        final_loss,
+        best_r1: state.best_r1,
+        dead: state.dead_at.map(|s| format!("flagged at step {s}")),
+        resumed_from,
+    })
+}
+
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+async fn epochs(
+    store: &Store,
+    options: &FinetuneOptions,
+    run: &mut Run,
+    set: &Split,
+    val: Option<&Split>,
+    model: &TrainableClip,
+    optimizer: &mut AdamW,
+    state: &mut TrainState,
+    device_choice: DeviceChoice,
+    device: &Device,
+    progress: bool,
+) -> Result<Option<f64>> {
+    let run_id = run.id().to_string();
+    let order = Order::Random;
+    let per_epoch = batches_per_epoch(
+        &set.captions,
+        &order,
+        options.batch,
+        options.one_caption_per_image,
+    );
+    let total = per_epoch * options.epochs;
+    let schedule = Schedule {
+        peak: options.lr,
+        min_lr: options.min_lr,
+        warmup: options.warmup.unwrap_or_else(|| per_epoch.min(total / 10)),
+        total,
+    };
+    let bar = progress.then(|| Progress::bar_only(total as u64, "fine-tune"));
+    if let Some(bar) = &bar {
+        bar.inc(state.step);
+    }
+    let (started, first_step) = (std::time::Instant::now(), state.step);
+    let mut rng = Rng::from_state(state.rng);
+    let mut watch = DeadWatch::new(options.dead_steps);
+    let mut final_loss = None;
+    let space = embedding_table(
+        &format!("ftval_{}", crate::models::hub::slug(&run_id)),
+        model.dim(),
+    )?;
+    while state.epoch < options.epochs {
+        let batches = epoch_batches(
+            &set.captions,
+            &order,
+            None,
+            options.batch,
+            options.one_caption_per_image,
+            &mut rng,
+        );
+        let train_logit_scale = state.epoch >= options.freeze_logit_scale_epochs;
+        let mut metrics = StepMetrics::default();
+        let epoch_started = std::time::Instant::now();
+        let (mut loss_sum, mut last_lr) = (0.0, 0.0);
+        for batch in &batches {
+            let lr = schedule.lr(state.round_step as usize);
+            let image_rows: Vec<usize> = batch.iter().map(|p| p.0).collect();
+            let caption_rows: Vec<usize> = batch.iter().map(|p| p.1).collect();
+            let done = finetune_step(
+                model,
+                optimizer,
+                &options.loss,
+                &tokens(model, set, &caption_rows, device)?,
+                &pixels(model, set, &image_rows, device)?,
+                lr,
+                options.max_grad_norm,
+                train_logit_scale,
+            )?;
+            if !done.loss.is_finite() {
+                return Err(Error::Usage(format!(
+                    "step {}: the loss is {} (lower --lr)",
+                    state.step + 1,
+                    done.loss
+                )));
+            }
+            state.step += 1;
+            state.round_step += 1;
+            let step = state.step;
+            let scale = model
+                .logit_scale()?
+                .to_dtype(DType::F64)
+                .and_then(|t| t.to_scalar::<f64>())
+                .map_err(Error::tensor("the logit scale"))?
+                .exp();
+            metrics.push("loss", done.loss, step, 0);
+            metrics.push("logit_scale", scale, step, 0);
+            metrics.push("temp", 1.0 / scale, step, 0);
+            metrics.push("grad_norm", done.grad_norm, step, 0);
+            metrics.push("lr", lr, step, 0);
+            metrics.push("batch_size", batch.len() as f64, step, 0);
+            for (name, value) in done.weights.map(|w| w.metrics()).unwrap_or_default() {
+                metrics.push(name, value, step, 0);
+            }
+            if let Some(reason) = watch.observe(done.loss, done.grad_norm, done.relative_update)
+                && state.dead_at.is_none()
+            {
+                state.dead_at = Some(step);
+                metrics.push("dead_training", 1.0, step, 0);
+                let message = format!("run {run_id}: training looks dead at step {step}: {reason}");
+                match &bar {
+                    Some(bar) => bar.warn(&message),
+                    None => crate::progress::warn(&message),
+                }
+            }
+            final_loss = Some(done.loss);
+            loss_sum += done.loss;
+            last_lr = lr;
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+        }
+        state.epoch += 1;
+        metrics.push("epoch", state.epoch as f64, state.step, 0);
+        let mut new_best = val.is_none();
+        let mut r1_rows = Vec::new();
+        if let (Some(val), Some(val_name)) = (val, &options.val_split) {
+            embed_split(
+                store,
+                model,
+                &space,
+                val,
+                &options.dataset,
+                val_name,
+                &run_id,
+                device,
+            )
+            .await?;
+            let width = model.dim();
+            r1_rows = score_split(
+                store,
+                device_choice,
+                run,
+                &space.name,
+                &options.dataset,
+                val_name,
+                &[width],
+                state.step,
+                0,
+            )
+            .await?;
+            if let Some(r1) = mean_r1(&r1_rows, width) {
+                if state.best_r1.is_none_or(|best| r1 > best) {
+                    state.best_r1 = Some(r1);
+                    state.since_best = 0;
+                    new_best = true;
+                } else {
+                    state.since_best += 1;
+                }
+            }
+        }
+        if let Some(bar) = &bar {
+            let done = (state.step - first_step) as f64;
+            bar.line(
+                &EpochLine {
+                    run_id: &run_id,
+                    round: 0,
+                    rounds: 1,
+                    epoch: state.epoch,
+                    epochs: options.epochs,
+                    loss: loss_sum / batches.len().max(1) as f64,
+                    lr: last_lr,
+                    r1: &r1_rows,
+                    epoch_seconds: epoch_started.elapsed().as_secs_f64(),
+                    eta_seconds: started.elapsed().as_secs_f64() / done.max(1.0)
+                        * (total as f64 - state.step as f64).max(0.0),
+                }
+                .to_string(),
+            );
+        }
+        if options.patience.is_some_and(|p| state.since_best >= p) && state.epoch < options.epochs {
+            metrics.push("early_stop", state.epoch as f64, state.step, 0);
+            state.epoch = options.epochs;
+        }
+        state.rng = rng.state();
+        metrics.write(store, &run_id).await?;
+        let weights = model.tensors()?;
+        let mut full = weights.clone();
+        full.extend(optimizer.tensors(model)?);
+        let mut files = vec![(
+            checkpoint_name(state.step),
+            checkpoint::encode(&full, state)?,
+        )];
+        if new_best {
+            files.push((best_name(state.step), checkpoint::encode(&weights, state)?));
+        }
+        checkpoint::save(store, &run_id, files).await?;
+    }
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    Ok(final_loss)
+}
