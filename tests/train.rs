@@ -955,3 +955,32 @@ fn finetuning_resume_equals_uninterrupted() {
         "the exported weights differ"
     );
 }
+
+/// `vlmdb bench finetune` times fine-tuning steps of the tiny CLIP and reports peak memory (the PyTorch side runs
+/// where torch is installed; `--no-peer` here).
+#[test]
+fn bench_finetune_reports_steps_per_second_and_memory() {
+    let store = TestStore::initialised();
+    let out = store.vlmdb(&[
+        "bench",
+        "finetune",
+        "--no-peer",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--loss",
+        "sanw-debias",
+    ]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.contains("sanw-debias loss"), "{text}");
+    assert!(
+        text.contains("steps/s") && text.contains("peak RSS"),
+        "{text}"
+    );
+    assert_fails_with(
+        &store.vlmdb(&["bench", "finetune", "--no-peer", "--batch", "1"]),
+        "--batch 1",
+    );
+}

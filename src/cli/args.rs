@@ -262,6 +262,26 @@ pub enum BenchWhat {
         #[arg(long)]
         no_peer: bool,
     },
+    /// CLIP fine-tuning steps/s and peak memory (both towers, AdamW) beside transformers + PyTorch.
+    Finetune {
+        /// The CLIP (a local Hugging Face directory; tests/peers/write_clip_b32.py writes the ViT-B/32 one).
+        #[arg(long, default_value = "fixtures/models/tiny-clip")]
+        model: String,
+        /// infonce, sanw-debias or sanw-bandpass (CLIPSE's defaults).
+        #[arg(long, default_value = "infonce")]
+        loss: String,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Timed steps (after 2 untimed ones).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// The Python that runs the peer (needs numpy, torch and transformers).
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Skip the peer.
+        #[arg(long)]
+        no_peer: bool,
+    },
     /// Exact kNN beside faiss IndexFlatIP, and hnsw_rs beside faiss HNSW32 at equal recall.
     Knn {
         /// Queries and corpus items of the exact search.

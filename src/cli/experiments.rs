@@ -632,6 +632,24 @@ pub async fn bench(args: BenchArgs, device: DeviceChoice, out: &mut dyn Write) -
             )?;
             0
         }
+        BenchWhat::Finetune {
+            model,
+            loss,
+            batch,
+            steps,
+            python,
+            no_peer,
+        } => {
+            crate::commands::bench::finetune::finetune_bench(
+                &model,
+                &loss,
+                batch,
+                steps,
+                (!no_peer).then_some(python.as_str()),
+                out,
+            )?;
+            0
+        }
         BenchWhat::Embed(args) => {
             let options = crate::commands::bench::EmbedBenchOptions {
                 text_model: args.text_model,

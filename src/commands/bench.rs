@@ -2,6 +2,7 @@
 //! same inputs. Never timing assertions: the numbers are printed for a person to read and report.
 
 pub mod cluster;
+pub mod finetune;
 pub mod retrieval;
 pub mod train;
 

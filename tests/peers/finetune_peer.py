@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Benchmark peer for `vlmdb bench finetune`: the same CLIP fine-tuning step in PyTorch + transformers.
+
+python3 finetune_peer.py --model DIR --ids IDS.json --pixels P.f32 --batch B --steps S --threads T
+                         [--loss infonce|sanw-debias|sanw-bandpass] [--lr 1e-5] [--weight-decay 0.01]
+  DIR is a Hugging Face CLIP directory; IDS.json the token ids of the B captions (padded to the longest);
+  P.f32 the B x 3 x H x W preprocessed pixels (float32 little-endian). Every step: transformers.CLIPModel's
+  towers (pooled outputs and projections), the loss (CLIPSE's formulas with its defaults, as vlmdb), backward,
+  clip_grad_norm_(1.0), torch.optim.AdamW (weight decay on parameters of two or more dimensions). 2 warm-up
+  steps are untimed, then S steps are timed on the same batch. Prints one JSON line with steps/s and peak RSS.
+"""
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+from transformers import CLIPModel
+
+
+def sanw_weights(kind, pool_img, pool_txt):
+    with torch.no_grad():
+        def cos(x):
+            x = torch.nn.functional.normalize(x, dim=1)
+            return x @ x.T
+        b = pool_img.shape[0]
+        a = 0.5 * cos(pool_txt) + 0.5 * cos(pool_img)
+        if kind == "sanw-debias":
+            w = 1 - torch.sigmoid(4.0 * (a - 0.6))
+        else:
+            w = (torch.sigmoid((a - 0.3) / 0.05) * (1 - torch.sigmoid((a - 0.8) / 0.05))).clamp(0, 1)
+        w = w * (1 - torch.eye(b))
+        return w * ((b - 1) / w.sum(dim=1, keepdim=True).clamp_min(1e-6))
+
+
+def direction(logits, w):
+    if w is None:
+        return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
+    logp = torch.log_softmax(logits, dim=1)
+    return -(logp.diagonal() - (logp.exp() * w).sum(dim=1).clamp_min(1e-12).log()).mean()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--ids", required=True)
+    ap.add_argument("--pixels", required=True)
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--loss", default="infonce")
+    ap.add_argument("--lr", type=float, default=1e-5)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    model = CLIPModel.from_pretrained(a.model)
+    model.train()
+    ids = torch.tensor(json.load(open(a.ids)))
+    size = model.config.vision_config.image_size
+    pixels = torch.from_numpy(np.fromfile(a.pixels, dtype="<f4").reshape(a.batch, 3, size, size).copy())
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=a.lr)
+    last = float("nan")
+    start = time.perf_counter()
+    for k in range(2 + a.steps):
+        if k == 2:
+            start = time.perf_counter()
+        vision = model.vision_model(pixel_values=pixels)
+        text = model.text_model(input_ids=ids)
+        zi = torch.nn.functional.normalize(model.visual_projection(vision.pooler_output), dim=1)
+        zt = torch.nn.functional.normalize(model.text_projection(text.pooler_output), dim=1)
+        logits = model.logit_scale.exp() * zi @ zt.T
+        w = None if a.loss == "infonce" else sanw_weights(a.loss, vision.pooler_output, text.pooler_output)
+        loss = 0.5 * (direction(logits, w) + direction(logits.T, None if w is None else w.T))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        last = loss.item()
+    elapsed = time.perf_counter() - start
+    print(json.dumps({
+        "torch": torch.__version__,
+        "steps_per_second": a.steps / elapsed,
+        "final_loss": last,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+if __name__ == "__main__":
+    main()
