@@ -7,6 +7,7 @@
 
 pub mod batches;
 pub mod checkpoint;
+pub mod composed;
 pub mod data;
 pub mod dead;
 pub mod head;

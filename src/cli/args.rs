@@ -656,6 +656,10 @@ pub struct TrainArgs {
     /// Stop a round after this many epochs without a better validation R@1.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Train heads on the dataset's composed pairs (reference image + modification text -> target image, CIRR /
+    /// FashionIQ) instead of its captions; rounds mine with --directions composed.
+    #[arg(long, conflicts_with = "finetune")]
+    pub composed: bool,
     /// An epoch visits each image once with one of its captions (drawn per epoch), instead of every caption–image
     /// pair.
     #[arg(long)]

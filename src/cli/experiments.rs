@@ -491,6 +491,7 @@ fn train_options(args: &TrainArgs) -> Result<crate::commands::train::Resumable> 
         rounds: args.rounds,
         mine_k: args.mine_k,
         one_caption_per_image: args.one_caption_per_image,
+        composed: args.composed,
     }))
 }
 

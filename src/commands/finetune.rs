@@ -568,7 +568,7 @@ async fn epochs(
                 0,
             )
             .await?;
-            if let Some(r1) = mean_r1(&r1_rows, width) {
+            if let Some(r1) = mean_r1(&r1_rows, width, |d| d != "composed") {
                 if state.best_r1.is_none_or(|best| r1 > best) {
                     state.best_r1 = Some(r1);
                     state.since_best = 0;

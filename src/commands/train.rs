@@ -25,13 +25,17 @@ use crate::store::runs::{Run, RunSpec};
 use crate::store::schema::TableSpec;
 use crate::train::batches::{Negatives, Order, chunk_sizes, epoch_batches, group_sizes};
 use crate::train::checkpoint::{self, TrainState, best_name, checkpoint_name};
+use crate::train::composed::{
+    ComposedBatch, ComposedNegatives, ComposedSet, composed_batches, load_composed,
+    load_composed_negatives,
+};
 use crate::train::data::{PairedSet, load_clusters, load_negatives, load_pairs};
 use crate::train::dead::DeadWatch;
 use crate::train::head::{HeadKind, HeadShape, Heads};
 use crate::train::loss::Loss;
 use crate::train::optim::{AdamW, AdamWConfig, Schedule};
 use crate::train::space::{head_space_spec, project_all};
-use crate::train::step::train_step;
+use crate::train::step::{composed_step, train_step};
 
 /// Everything a training run is: stored as the run's configuration, which is what `--resume` continues.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -79,6 +83,10 @@ pub struct TrainOptions {
     /// configured before the choice existed did this).
     #[serde(default = "yes")]
     pub one_caption_per_image: bool,
+    /// Train on composed queries (reference image + modification text → target image) of the dataset's pairs
+    /// instead of caption–image pairs (seed 004).
+    #[serde(default)]
+    pub composed: bool,
     /// Negatives kept per query when a round mines.
     pub mine_k: usize,
 }
@@ -118,6 +126,59 @@ impl StepMetrics {
     pub(crate) async fn write(self, store: &Store, run_id: &str) -> Result<()> {
         write_metrics(store, run_id, &self.0).await
     }
+}
+
+/// What a run trains on.
+enum TrainData {
+    Captions(PairedSet),
+    Composed(ComposedSet),
+}
+
+impl TrainData {
+    async fn load(
+        store: &Store,
+        options: &TrainOptions,
+        image_table: &str,
+        text_table: &str,
+        split: &str,
+    ) -> Result<TrainData> {
+        Ok(if options.composed {
+            TrainData::Composed(
+                load_composed(store, image_table, text_table, &options.dataset, split).await?,
+            )
+        } else {
+            TrainData::Captions(
+                load_pairs(store, image_table, text_table, &options.dataset, split).await?,
+            )
+        })
+    }
+
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            TrainData::Captions(set) => (set.images.dim, set.texts.dim),
+            TrainData::Composed(set) => (set.images.dim, set.texts.dim),
+        }
+    }
+
+    /// The retrieval direction whose R@1 picks the best epoch.
+    fn scored(&self, direction: &str) -> bool {
+        match self {
+            TrainData::Captions(_) => direction != "composed",
+            TrainData::Composed(_) => direction == "composed",
+        }
+    }
+}
+
+/// One batch of an epoch.
+enum EpochBatch {
+    Captions(Vec<crate::train::batches::Pair>),
+    Composed(ComposedBatch),
+}
+
+/// The mined negatives a round's batches carry.
+enum Mined {
+    Captions(Negatives),
+    Composed(ComposedNegatives),
 }
 
 /// The rows of `vectors` at `rows`, as an `n × dim` tensor.
@@ -180,6 +241,11 @@ fn validate(options: &TrainOptions) -> Result<()> {
             "--lr {} / --min-lr {}: need 0 <= min-lr, finite lr >= 0",
             options.lr, options.min_lr
         ));
+    }
+    if options.composed && options.topical.is_some() {
+        return usage(
+            "--topical groups caption–image pairs; it does not apply to --composed".into(),
+        );
     }
     if options.rounds > 1 && options.mine_k == 0 {
         return usage("--mine-k must be at least 1 when --rounds > 1".into());
@@ -343,11 +409,16 @@ fn r_at_1(result: &crate::sql::StatementResult) -> Result<Vec<(String, i64, f64)
     Ok(rows)
 }
 
-/// The mean of the image→text and text→image R@1 at the full width.
-pub(crate) fn mean_r1(rows: &[(String, i64, f64)], dim: usize) -> Option<f64> {
+/// The mean R@1 at the full width over the directions `scored` keeps (image→text and text→image for captions,
+/// composed for composed queries).
+pub(crate) fn mean_r1(
+    rows: &[(String, i64, f64)],
+    dim: usize,
+    scored: impl Fn(&str) -> bool,
+) -> Option<f64> {
     let values: Vec<f64> = rows
         .iter()
-        .filter(|r| r.1 == dim as i64)
+        .filter(|r| r.1 == dim as i64 && scored(&r.0))
         .map(|r| r.2)
         .collect();
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
@@ -403,26 +474,20 @@ async fn execute(
     let device = device_choice.device()?;
     let image_table = resolve(store, &options.image_model).await?;
     let text_table = resolve(store, &options.text_model).await?;
-    let set = load_pairs(
-        store,
-        &image_table,
-        &text_table,
-        &options.dataset,
-        &options.split,
-    )
-    .await?;
+    let set = TrainData::load(store, options, &image_table, &text_table, &options.split).await?;
     if let Some(val) = &options.val_split {
-        load_pairs(store, &image_table, &text_table, &options.dataset, val)
+        TrainData::load(store, options, &image_table, &text_table, val)
             .await
             .map_err(|e| Error::Context {
                 context: "validation split (or train with --no-val)".into(),
                 source: Box::new(e),
             })?;
     }
+    let (image_dim, text_dim) = set.dims();
     let shape = HeadShape {
         kind: options.head,
-        image_dim: set.images.dim,
-        text_dim: set.texts.dim,
+        image_dim,
+        text_dim,
         dim: options.dim,
         hidden: options.hidden,
     };
@@ -458,10 +523,12 @@ async fn execute(
         }
         run.record_input(t, store.open_table(t).await?.version().await?);
     }
-    run.record_input(
-        "captions",
-        store.open_table("captions").await?.version().await?,
-    );
+    let items = if options.composed {
+        "pairs"
+    } else {
+        "captions"
+    };
+    run.record_input(items, store.open_table(items).await?.version().await?);
 
     let mut rng = Rng::new(options.seed);
     let heads = Heads::init(shape, &mut rng, &device)?;
@@ -563,7 +630,7 @@ async fn train_rounds(
     store: &Store,
     options: &TrainOptions,
     run: &mut Run,
-    set: &PairedSet,
+    set: &TrainData,
     heads: &Heads,
     optimizer: &mut AdamW,
     state: &mut TrainState,
@@ -575,16 +642,24 @@ async fn train_rounds(
     progress: bool,
 ) -> Result<Option<f64>> {
     let run_id = run.id().to_string();
-    let order = match &options.topical {
-        Some(cluster_run) => Order::Topical(load_clusters(store, cluster_run, set).await?),
-        None => Order::Random,
+    let order = match (&options.topical, set) {
+        (Some(cluster_run), TrainData::Captions(set)) => {
+            Order::Topical(load_clusters(store, cluster_run, set).await?)
+        }
+        _ => Order::Random,
     };
-    let per_epoch = batches_per_epoch(
-        &set.captions,
-        &order,
-        options.batch,
-        options.one_caption_per_image,
-    );
+    let per_epoch = match set {
+        TrainData::Captions(set) => batches_per_epoch(
+            &set.captions,
+            &order,
+            options.batch,
+            options.one_caption_per_image,
+        ),
+        TrainData::Composed(set) => chunk_sizes(set.pairs.len(), options.batch.max(2))
+            .into_iter()
+            .filter(|&s| s >= 2)
+            .count(),
+    };
     let total = per_epoch * options.epochs;
     let schedule = Schedule {
         peak: options.lr,
@@ -634,7 +709,11 @@ async fn train_rounds(
                         k: options.mine_k,
                         depth: None,
                         iteration: round as i64,
-                        directions: vec!["t2i".into(), "i2t".into()],
+                        directions: if options.composed {
+                            vec!["composed".into()]
+                        } else {
+                            vec!["t2i".into(), "i2t".into()]
+                        },
                         margin: None,
                         max_ratio: None,
                         max_positive_similarity: None,
@@ -650,38 +729,99 @@ async fn train_rounds(
             state.best_r1 = None;
             state.since_best = 0;
         }
-        let negatives: Option<Negatives> = match &state.negatives_run {
-            Some(mine_run) => {
-                Some(load_negatives(store, mine_run, set, options.negatives_per_query).await?)
-            }
-            None => None,
+        let negatives: Option<Mined> = match (&state.negatives_run, set) {
+            (Some(mine_run), TrainData::Captions(set)) => Some(Mined::Captions(
+                load_negatives(store, mine_run, set, options.negatives_per_query).await?,
+            )),
+            (Some(mine_run), TrainData::Composed(set)) => Some(Mined::Composed(
+                load_composed_negatives(store, mine_run, set, options.negatives_per_query).await?,
+            )),
+            (None, _) => None,
         };
         while state.epoch < options.epochs {
-            let batches = epoch_batches(
-                &set.captions,
-                &order,
-                negatives.as_ref(),
-                options.batch,
-                options.one_caption_per_image,
-                &mut rng,
-            );
+            let batches: Vec<EpochBatch> = match set {
+                TrainData::Captions(set) => {
+                    let negatives = match &negatives {
+                        Some(Mined::Captions(n)) => Some(n),
+                        _ => None,
+                    };
+                    epoch_batches(
+                        &set.captions,
+                        &order,
+                        negatives,
+                        options.batch,
+                        options.one_caption_per_image,
+                        &mut rng,
+                    )
+                    .into_iter()
+                    .map(EpochBatch::Captions)
+                    .collect()
+                }
+                TrainData::Composed(set) => {
+                    let negatives = match &negatives {
+                        Some(Mined::Composed(n)) => Some(n),
+                        _ => None,
+                    };
+                    composed_batches(
+                        set.pairs.len(),
+                        |p| set.pairs[p].2,
+                        negatives,
+                        options.batch,
+                        &mut rng,
+                    )
+                    .into_iter()
+                    .map(EpochBatch::Composed)
+                    .collect()
+                }
+            };
             let mut metrics = StepMetrics::default();
             let epoch_started = std::time::Instant::now();
             let (mut loss_sum, mut last_lr) = (0.0, 0.0);
             for batch in &batches {
                 let lr = schedule.lr(state.round_step as usize);
-                let x_img = gather(&set.images, batch.iter().map(|p| p.0), device)?;
-                let x_txt = gather(&set.texts, batch.iter().map(|p| p.1), device)?;
-                let done = train_step(
-                    heads,
-                    optimizer,
-                    &options.loss,
-                    &options.mrl,
-                    &x_img,
-                    &x_txt,
-                    lr,
-                    options.max_grad_norm,
-                )?;
+                let (done, batch_len) = match (batch, set) {
+                    (EpochBatch::Captions(batch), TrainData::Captions(set)) => {
+                        let x_img = gather(&set.images, batch.iter().map(|p| p.0), device)?;
+                        let x_txt = gather(&set.texts, batch.iter().map(|p| p.1), device)?;
+                        let done = train_step(
+                            heads,
+                            optimizer,
+                            &options.loss,
+                            &options.mrl,
+                            &x_img,
+                            &x_txt,
+                            lr,
+                            options.max_grad_norm,
+                        )?;
+                        (done, batch.len())
+                    }
+                    (EpochBatch::Composed(batch), TrainData::Composed(set)) => {
+                        let pairs = || batch.pairs.iter().map(|&p| set.pairs[p]);
+                        let x_ref = gather(&set.images, pairs().map(|p| p.0), device)?;
+                        let x_text = gather(&set.texts, pairs().map(|p| p.1), device)?;
+                        let x_targets = gather(
+                            &set.images,
+                            pairs().map(|p| p.2).chain(batch.negatives.iter().copied()),
+                            device,
+                        )?;
+                        let done = composed_step(
+                            heads,
+                            optimizer,
+                            &options.mrl,
+                            &x_ref,
+                            &x_text,
+                            &x_targets,
+                            lr,
+                            options.max_grad_norm,
+                        )?;
+                        (done, batch.pairs.len() + batch.negatives.len())
+                    }
+                    _ => {
+                        return Err(Error::Usage(
+                            "internal: a batch of another kind than the run's data".into(),
+                        ));
+                    }
+                };
                 let (loss, grad_norm, relative_update, out) =
                     (done.loss, done.grad_norm, done.relative_update, done);
                 if !loss.is_finite() {
@@ -699,7 +839,7 @@ async fn train_rounds(
                 metrics.push("temp", 1.0 / scale, step, round);
                 metrics.push("grad_norm", grad_norm, step, round);
                 metrics.push("lr", lr, step, round);
-                metrics.push("batch_size", batch.len() as f64, step, round);
+                metrics.push("batch_size", batch_len as f64, step, round);
                 for (name, value) in out.weights.map(|w| w.metrics()).unwrap_or_default() {
                     metrics.push(name, value, step, round);
                 }
@@ -751,7 +891,7 @@ async fn train_rounds(
                     round,
                 )
                 .await?;
-                if let Some(r1) = mean_r1(&r1_rows, options.dim) {
+                if let Some(r1) = mean_r1(&r1_rows, options.dim, |d| set.scored(d)) {
                     if state.best_r1.is_none_or(|best| r1 > best) {
                         state.best_r1 = Some(r1);
                         state.since_best = 0;

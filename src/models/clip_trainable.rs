@@ -283,9 +283,15 @@ impl TrainableClip {
             .ok_or_else(|| candle_core::Error::Msg(format!("no tensor '{name}'")))
     }
 
+    /// `x · wᵀ (+ b)` over the last dimension, as one matrix product over every leading row (a broadcast batched
+    /// product would multiply many small matrices and, backwards, materialise a weight gradient per batch row).
     fn linear(&self, x: &Tensor, prefix: &str, bias: bool) -> candle_core::Result<Tensor> {
         let w = self.get(&format!("{prefix}.weight"))?;
-        let y = x.broadcast_matmul(&w.t()?)?;
+        let mut dims = x.dims().to_vec();
+        let width = dims.pop().unwrap_or(1);
+        let rows: usize = dims.iter().product();
+        dims.push(w.dim(0)?);
+        let y = x.reshape((rows, width))?.matmul(&w.t()?)?.reshape(dims)?;
         if bias {
             y.broadcast_add(self.get(&format!("{prefix}.bias"))?)
         } else {
@@ -379,16 +385,22 @@ impl TrainableClip {
     }
 
     fn image_inner(&self, pixels: &Tensor) -> candle_core::Result<TowerOutput> {
-        let b = pixels.dim(0)?;
-        let patches = pixels.conv2d(
-            self.get("vision_model.embeddings.patch_embedding.weight")?,
-            0,
-            self.patch,
-            1,
-            1,
-        )?;
-        let (_, width, gh, gw) = patches.dims4()?;
-        let patches = patches.reshape((b, width, gh * gw))?.transpose(1, 2)?;
+        // The patch embedding is a convolution whose stride is its kernel: patches cut out and multiplied by the
+        // flattened kernel, the same numbers as the convolution at the cost of one matrix product.
+        let (b, channels, h, w) = pixels.dims4()?;
+        let p = self.patch;
+        let (gh, gw) = (h / p, w / p);
+        let kernel = self.get("vision_model.embeddings.patch_embedding.weight")?;
+        let width = kernel.dim(0)?;
+        let patches = pixels
+            .narrow(2, 0, gh * p)?
+            .narrow(3, 0, gw * p)?
+            .reshape(vec![b, channels, gh, p, gw, p])?
+            .permute(vec![0, 2, 4, 1, 3, 5])?
+            .contiguous()?
+            .reshape((b * gh * gw, channels * p * p))?
+            .matmul(&kernel.reshape((width, channels * p * p))?.t()?)?
+            .reshape((b, gh * gw, width))?;
         let class = self
             .get("vision_model.embeddings.class_embedding")?
             .reshape((1, 1, width))?

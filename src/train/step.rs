@@ -7,6 +7,7 @@ use candle_core::{Tensor, backprop::GradStore};
 use crate::error::{Error, Result};
 use crate::models::clip_trainable::TrainableClip;
 use crate::models::tokens::TokenBatch;
+use crate::train::composed::{combine, composed_loss};
 use crate::train::head::Heads;
 use crate::train::loss::{Loss, WeightStats, batch_loss};
 use crate::train::optim::{AdamW, Parameters, clip_factor, flat, grad_norm};
@@ -107,6 +108,34 @@ pub fn train_step(
         max_grad_norm,
         &[],
     )?;
+    if done.loss.is_finite() {
+        heads.clamp_logit_scale()?;
+    }
+    Ok(done)
+}
+
+/// One training step of heads on composed queries (seed 004): reference images and modification texts against
+/// the batch's target images followed by its mined negative images (see [`crate::train::composed`]).
+#[allow(clippy::too_many_arguments)]
+pub fn composed_step(
+    heads: &Heads,
+    optimizer: &mut AdamW,
+    mrl: &[usize],
+    x_reference: &Tensor,
+    x_text: &Tensor,
+    x_targets: &Tensor,
+    lr: f64,
+    max_grad_norm: f64,
+) -> Result<StepOutcome> {
+    let op = Error::tensor("a composed training step");
+    let queries = combine(
+        &heads.image.forward(x_reference).map_err(op)?,
+        &heads.text.forward(x_text).map_err(op)?,
+    )
+    .map_err(op)?;
+    let targets = heads.image.forward(x_targets).map_err(op)?;
+    let loss = composed_loss(&queries, &targets, heads.logit_scale.as_tensor(), mrl).map_err(op)?;
+    let done = update(heads, optimizer, &loss, None, lr, max_grad_norm, &[])?;
     if done.loss.is_finite() {
         heads.clamp_logit_scale()?;
     }

@@ -11,7 +11,6 @@ python3 finetune_peer.py --model DIR --ids IDS.json --pixels P.f32 --batch B --s
 """
 import argparse
 import json
-import resource
 import time
 
 import numpy as np
@@ -39,6 +38,15 @@ def direction(logits, w):
         return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
     logp = torch.log_softmax(logits, dim=1)
     return -(logp.diagonal() - (logp.exp() * w).sum(dim=1).clamp_min(1e-12).log()).mean()
+
+
+def peak_rss_mb():
+    """VmHWM of this process (ru_maxrss would carry over the RSS of the process that spawned it)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main():
@@ -85,7 +93,7 @@ def main():
         "torch": torch.__version__,
         "steps_per_second": a.steps / elapsed,
         "final_loss": last,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }))
 
 

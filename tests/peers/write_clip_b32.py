@@ -21,7 +21,10 @@ from transformers import CLIPConfig, CLIPModel
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/clip-b32-random")
 tiny = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "tiny-clip"
 torch.manual_seed(0)
-CLIPModel(CLIPConfig()).save_pretrained(out, safe_serialization=True)
+# The tokenizer is the tiny fixture's, so the text tower pools at its end-of-text id (913), as vlmdb does.
+tokens = json.loads((tiny / "config.json").read_text())["text_config"]
+ids = {k: tokens[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+CLIPModel(CLIPConfig(text_config=ids)).save_pretrained(out, safe_serialization=True)
 for name in ["tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"]:
     shutil.copy(tiny / name, out / name)
 processor = json.loads((tiny / "preprocessor_config.json").read_text())
