@@ -1209,3 +1209,65 @@ fn composed_rounds_raise_r_at_1() {
         stdout(&diff)
     );
 }
+
+/// Fine-tuning takes topical batches from a k-means run and carries a mining run's negatives, as head training
+/// does: batches grow past --batch by the negatives they carry.
+#[test]
+fn finetuning_with_topical_batches_and_mined_negatives() {
+    let store = shapes_store();
+    for what in ["--images", "--captions"] {
+        assert_success(&store.vlmdb(&["embed", "--model", "fixtures/models/tiny-clip", what]));
+    }
+    let cluster = store.vlmdb(&[
+        "cluster",
+        "--model",
+        "fixtures/models/tiny-clip",
+        "--dataset",
+        "shapes",
+        "--split",
+        "train",
+        "-k",
+        "2",
+    ]);
+    assert_success(&cluster);
+    let cluster_run = run_in_parens(&cluster);
+    let mine = store.vlmdb(&[
+        "mine",
+        "--model",
+        "fixtures/models/tiny-clip",
+        "--dataset",
+        "shapes",
+        "--split",
+        "train",
+        "-k",
+        "2",
+    ]);
+    assert_success(&mine);
+    let mine_run = store.csv("SELECT run_id FROM runs WHERE kind = 'mine'");
+    let mine_run = mine_run.lines().nth(1).expect("a mine run").to_string();
+    let mut args = FINETUNE.to_vec();
+    args.extend([
+        "--loss",
+        "infonce",
+        "--epochs",
+        "1",
+        "--topical",
+        &cluster_run,
+        "--negatives",
+        &mine_run,
+        "--negatives-per-query",
+        "2",
+        "--no-val",
+    ]);
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let run = run_id(&out);
+    let largest = number(
+        &store,
+        &format!("SELECT max(value) FROM metrics WHERE run_id = '{run}' AND name = 'batch_size'"),
+    );
+    assert!(
+        largest > 8.0,
+        "no batch carried negatives (largest {largest})"
+    );
+}

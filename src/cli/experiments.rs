@@ -461,6 +461,9 @@ fn train_options(args: &TrainArgs) -> Result<crate::commands::train::Resumable> 
                 patience: args.patience,
                 dead_steps: args.dead_steps,
                 one_caption_per_image: args.one_caption_per_image,
+                topical: args.topical.clone(),
+                negatives: args.negatives.clone(),
+                negatives_per_query: args.negatives_per_query,
             },
         ));
     }

@@ -13,6 +13,8 @@
 //! `<store>/finetuned/ft-<run>/` (config, `model.safetensors`, tokenizer and processor files), which
 //! `transformers.CLIPModel.from_pretrained` loads and vlmdb names `ft:<run>`.
 //!
+//! `--topical CLUSTER_RUN` and `--negatives MINE_RUN` shape the batches as they do for heads.
+//!
 //! The images of the training split are held in memory as their encoded bytes (decoded per batch), the model once,
 //! and the activations of one batch.
 
@@ -40,6 +42,7 @@ use crate::store::schema::{TableSpec, embedding_table};
 use crate::store::write::{batch_for, upsert};
 use crate::train::batches::{Order, epoch_batches};
 use crate::train::checkpoint::{self, TrainState, best_name, checkpoint_name};
+use crate::train::data::{ImageRows, load_clusters, load_negatives};
 use crate::train::dead::DeadWatch;
 use crate::train::loss::{Loss, normalize_rows};
 use crate::train::optim::{AdamW, AdamWConfig, Schedule};
@@ -70,6 +73,14 @@ pub struct FinetuneOptions {
     pub patience: Option<usize>,
     pub dead_steps: usize,
     pub one_caption_per_image: bool,
+    /// Topical batches from this `vlmdb cluster` run.
+    #[serde(default)]
+    pub topical: Option<String>,
+    /// Batches carry the negatives of this `vlmdb mine` run.
+    #[serde(default)]
+    pub negatives: Option<String>,
+    #[serde(default)]
+    pub negatives_per_query: usize,
 }
 
 /// What a fine-tuning run did.
@@ -93,6 +104,23 @@ struct Split {
     texts: Vec<String>,
     /// Caption indices of each image.
     captions: Vec<Vec<usize>>,
+    /// Image row of each caption id.
+    image_of_caption: HashMap<String, usize>,
+}
+
+impl Split {
+    fn rows(&self) -> ImageRows<'_> {
+        ImageRows {
+            image: self
+                .image_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), i as u32))
+                .collect(),
+            of_caption: &self.image_of_caption,
+            len: self.image_ids.len(),
+        }
+    }
 }
 
 async fn load_split(store: &Store, dataset: &str, split: &str) -> Result<Split> {
@@ -141,9 +169,11 @@ async fn load_split(store: &Store, dataset: &str, split: &str) -> Result<Split> 
     rows.sort();
     let mut captions = vec![Vec::new(); image_ids.len()];
     let (mut caption_ids, mut texts) = (Vec::new(), Vec::new());
+    let mut image_of_caption = HashMap::new();
     for (id, image, text) in rows {
         if let Some(&i) = row.get(&image) {
             captions[i].push(texts.len());
+            image_of_caption.insert(id.clone(), i);
             caption_ids.push(id);
             texts.push(text);
         }
@@ -161,6 +191,7 @@ async fn load_split(store: &Store, dataset: &str, split: &str) -> Result<Split> 
         caption_ids,
         texts,
         captions,
+        image_of_caption,
     })
 }
 
@@ -443,7 +474,16 @@ async fn epochs(
     progress: bool,
 ) -> Result<Option<f64>> {
     let run_id = run.id().to_string();
-    let order = Order::Random;
+    let order = match &options.topical {
+        Some(cluster_run) => Order::Topical(load_clusters(store, cluster_run, &set.rows()).await?),
+        None => Order::Random,
+    };
+    let negatives = match &options.negatives {
+        Some(mine_run) => {
+            Some(load_negatives(store, mine_run, &set.rows(), options.negatives_per_query).await?)
+        }
+        None => None,
+    };
     let per_epoch = batches_per_epoch(
         &set.captions,
         &order,
@@ -473,7 +513,7 @@ async fn epochs(
         let batches = epoch_batches(
             &set.captions,
             &order,
-            None,
+            negatives.as_ref(),
             options.batch,
             options.one_caption_per_image,
             &mut rng,

@@ -644,7 +644,7 @@ async fn train_rounds(
     let run_id = run.id().to_string();
     let order = match (&options.topical, set) {
         (Some(cluster_run), TrainData::Captions(set)) => {
-            Order::Topical(load_clusters(store, cluster_run, set).await?)
+            Order::Topical(load_clusters(store, cluster_run, &set.rows()).await?)
         }
         _ => Order::Random,
     };
@@ -731,7 +731,7 @@ async fn train_rounds(
         }
         let negatives: Option<Mined> = match (&state.negatives_run, set) {
             (Some(mine_run), TrainData::Captions(set)) => Some(Mined::Captions(
-                load_negatives(store, mine_run, set, options.negatives_per_query).await?,
+                load_negatives(store, mine_run, &set.rows(), options.negatives_per_query).await?,
             )),
             (Some(mine_run), TrainData::Composed(set)) => Some(Mined::Composed(
                 load_composed_negatives(store, mine_run, set, options.negatives_per_query).await?,

@@ -24,7 +24,31 @@ pub struct PairedSet {
     pub image_of_caption: HashMap<String, usize>,
 }
 
+/// Which training image (by row) an image id or a caption id belongs to: what clusters and mined negatives are
+/// mapped through.
+#[derive(Debug)]
+pub struct ImageRows<'a> {
+    pub image: HashMap<&'a str, u32>,
+    pub of_caption: &'a HashMap<String, usize>,
+    pub len: usize,
+}
+
+impl ImageRows<'_> {
+    fn image(&self, id: &str) -> Option<usize> {
+        self.image.get(id).map(|&i| i as usize)
+    }
+}
+
 impl PairedSet {
+    /// The image rows of the set's ids.
+    pub fn rows(&self) -> ImageRows<'_> {
+        ImageRows {
+            image: self.images.index(),
+            of_caption: &self.image_of_caption,
+            len: self.images.len(),
+        }
+    }
+
     /// Number of images with at least one caption.
     pub fn paired_images(&self) -> usize {
         self.captions.iter().filter(|c| !c.is_empty()).count()
@@ -89,7 +113,7 @@ pub async fn load_pairs(
 pub async fn load_clusters(
     store: &Store,
     run_id: &str,
-    set: &PairedSet,
+    set: &ImageRows<'_>,
 ) -> Result<Vec<Option<i32>>> {
     let batches = store
         .scan(
@@ -109,16 +133,14 @@ pub async fn load_clusters(
     // By item id, so an image whose captions sit in different clusters always gets the same one.
     assigned.sort();
     let rows = assigned.len();
-    let image_row = set.images.index();
-    let mut cluster = vec![None; set.images.len()];
+    let mut cluster = vec![None; set.len];
     for (item, c) in assigned {
         let (Some(item), Some(c)) = (item, c) else {
             continue;
         };
-        let row = image_row
-            .get(item.as_str())
-            .map(|&i| i as usize)
-            .or_else(|| set.image_of_caption.get(&item).copied());
+        let row = set
+            .image(&item)
+            .or_else(|| set.of_caption.get(&item).copied());
         if let Some(row) = row {
             cluster[row].get_or_insert(c as i32);
         }
@@ -136,7 +158,7 @@ pub async fn load_clusters(
 pub async fn load_negatives(
     store: &Store,
     run_id: &str,
-    set: &PairedSet,
+    set: &ImageRows<'_>,
     per_query: usize,
 ) -> Result<Negatives> {
     let batches = store
@@ -159,16 +181,15 @@ pub async fn load_negatives(
     // Rank order (ties by query, then negative), so each image's list starts with its hardest negatives.
     mined.sort();
     let rows = mined.len();
-    let image_row = set.images.index();
-    let image = |id: &str| image_row.get(id).map(|&i| i as usize);
+    let image = |id: &str| set.image(id);
     let mut of: HashMap<usize, Vec<usize>> = HashMap::new();
     for (_, q, n, kind) in mined {
         let (Some(q), Some(kind), Some(n)) = (q, kind, n) else {
             continue;
         };
         let pair = match kind.as_str() {
-            "caption" => set.image_of_caption.get(&q).copied().zip(image(&n)),
-            "image" => image(&q).zip(set.image_of_caption.get(&n).copied()),
+            "caption" => set.of_caption.get(&q).copied().zip(image(&n)),
+            "image" => image(&q).zip(set.of_caption.get(&n).copied()),
             _ => None,
         };
         if let Some((query, negative)) = pair
