@@ -564,6 +564,9 @@ pub struct TrainArgs {
     /// projection).
     #[arg(long, value_name = "N", requires = "finetune")]
     pub unfreeze_last: Option<usize>,
+    /// Fine-tuning: the towers' compute dtype: auto (bf16 mixed precision on CUDA, f32 on the CPU), f32 or bf16.
+    #[arg(long, default_value = "auto", requires = "finetune")]
+    pub precision: String,
     /// Fine-tuning: keep logit_scale frozen for the first N epochs (as CLIPSE's freeze_logit_scale_epochs).
     #[arg(long, value_name = "N", default_value_t = 0, requires = "finetune")]
     pub freeze_logit_scale_epochs: usize,

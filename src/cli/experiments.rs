@@ -464,6 +464,7 @@ fn train_options(args: &TrainArgs) -> Result<crate::commands::train::Resumable> 
                 topical: args.topical.clone(),
                 negatives: args.negatives.clone(),
                 negatives_per_query: args.negatives_per_query,
+                precision: args.precision.parse()?,
             },
         ));
     }

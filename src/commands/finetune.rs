@@ -81,6 +81,46 @@ pub struct FinetuneOptions {
     pub negatives: Option<String>,
     #[serde(default)]
     pub negatives_per_query: usize,
+    /// The towers' compute dtype.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// How the towers compute: `auto` is bf16 mixed precision on CUDA (bf16 matrix products over f32 master weights,
+/// norms and softmaxes in f32; bf16's f32-wide exponent needs no loss scaling) and f32 on the CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Precision> {
+        match s {
+            "auto" => Ok(Precision::Auto),
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(Error::Usage(format!(
+                "--precision {other}: expected auto, f32 or bf16"
+            ))),
+        }
+    }
+}
+
+impl Precision {
+    /// The compute dtype on `device`.
+    pub fn dtype(self, device: &Device) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+            Precision::Auto if device.is_cuda() => DType::BF16,
+            Precision::Auto => DType::F32,
+        }
+    }
 }
 
 /// What a fine-tuning run did.
@@ -364,6 +404,7 @@ async fn execute(
     };
     let mut model =
         TrainableClip::load(&options.finetune, DType::F32, &device, &options.trainable)?;
+    model.set_compute(options.precision.dtype(&device));
     store.ensure_tables(&["metrics", "artifacts"]).await?;
     let config = serde_json::json!({ "finetune": options });
     let spec = RunSpec {

@@ -102,6 +102,10 @@ pub struct TrainableClip {
     vision: Tower,
     patch: usize,
     dim: usize,
+    /// The parameters' dtype.
+    dtype: DType,
+    /// The dtype the towers compute in (the parameters' own, or bf16 for mixed precision).
+    compute: DType,
     pool: Pool,
     pub tokenizer: TextTokenizer,
     pub images: ImageProcessor,
@@ -177,6 +181,8 @@ impl TrainableClip {
             vision,
             patch: v.patch_size,
             dim: config.projection_dim,
+            dtype,
+            compute: dtype,
             pool,
             tokenizer,
             images,
@@ -202,6 +208,13 @@ impl TrainableClip {
                 model: self.files.spec.clone(),
                 message: format!("model.safetensors has no tensor '{name}'"),
             })
+    }
+
+    /// Compute the towers in `dtype` (mixed precision: bf16 matrix products over f32 master weights, whose
+    /// gradients arrive in f32 through the casts). Layer norms, softmaxes and the outputs stay in the parameters'
+    /// dtype.
+    pub fn set_compute(&mut self, dtype: DType) {
+        self.compute = dtype;
     }
 
     /// Width of the projections (the embedding space).
@@ -276,11 +289,17 @@ impl TrainableClip {
             .map_err(tensor_error(&self.files.spec))
     }
 
-    fn get(&self, name: &str) -> candle_core::Result<&Tensor> {
+    /// A parameter as stored (the master copy).
+    fn master(&self, name: &str) -> candle_core::Result<&Tensor> {
         self.params
             .get(name)
             .map(|p| &p.tensor)
             .ok_or_else(|| candle_core::Error::Msg(format!("no tensor '{name}'")))
+    }
+
+    /// A parameter in the compute dtype (a differentiable cast when that is not the stored one).
+    fn get(&self, name: &str) -> candle_core::Result<Tensor> {
+        self.master(name)?.to_dtype(self.compute)
     }
 
     /// `x · wᵀ (+ b)` over the last dimension, as one matrix product over every leading row (a broadcast batched
@@ -293,20 +312,24 @@ impl TrainableClip {
         dims.push(w.dim(0)?);
         let y = x.reshape((rows, width))?.matmul(&w.t()?)?.reshape(dims)?;
         if bias {
-            y.broadcast_add(self.get(&format!("{prefix}.bias"))?)
+            y.broadcast_add(&self.get(&format!("{prefix}.bias"))?)
         } else {
             Ok(y)
         }
     }
 
+    /// Layer norm in the master dtype (statistics in bf16 lose too much), returned in the compute dtype.
     fn layer_norm(&self, x: &Tensor, prefix: &str, eps: f64) -> candle_core::Result<Tensor> {
+        let weight = self.master(&format!("{prefix}.weight"))?;
+        let x = x.to_dtype(weight.dtype())?;
         let mean = x.mean_keepdim(D::Minus1)?;
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
         normed
-            .broadcast_mul(self.get(&format!("{prefix}.weight"))?)?
-            .broadcast_add(self.get(&format!("{prefix}.bias"))?)
+            .broadcast_mul(weight)?
+            .broadcast_add(self.master(&format!("{prefix}.bias"))?)?
+            .to_dtype(self.compute)
     }
 
     fn layer(
@@ -334,9 +357,13 @@ impl TrainableClip {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
+        // Softmax in the master dtype.
+        let scores = scores.to_dtype(self.dtype)?;
         let max = scores.max_keepdim(D::Minus1)?.detach();
         let e = scores.broadcast_sub(&max)?.exp()?;
-        let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+        let p = e
+            .broadcast_div(&e.sum_keepdim(D::Minus1)?)?
+            .to_dtype(self.compute)?;
         let attended = p
             .matmul(&v)?
             .transpose(1, 2)?
@@ -381,12 +408,16 @@ impl TrainableClip {
         let index = Tensor::new(eos_positions(self.pool, &batch.rows, t), x.device())?;
         let pooled = x.reshape((b * t, width))?.index_select(&index, 0)?;
         let projected = self.linear(&pooled, "text_projection", false)?;
-        Ok(TowerOutput { pooled, projected })
+        Ok(TowerOutput {
+            pooled: pooled.to_dtype(self.dtype)?,
+            projected: projected.to_dtype(self.dtype)?,
+        })
     }
 
     fn image_inner(&self, pixels: &Tensor) -> candle_core::Result<TowerOutput> {
         // The patch embedding is a convolution whose stride is its kernel: patches cut out and multiplied by the
         // flattened kernel, the same numbers as the convolution at the cost of one matrix product.
+        let pixels = pixels.to_dtype(self.compute)?;
         let (b, channels, h, w) = pixels.dims4()?;
         let p = self.patch;
         let (gh, gw) = (h / p, w / p);
@@ -406,7 +437,7 @@ impl TrainableClip {
             .reshape((1, 1, width))?
             .broadcast_as((b, 1, width))?;
         let x = Tensor::cat(&[&class, &patches], 1)?;
-        let x = x.broadcast_add(self.get("vision_model.embeddings.position_embedding.weight")?)?;
+        let x = x.broadcast_add(&self.get("vision_model.embeddings.position_embedding.weight")?)?;
         let mut x = self.layer_norm(&x, "vision_model.pre_layrnorm", self.vision.eps)?;
         for i in 0..self.vision.layers {
             x = self.layer(
@@ -419,7 +450,10 @@ impl TrainableClip {
         let class = x.i((.., 0, ..))?;
         let pooled = self.layer_norm(&class, "vision_model.post_layernorm", self.vision.eps)?;
         let projected = self.linear(&pooled, "visual_projection", false)?;
-        Ok(TowerOutput { pooled, projected })
+        Ok(TowerOutput {
+            pooled: pooled.to_dtype(self.dtype)?,
+            projected: projected.to_dtype(self.dtype)?,
+        })
     }
 
     /// Write the weights as `model.safetensors` into `dir`, with the source model's config, tokenizer and
