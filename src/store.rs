@@ -1,6 +1,7 @@
 //! The LanceDB store: one local directory of versioned tables. Opening, creating tables from `schemas/`, listing,
 //! and opening a table at an earlier version live here; writes go through [`write`], run records through [`runs`].
 
+pub mod arrays;
 pub mod columns;
 pub mod liveness;
 pub mod metrics;

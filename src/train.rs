@@ -10,6 +10,8 @@ pub mod checkpoint;
 pub mod composed;
 pub mod data;
 pub mod dead;
+pub mod epoch;
+pub mod fit;
 pub mod head;
 pub mod head_model;
 pub mod loss;

@@ -147,6 +147,41 @@ fn run_id(out: &std::process::Output) -> String {
         .unwrap_or_else(|| panic!("no run id in {text}"))
 }
 
+/// The largest batch a training run took (pairs plus the negatives they carried).
+fn largest_batch(store: &TestStore, run: &str) -> f64 {
+    number(
+        store,
+        &format!("SELECT max(value) FROM metrics WHERE run_id = '{run}' AND name = 'batch_size'"),
+    )
+}
+
+/// Start `vlmdb ARGS` and kill it once its run has written three checkpoints.
+fn interrupt_after_three_checkpoints(store: &TestStore, args: &[&str]) {
+    let mut child = store.command(args).spawn().expect("spawn");
+    let started = Instant::now();
+    loop {
+        let n = number(
+            store,
+            "SELECT count(*) FROM artifacts a JOIN runs r ON a.run_id = r.run_id \
+             WHERE r.status = 'running' AND starts_with(a.name, 'checkpoint_')",
+        );
+        if n >= 3.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoints appeared"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run finished before it could be interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+}
+
 /// (direction -> R@1) of a `vlmdb eval --format csv` output.
 fn r_at_1(csv: &str) -> BTreeMap<String, f64> {
     csv.lines()
@@ -329,29 +364,7 @@ fn same_seed_same_run_and_resume_equals_uninterrupted() {
     assert_eq!(ma, mb, "two runs with the same seed differ");
 
     // Interrupt a third run once it has written three checkpoints.
-    let mut child = store.command(&args).spawn().expect("spawn");
-    let started = Instant::now();
-    loop {
-        let n = number(
-            &store,
-            "SELECT count(*) FROM artifacts a JOIN runs r ON a.run_id = r.run_id \
-             WHERE r.status = 'running' AND starts_with(a.name, 'checkpoint_')",
-        );
-        if n >= 3.0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "no checkpoints appeared"
-        );
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "the run finished before it could be interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().expect("kill");
-    let _ = child.wait();
+    interrupt_after_three_checkpoints(&store, &args);
     let interrupted =
         store.csv("SELECT run_id FROM runs WHERE kind = 'train' AND status = 'interrupted'");
     let run_c = interrupted
@@ -636,10 +649,7 @@ fn sanw_mrl_topical_rounds_and_mined_negatives() {
     let out = store.vlmdb(&args);
     assert_success(&out);
     let run = run_id(&out);
-    let largest = number(
-        &store,
-        &format!("SELECT max(value) FROM metrics WHERE run_id = '{run}' AND name = 'batch_size'"),
-    );
+    let largest = largest_batch(&store, &run);
     assert!(
         largest > 32.0,
         "mined negatives were appended to the batches: {largest}"
@@ -883,29 +893,7 @@ fn finetuning_resume_equals_uninterrupted() {
     let a = store.vlmdb(&args);
     assert_success(&a);
     let run_a = run_id(&a);
-    let mut child = store.command(&args).spawn().expect("spawn");
-    let started = Instant::now();
-    loop {
-        let n = number(
-            &store,
-            "SELECT count(*) FROM artifacts a JOIN runs r ON a.run_id = r.run_id \
-             WHERE r.status = 'running' AND starts_with(a.name, 'checkpoint_')",
-        );
-        if n >= 3.0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "no checkpoints appeared"
-        );
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "the run finished before it could be interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("kill");
-    let _ = child.wait();
+    interrupt_after_three_checkpoints(&store, &args);
     let resumed = store.vlmdb(&["train", "--resume", "--quiet"]);
     assert_success(&resumed);
     let run_c = run_id(&resumed);
@@ -1262,12 +1250,9 @@ fn finetuning_with_topical_batches_and_mined_negatives() {
     let out = store.vlmdb(&args);
     assert_success(&out);
     let run = run_id(&out);
-    let largest = number(
-        &store,
-        &format!("SELECT max(value) FROM metrics WHERE run_id = '{run}' AND name = 'batch_size'"),
-    );
+    let largest = largest_batch(&store, &run);
     assert!(
-        largest > 8.0,
+        largest > 16.0,
         "no batch carried negatives (largest {largest})"
     );
 }

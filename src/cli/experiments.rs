@@ -416,15 +416,33 @@ fn train_options(args: &TrainArgs) -> Result<crate::commands::train::Resumable> 
         args.gamma,
     )?;
     let finetuning = args.finetune.is_some();
-    let adamw = crate::train::optim::AdamWConfig {
-        beta1: args.beta1,
-        beta2: args.beta2,
-        eps: args.eps,
-        weight_decay: args
-            .weight_decay
-            .unwrap_or(if finetuning { 0.01 } else { 0.1 }),
+    let fit = crate::train::fit::Fit {
+        dataset: need(&args.dataset, "--dataset")?,
+        split: args.split.clone(),
+        val_split: (!args.no_val).then(|| args.val_split.clone()),
+        loss,
+        batch: args.batch,
+        epochs: args.epochs,
+        lr: args.lr.unwrap_or(if finetuning { 1e-5 } else { 1e-3 }),
+        min_lr: args.min_lr,
+        warmup: args.warmup,
+        adamw: crate::train::optim::AdamWConfig {
+            beta1: args.beta1,
+            beta2: args.beta2,
+            eps: args.eps,
+            weight_decay: args
+                .weight_decay
+                .unwrap_or(if finetuning { 0.01 } else { 0.1 }),
+        },
+        max_grad_norm: args.max_grad_norm,
+        seed: args.seed,
+        topical: args.topical.clone(),
+        negatives: args.negatives.clone(),
+        negatives_per_query: args.negatives_per_query,
+        patience: args.patience,
+        dead_steps: args.dead_steps,
+        one_caption_per_image: args.one_caption_per_image,
     };
-    let lr = args.lr.unwrap_or(if finetuning { 1e-5 } else { 1e-3 });
     if let Some(model) = &args.finetune {
         let mut trainable = crate::models::clip_trainable::Trainable {
             unfreeze_last: args.unfreeze_last,
@@ -444,58 +462,24 @@ fn train_options(args: &TrainArgs) -> Result<crate::commands::train::Resumable> 
         return Ok(Resumable::Finetune(
             crate::commands::finetune::FinetuneOptions {
                 finetune: model.clone(),
-                dataset: need(&args.dataset, "--dataset")?,
-                split: args.split.clone(),
-                val_split: (!args.no_val).then(|| args.val_split.clone()),
-                loss,
                 trainable,
                 freeze_logit_scale_epochs: args.freeze_logit_scale_epochs,
-                batch: args.batch,
-                epochs: args.epochs,
-                lr,
-                min_lr: args.min_lr,
-                warmup: args.warmup,
-                adamw,
-                max_grad_norm: args.max_grad_norm,
-                seed: args.seed,
-                patience: args.patience,
-                dead_steps: args.dead_steps,
-                one_caption_per_image: args.one_caption_per_image,
-                topical: args.topical.clone(),
-                negatives: args.negatives.clone(),
-                negatives_per_query: args.negatives_per_query,
                 precision: args.precision.parse()?,
+                fit,
             },
         ));
     }
     Ok(Resumable::Heads(crate::commands::train::TrainOptions {
         image_model: need(&args.image_model, "--image-model")?,
         text_model: need(&args.text_model, "--text-model")?,
-        dataset: need(&args.dataset, "--dataset")?,
-        split: args.split.clone(),
-        val_split: (!args.no_val).then(|| args.val_split.clone()),
-        loss,
         head: args.head.parse()?,
         dim: args.dim,
         hidden: args.hidden,
         mrl: args.mrl.clone(),
-        batch: args.batch,
-        epochs: args.epochs,
-        lr,
-        min_lr: args.min_lr,
-        warmup: args.warmup,
-        adamw,
-        max_grad_norm: args.max_grad_norm,
-        seed: args.seed,
-        topical: args.topical.clone(),
-        negatives: args.negatives.clone(),
-        negatives_per_query: args.negatives_per_query,
-        patience: args.patience,
-        dead_steps: args.dead_steps,
         rounds: args.rounds,
         mine_k: args.mine_k,
-        one_caption_per_image: args.one_caption_per_image,
         composed: args.composed,
+        fit,
     }))
 }
 

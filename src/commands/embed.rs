@@ -6,8 +6,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Float32Type};
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::DataType;
 use datafusion::prelude::{col, lit};
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
@@ -390,12 +390,7 @@ async fn write_chunk(
         .iter()
         .flat_map(|&r| vectors[r].clone().unwrap_or_default())
         .collect();
-    let vector = FixedSizeListArray::try_new(
-        Arc::new(Field::new_list_field(DataType::Float32, true)),
-        dim,
-        Arc::new(arrow::array::PrimitiveArray::<Float32Type>::from(values)),
-        None,
-    )?;
+    let vector = crate::store::arrays::vectors(values, dim as usize)?;
     let take = arrow::array::UInt32Array::from(keep.iter().map(|&r| r as u32).collect::<Vec<_>>());
     let pick = |name: &str| -> Result<Arc<dyn Array>> {
         Ok(arrow::compute::take(

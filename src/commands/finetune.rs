@@ -22,30 +22,30 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{FixedSizeListArray, StringArray};
-use arrow::datatypes::{DataType, Field};
+use arrow::array::StringArray;
 use candle_core::{DType, Device, Tensor};
 use datafusion::prelude::{col, lit};
 
-use crate::commands::train::{
-    EpochLine, StepMetrics, batches_per_epoch, forget_after, mean_r1, score_split,
-};
+use crate::commands::train::{EpochLine, batches_per_epoch, forget_after, mean_r1, score_split};
 use crate::error::{Error, Result};
 use crate::models::DeviceChoice;
 use crate::models::clip_trainable::{Trainable, TrainableClip};
 use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::store::Store;
+use crate::store::arrays::{repeated, vectors};
 use crate::store::columns::{binaries, strings};
 use crate::store::runs::{Run, RunSpec};
 use crate::store::schema::{TableSpec, embedding_table};
 use crate::store::write::{batch_for, upsert};
 use crate::train::batches::{Order, epoch_batches};
-use crate::train::checkpoint::{self, TrainState, best_name, checkpoint_name};
+use crate::train::checkpoint::{self, TrainState};
 use crate::train::data::{ImageRows, load_clusters, load_negatives};
 use crate::train::dead::DeadWatch;
-use crate::train::loss::{Loss, normalize_rows};
-use crate::train::optim::{AdamW, AdamWConfig, Schedule};
+use crate::train::epoch::{self, EpochLog, StepFacts, observe_r1};
+use crate::train::fit::Fit;
+use crate::train::loss::normalize_rows;
+use crate::train::optim::AdamW;
 use crate::train::step::finetune_step;
 
 pub use crate::eval::space::FT_PREFIX;
@@ -55,35 +55,14 @@ pub use crate::eval::space::FT_PREFIX;
 pub struct FinetuneOptions {
     /// The CLIP to start from (alias, `hf:` repo or directory).
     pub finetune: String,
-    pub dataset: String,
-    pub split: String,
-    pub val_split: Option<String>,
-    pub loss: Loss,
     pub trainable: Trainable,
     /// Epochs during which `logit_scale` stays frozen (CLIPSE's `freeze_logit_scale_epochs`).
     pub freeze_logit_scale_epochs: usize,
-    pub batch: usize,
-    pub epochs: usize,
-    pub lr: f64,
-    pub min_lr: f64,
-    pub warmup: Option<usize>,
-    pub adamw: AdamWConfig,
-    pub max_grad_norm: f64,
-    pub seed: u64,
-    pub patience: Option<usize>,
-    pub dead_steps: usize,
-    pub one_caption_per_image: bool,
-    /// Topical batches from this `vlmdb cluster` run.
-    #[serde(default)]
-    pub topical: Option<String>,
-    /// Batches carry the negatives of this `vlmdb mine` run.
-    #[serde(default)]
-    pub negatives: Option<String>,
-    #[serde(default)]
-    pub negatives_per_query: usize,
     /// The towers' compute dtype.
     #[serde(default)]
     pub precision: Precision,
+    #[serde(flatten)]
+    pub fit: Fit,
 }
 
 /// How the towers compute: `auto` is bf16 mixed precision on CUDA (bf16 matrix products over f32 master weights,
@@ -304,27 +283,16 @@ async fn embed_split(
                     split.caption_ids[r].as_str()
                 }
             });
-            let repeat = |value: &str| {
-                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                    value.to_string(),
-                    chunk.len(),
-                ))) as arrow::array::ArrayRef
-            };
-            let vector = FixedSizeListArray::try_new(
-                Arc::new(Field::new_list_field(DataType::Float32, true)),
-                dim as i32,
-                Arc::new(arrow::array::Float32Array::from(values)),
-                None,
-            )?;
+            let n = chunk.len();
             let batch = batch_for(
                 spec,
                 vec![
                     ("item_id", Arc::new(StringArray::from_iter_values(ids))),
-                    ("kind", repeat(kind)),
-                    ("dataset", repeat(dataset)),
-                    ("split", repeat(split_name)),
-                    ("vector", Arc::new(vector)),
-                    ("run_id", repeat(run_id)),
+                    ("kind", repeated(kind, n)),
+                    ("dataset", repeated(dataset, n)),
+                    ("split", repeated(split_name, n)),
+                    ("vector", Arc::new(vectors(values, dim)?)),
+                    ("run_id", repeated(run_id, n)),
                 ],
             )?;
             upsert(store, spec, batch).await?;
@@ -334,24 +302,11 @@ async fn embed_split(
 }
 
 fn validate(options: &FinetuneOptions) -> Result<()> {
-    let usage = |m: String| Err(Error::Usage(m));
-    if options.batch < 2 {
-        return usage(format!(
-            "--batch {}: a contrastive batch needs at least 2 pairs",
-            options.batch
-        ));
-    }
-    if options.epochs == 0 {
-        return usage("--epochs must be at least 1".into());
-    }
-    if !(options.lr.is_finite() && options.min_lr >= 0.0 && options.min_lr <= options.lr) {
-        return usage(format!(
-            "--lr {} / --min-lr {}: need 0 <= min-lr, finite lr >= 0",
-            options.lr, options.min_lr
-        ));
-    }
+    options.fit.validate()?;
     if options.trainable.freeze_text && options.trainable.freeze_vision {
-        return usage("--freeze vision --freeze text leaves only the logit scale to train".into());
+        return Err(Error::Usage(
+            "--freeze vision --freeze text leaves only the logit scale to train".into(),
+        ));
     }
     Ok(())
 }
@@ -390,10 +345,10 @@ async fn execute(
 ) -> Result<FinetuneSummary> {
     store.ensure_writable("train")?;
     let device = device_choice.device()?;
-    let set = load_split(store, &options.dataset, &options.split).await?;
-    let val = match &options.val_split {
+    let set = load_split(store, &options.fit.dataset, &options.fit.split).await?;
+    let val = match &options.fit.val_split {
         Some(val) => Some(
-            load_split(store, &options.dataset, val)
+            load_split(store, &options.fit.dataset, val)
                 .await
                 .map_err(|e| Error::Context {
                     context: "validation split (or train with --no-val)".into(),
@@ -412,11 +367,11 @@ async fn execute(
         name: format!(
             "fine-tune {} with {} on {}",
             options.finetune,
-            options.loss.name(),
-            options.dataset
+            options.fit.loss.name(),
+            options.fit.dataset
         ),
         config,
-        seed: Some(options.seed as i64),
+        seed: Some(options.fit.seed as i64),
     };
     let mut run = Run::open_with_id(store, run_id.clone(), spec).await?;
     run.record_model(&model.files.id, &model.files.revision);
@@ -428,13 +383,13 @@ async fn execute(
         round: 0,
         epoch: 0,
         round_step: 0,
-        rng: Rng::new(options.seed).state(),
+        rng: Rng::new(options.fit.seed).state(),
         best_r1: None,
         since_best: 0,
         negatives_run: None,
         dead_at: None,
     };
-    let mut optimizer = AdamW::new(options.adamw, &model)?;
+    let mut optimizer = AdamW::new(options.fit.adamw, &model)?;
     let mut resumed_from = None;
     if resuming {
         if let Some((name, bytes)) = store.latest_artifact(&run_id, "checkpoint_").await? {
@@ -515,54 +470,54 @@ async fn epochs(
     progress: bool,
 ) -> Result<Option<f64>> {
     let run_id = run.id().to_string();
-    let order = match &options.topical {
+    let order = match &options.fit.topical {
         Some(cluster_run) => Order::Topical(load_clusters(store, cluster_run, &set.rows()).await?),
         None => Order::Random,
     };
-    let negatives = match &options.negatives {
-        Some(mine_run) => {
-            Some(load_negatives(store, mine_run, &set.rows(), options.negatives_per_query).await?)
-        }
+    let negatives = match &options.fit.negatives {
+        Some(mine_run) => Some(
+            load_negatives(
+                store,
+                mine_run,
+                &set.rows(),
+                options.fit.negatives_per_query,
+            )
+            .await?,
+        ),
         None => None,
     };
     let per_epoch = batches_per_epoch(
         &set.captions,
         &order,
-        options.batch,
-        options.one_caption_per_image,
+        options.fit.batch,
+        options.fit.one_caption_per_image,
     );
-    let total = per_epoch * options.epochs;
-    let schedule = Schedule {
-        peak: options.lr,
-        min_lr: options.min_lr,
-        warmup: options.warmup.unwrap_or_else(|| per_epoch.min(total / 10)),
-        total,
-    };
+    let schedule = options.fit.schedule(per_epoch);
+    let total = schedule.total;
     let bar = progress.then(|| Progress::bar_only(total as u64, "fine-tune"));
     if let Some(bar) = &bar {
         bar.inc(state.step);
     }
     let (started, first_step) = (std::time::Instant::now(), state.step);
     let mut rng = Rng::from_state(state.rng);
-    let mut watch = DeadWatch::new(options.dead_steps);
+    let mut watch = DeadWatch::new(options.fit.dead_steps);
     let mut final_loss = None;
     let space = embedding_table(
         &format!("ftval_{}", crate::models::hub::slug(&run_id)),
         model.dim(),
     )?;
-    while state.epoch < options.epochs {
+    while state.epoch < options.fit.epochs {
         let batches = epoch_batches(
             &set.captions,
             &order,
             negatives.as_ref(),
-            options.batch,
-            options.one_caption_per_image,
+            options.fit.batch,
+            options.fit.one_caption_per_image,
             &mut rng,
         );
         let train_logit_scale = state.epoch >= options.freeze_logit_scale_epochs;
-        let mut metrics = StepMetrics::default();
+        let mut log = EpochLog::default();
         let epoch_started = std::time::Instant::now();
-        let (mut loss_sum, mut last_lr) = (0.0, 0.0);
         for batch in &batches {
             let lr = schedule.lr(state.round_step as usize);
             let image_rows: Vec<usize> = batch.iter().map(|p| p.0).collect();
@@ -570,67 +525,39 @@ async fn epochs(
             let done = finetune_step(
                 model,
                 optimizer,
-                &options.loss,
+                &options.fit.loss,
                 &tokens(model, set, &caption_rows, device)?,
                 &pixels(model, set, &image_rows, device)?,
                 lr,
-                options.max_grad_norm,
+                options.fit.max_grad_norm,
                 train_logit_scale,
             )?;
-            if !done.loss.is_finite() {
-                return Err(Error::Usage(format!(
-                    "step {}: the loss is {} (lower --lr)",
-                    state.step + 1,
-                    done.loss
-                )));
-            }
-            state.step += 1;
-            state.round_step += 1;
-            let step = state.step;
             let scale = model
                 .logit_scale()?
                 .to_dtype(DType::F64)
                 .and_then(|t| t.to_scalar::<f64>())
                 .map_err(Error::tensor("the logit scale"))?
                 .exp();
-            metrics.push("loss", done.loss, step, 0);
-            metrics.push("logit_scale", scale, step, 0);
-            metrics.push("temp", 1.0 / scale, step, 0);
-            metrics.push("grad_norm", done.grad_norm, step, 0);
-            metrics.push("lr", lr, step, 0);
-            metrics.push("batch_size", batch.len() as f64, step, 0);
-            for (name, value) in done.weights.map(|w| w.metrics()).unwrap_or_default() {
-                metrics.push(name, value, step, 0);
-            }
-            if let Some(reason) = watch.observe(done.loss, done.grad_norm, done.relative_update)
-                && state.dead_at.is_none()
-            {
-                state.dead_at = Some(step);
-                metrics.push("dead_training", 1.0, step, 0);
-                let message = format!("run {run_id}: training looks dead at step {step}: {reason}");
-                match &bar {
-                    Some(bar) => bar.warn(&message),
-                    None => crate::progress::warn(&message),
-                }
-            }
-            final_loss = Some(done.loss);
-            loss_sum += done.loss;
-            last_lr = lr;
-            if let Some(bar) = &bar {
-                bar.inc(1);
-            }
+            let facts = StepFacts {
+                scale,
+                lr,
+                batch_size: batch.len(),
+                round: 0,
+            };
+            log.step(state, &mut watch, &done, facts, &run_id, bar.as_ref())?;
+            final_loss = log.last_loss;
         }
         state.epoch += 1;
-        metrics.push("epoch", state.epoch as f64, state.step, 0);
+        log.metrics.push("epoch", state.epoch as f64, state.step, 0);
         let mut new_best = val.is_none();
         let mut r1_rows = Vec::new();
-        if let (Some(val), Some(val_name)) = (val, &options.val_split) {
+        if let (Some(val), Some(val_name)) = (val, &options.fit.val_split) {
             embed_split(
                 store,
                 model,
                 &space,
                 val,
-                &options.dataset,
+                &options.fit.dataset,
                 val_name,
                 &run_id,
                 device,
@@ -642,22 +569,14 @@ async fn epochs(
                 device_choice,
                 run,
                 &space.name,
-                &options.dataset,
+                &options.fit.dataset,
                 val_name,
                 &[width],
                 state.step,
                 0,
             )
             .await?;
-            if let Some(r1) = mean_r1(&r1_rows, width, |d| d != "composed") {
-                if state.best_r1.is_none_or(|best| r1 > best) {
-                    state.best_r1 = Some(r1);
-                    state.since_best = 0;
-                    new_best = true;
-                } else {
-                    state.since_best += 1;
-                }
-            }
+            new_best = observe_r1(state, mean_r1(&r1_rows, width, |d| d != "composed"));
         }
         if let Some(bar) = &bar {
             let done = (state.step - first_step) as f64;
@@ -667,9 +586,9 @@ async fn epochs(
                     round: 0,
                     rounds: 1,
                     epoch: state.epoch,
-                    epochs: options.epochs,
-                    loss: loss_sum / batches.len().max(1) as f64,
-                    lr: last_lr,
+                    epochs: options.fit.epochs,
+                    loss: log.mean_loss(),
+                    lr: log.last_lr,
                     r1: &r1_rows,
                     epoch_seconds: epoch_started.elapsed().as_secs_f64(),
                     eta_seconds: started.elapsed().as_secs_f64() / done.max(1.0)
@@ -678,23 +597,24 @@ async fn epochs(
                 .to_string(),
             );
         }
-        if options.patience.is_some_and(|p| state.since_best >= p) && state.epoch < options.epochs {
-            metrics.push("early_stop", state.epoch as f64, state.step, 0);
-            state.epoch = options.epochs;
+        if options.fit.patience.is_some_and(|p| state.since_best >= p)
+            && state.epoch < options.fit.epochs
+        {
+            log.metrics
+                .push("early_stop", state.epoch as f64, state.step, 0);
+            state.epoch = options.fit.epochs;
         }
         state.rng = rng.state();
-        metrics.write(store, &run_id).await?;
-        let weights = model.tensors()?;
-        let mut full = weights.clone();
-        full.extend(optimizer.tensors(model)?);
-        let mut files = vec![(
-            checkpoint_name(state.step),
-            checkpoint::encode(&full, state)?,
-        )];
-        if new_best {
-            files.push((best_name(state.step), checkpoint::encode(&weights, state)?));
-        }
-        checkpoint::save(store, &run_id, files).await?;
+        log.metrics.write(store, &run_id).await?;
+        epoch::save(
+            store,
+            &run_id,
+            model.tensors()?,
+            optimizer.tensors(model)?,
+            state,
+            new_best,
+        )
+        .await?;
     }
     if let Some(bar) = &bar {
         bar.finish();

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Float32Type};
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
@@ -269,12 +269,7 @@ pub async fn embeddings(store: &Store, options: &ImportOptions) -> Result<Import
     run.record_model(&model_id, "");
     let run_id = run.id().to_string();
     let outcome = async {
-        let vector = FixedSizeListArray::try_new(
-            Arc::new(Field::new_list_field(DataType::Float32, true)),
-            dim as i32,
-            Arc::new(arrow::array::Float32Array::from(values)),
-            None,
-        )?;
+        let vector = crate::store::arrays::vectors(values, dim)?;
         let n = rows.len();
         let batch = batch_for(
             &spec,

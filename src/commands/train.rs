@@ -20,36 +20,30 @@ use crate::rng::Rng;
 use crate::sql::{Engine, FileRuns, ParamValue, Params};
 use crate::store::Store;
 use crate::store::columns::{integers, strings};
-use crate::store::metrics::{Metric, write as write_metrics};
 use crate::store::runs::{Run, RunSpec};
 use crate::store::schema::TableSpec;
 use crate::train::batches::{Negatives, Order, chunk_sizes, epoch_batches, group_sizes};
-use crate::train::checkpoint::{self, TrainState, best_name, checkpoint_name};
+use crate::train::checkpoint::{self, TrainState};
 use crate::train::composed::{
     ComposedBatch, ComposedNegatives, ComposedSet, composed_batches, load_composed,
     load_composed_negatives,
 };
 use crate::train::data::{PairedSet, load_clusters, load_negatives, load_pairs};
 use crate::train::dead::DeadWatch;
+use crate::train::epoch::{self, EpochLog, StepFacts, observe_r1};
+use crate::train::fit::Fit;
 use crate::train::head::{HeadKind, HeadShape, Heads};
-use crate::train::loss::Loss;
-use crate::train::optim::{AdamW, AdamWConfig, Schedule};
+use crate::train::optim::AdamW;
 use crate::train::space::{head_space_spec, project_all};
 use crate::train::step::{composed_step, train_step};
 
-/// Everything a training run is: stored as the run's configuration, which is what `--resume` continues.
+/// Everything a head-training run is: stored as the run's configuration, which is what `--resume` continues.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
     /// The frozen image space (or the model that made it).
     pub image_model: String,
     /// The frozen text space (or the model that made it).
     pub text_model: String,
-    pub dataset: String,
-    /// The split trained on.
-    pub split: String,
-    /// The split scored after every epoch (R@1/5/10 both ways); `None`: no validation, the last epoch is best.
-    pub val_split: Option<String>,
-    pub loss: Loss,
     pub head: HeadKind,
     /// Width of the shared space.
     pub dim: usize,
@@ -57,42 +51,16 @@ pub struct TrainOptions {
     pub hidden: usize,
     /// Matryoshka widths whose losses are summed (empty: the full width only).
     pub mrl: Vec<usize>,
-    pub batch: usize,
-    pub epochs: usize,
-    /// Peak learning rate.
-    pub lr: f64,
-    pub min_lr: f64,
-    /// Warmup steps (default: one epoch, at most a tenth of the round).
-    pub warmup: Option<usize>,
-    pub adamw: AdamWConfig,
-    /// Gradient-norm clipping threshold (0: off).
-    pub max_grad_norm: f64,
-    pub seed: u64,
-    /// Topical batches from this `vlmdb cluster` run.
-    pub topical: Option<String>,
-    /// Round 0's batches carry the negatives of this `vlmdb mine` run.
-    pub negatives: Option<String>,
-    pub negatives_per_query: usize,
-    /// Early stopping: stop a round after this many epochs without a better validation R@1.
-    pub patience: Option<usize>,
-    /// Dead-training window in steps (0: off).
-    pub dead_steps: usize,
     /// Rounds of mine → train → eval.
     pub rounds: usize,
-    /// An epoch visits each image once with one of its captions, instead of every caption–image pair (runs
-    /// configured before the choice existed did this).
-    #[serde(default = "yes")]
-    pub one_caption_per_image: bool,
+    /// Negatives kept per query when a round mines.
+    pub mine_k: usize,
     /// Train on composed queries (reference image + modification text → target image) of the dataset's pairs
     /// instead of caption–image pairs (seed 004).
     #[serde(default)]
     pub composed: bool,
-    /// Negatives kept per query when a round mines.
-    pub mine_k: usize,
-}
-
-fn yes() -> bool {
-    true
+    #[serde(flatten)]
+    pub fit: Fit,
 }
 
 /// What a training run did.
@@ -114,20 +82,6 @@ pub struct TrainSummary {
     pub projected: usize,
 }
 
-/// Metrics of one epoch's steps, written in one commit.
-#[derive(Debug, Default)]
-pub(crate) struct StepMetrics(Vec<Metric>);
-
-impl StepMetrics {
-    pub(crate) fn push(&mut self, name: &str, value: f64, step: u64, round: usize) {
-        self.0.push(Metric::at(name, value, step, round));
-    }
-
-    pub(crate) async fn write(self, store: &Store, run_id: &str) -> Result<()> {
-        write_metrics(store, run_id, &self.0).await
-    }
-}
-
 /// What a run trains on.
 enum TrainData {
     Captions(PairedSet),
@@ -144,11 +98,11 @@ impl TrainData {
     ) -> Result<TrainData> {
         Ok(if options.composed {
             TrainData::Composed(
-                load_composed(store, image_table, text_table, &options.dataset, split).await?,
+                load_composed(store, image_table, text_table, &options.fit.dataset, split).await?,
             )
         } else {
             TrainData::Captions(
-                load_pairs(store, image_table, text_table, &options.dataset, split).await?,
+                load_pairs(store, image_table, text_table, &options.fit.dataset, split).await?,
             )
         })
     }
@@ -216,14 +170,9 @@ pub(crate) fn batches_per_epoch(
 
 fn validate(options: &TrainOptions) -> Result<()> {
     let usage = |m: String| Err(Error::Usage(m));
-    if options.batch < 2 {
-        return usage(format!(
-            "--batch {}: a contrastive batch needs at least 2 pairs",
-            options.batch
-        ));
-    }
-    if options.epochs == 0 || options.rounds == 0 {
-        return usage("--epochs and --rounds must be at least 1".into());
+    options.fit.validate()?;
+    if options.rounds == 0 {
+        return usage("--rounds must be at least 1".into());
     }
     if options.dim == 0 || (options.head == HeadKind::Mlp && options.hidden == 0) {
         return usage("--dim (and --hidden for an MLP head) must be at least 1".into());
@@ -236,13 +185,7 @@ fn validate(options: &TrainOptions) -> Result<()> {
             right_dim: options.dim,
         });
     }
-    if !(options.lr.is_finite() && options.min_lr >= 0.0 && options.min_lr <= options.lr) {
-        return usage(format!(
-            "--lr {} / --min-lr {}: need 0 <= min-lr, finite lr >= 0",
-            options.lr, options.min_lr
-        ));
-    }
-    if options.composed && options.topical.is_some() {
+    if options.composed && options.fit.topical.is_some() {
         return usage(
             "--topical groups caption–image pairs; it does not apply to --composed".into(),
         );
@@ -474,8 +417,15 @@ async fn execute(
     let device = device_choice.device()?;
     let image_table = resolve(store, &options.image_model).await?;
     let text_table = resolve(store, &options.text_model).await?;
-    let set = TrainData::load(store, options, &image_table, &text_table, &options.split).await?;
-    if let Some(val) = &options.val_split {
+    let set = TrainData::load(
+        store,
+        options,
+        &image_table,
+        &text_table,
+        &options.fit.split,
+    )
+    .await?;
+    if let Some(val) = &options.fit.val_split {
         TrainData::load(store, options, &image_table, &text_table, val)
             .await
             .map_err(|e| Error::Context {
@@ -508,13 +458,13 @@ async fn execute(
         kind: "train".into(),
         name: format!(
             "{} on {} ({} heads into {})",
-            options.loss.name(),
-            options.dataset,
+            options.fit.loss.name(),
+            options.fit.dataset,
             format!("{:?}", options.head).to_lowercase(),
             options.dim
         ),
         config,
-        seed: Some(options.seed as i64),
+        seed: Some(options.fit.seed as i64),
     };
     let mut run = Run::open_with_id(store, run_id.clone(), spec).await?;
     for t in [&image_table, &text_table] {
@@ -530,7 +480,7 @@ async fn execute(
     };
     run.record_input(items, store.open_table(items).await?.version().await?);
 
-    let mut rng = Rng::new(options.seed);
+    let mut rng = Rng::new(options.fit.seed);
     let heads = Heads::init(shape, &mut rng, &device)?;
     let mut state = TrainState {
         step: 0,
@@ -540,10 +490,10 @@ async fn execute(
         rng: rng.state(),
         best_r1: None,
         since_best: 0,
-        negatives_run: options.negatives.clone(),
+        negatives_run: options.fit.negatives.clone(),
         dead_at: None,
     };
-    let mut optimizer = AdamW::new(options.adamw, &heads)?;
+    let mut optimizer = AdamW::new(options.fit.adamw, &heads)?;
     let mut resumed_from = None;
     if resuming {
         match store.latest_artifact(&run_id, "checkpoint_").await? {
@@ -597,7 +547,7 @@ async fn execute(
                 &space,
                 &image_table,
                 &text_table,
-                Some(&options.dataset),
+                Some(&options.fit.dataset),
                 None,
                 &run_id,
                 &device,
@@ -642,7 +592,7 @@ async fn train_rounds(
     progress: bool,
 ) -> Result<Option<f64>> {
     let run_id = run.id().to_string();
-    let order = match (&options.topical, set) {
+    let order = match (&options.fit.topical, set) {
         (Some(cluster_run), TrainData::Captions(set)) => {
             Order::Topical(load_clusters(store, cluster_run, &set.rows()).await?)
         }
@@ -652,35 +602,30 @@ async fn train_rounds(
         TrainData::Captions(set) => batches_per_epoch(
             &set.captions,
             &order,
-            options.batch,
-            options.one_caption_per_image,
+            options.fit.batch,
+            options.fit.one_caption_per_image,
         ),
-        TrainData::Composed(set) => chunk_sizes(set.pairs.len(), options.batch.max(2))
+        TrainData::Composed(set) => chunk_sizes(set.pairs.len(), options.fit.batch.max(2))
             .into_iter()
             .filter(|&s| s >= 2)
             .count(),
     };
-    let total = per_epoch * options.epochs;
-    let schedule = Schedule {
-        peak: options.lr,
-        min_lr: options.min_lr,
-        warmup: options.warmup.unwrap_or_else(|| per_epoch.min(total / 10)),
-        total,
-    };
+    let schedule = options.fit.schedule(per_epoch);
+    let total = schedule.total;
     let bar = progress.then(|| Progress::bar_only((total * options.rounds) as u64, "train"));
     let (started, first_step) = (std::time::Instant::now(), state.step);
     if let Some(bar) = &bar {
         bar.inc(state.step);
     }
     let mut rng = Rng::from_state(state.rng);
-    let mut watch = DeadWatch::new(options.dead_steps);
+    let mut watch = DeadWatch::new(options.fit.dead_steps);
     let mut final_loss = None;
     let eval_dims: Vec<usize> = std::iter::once(options.dim)
         .chain(options.mrl.iter().copied().filter(|&d| d != options.dim))
         .collect();
     while state.round < options.rounds {
         let round = state.round;
-        if state.epoch == 0 || state.epoch >= options.epochs {
+        if state.epoch == 0 || state.epoch >= options.fit.epochs {
             if round > 0 {
                 // The round starts from the previous round's best heads.
                 if let Some((_, bytes)) = store.latest_artifact(&run_id, "best_").await? {
@@ -694,8 +639,8 @@ async fn train_rounds(
                     space,
                     image_table,
                     text_table,
-                    Some(&options.dataset),
-                    Some(&options.split),
+                    Some(&options.fit.dataset),
+                    Some(&options.fit.split),
                     &run_id,
                     device,
                 )
@@ -704,8 +649,8 @@ async fn train_rounds(
                     store,
                     &crate::commands::mine::MineOptions {
                         model: space.name.clone(),
-                        dataset: options.dataset.clone(),
-                        split: Some(options.split.clone()),
+                        dataset: options.fit.dataset.clone(),
+                        split: Some(options.fit.split.clone()),
                         k: options.mine_k,
                         depth: None,
                         iteration: round as i64,
@@ -723,7 +668,7 @@ async fn train_rounds(
                 .await?;
                 state.negatives_run = Some(mined.run_id);
             }
-            *optimizer = AdamW::new(options.adamw, heads)?;
+            *optimizer = AdamW::new(options.fit.adamw, heads)?;
             state.epoch = 0;
             state.round_step = 0;
             state.best_r1 = None;
@@ -731,14 +676,21 @@ async fn train_rounds(
         }
         let negatives: Option<Mined> = match (&state.negatives_run, set) {
             (Some(mine_run), TrainData::Captions(set)) => Some(Mined::Captions(
-                load_negatives(store, mine_run, &set.rows(), options.negatives_per_query).await?,
+                load_negatives(
+                    store,
+                    mine_run,
+                    &set.rows(),
+                    options.fit.negatives_per_query,
+                )
+                .await?,
             )),
             (Some(mine_run), TrainData::Composed(set)) => Some(Mined::Composed(
-                load_composed_negatives(store, mine_run, set, options.negatives_per_query).await?,
+                load_composed_negatives(store, mine_run, set, options.fit.negatives_per_query)
+                    .await?,
             )),
             (None, _) => None,
         };
-        while state.epoch < options.epochs {
+        while state.epoch < options.fit.epochs {
             let batches: Vec<EpochBatch> = match set {
                 TrainData::Captions(set) => {
                     let negatives = match &negatives {
@@ -749,8 +701,8 @@ async fn train_rounds(
                         &set.captions,
                         &order,
                         negatives,
-                        options.batch,
-                        options.one_caption_per_image,
+                        options.fit.batch,
+                        options.fit.one_caption_per_image,
                         &mut rng,
                     )
                     .into_iter()
@@ -766,7 +718,7 @@ async fn train_rounds(
                         set.pairs.len(),
                         |p| set.pairs[p].2,
                         negatives,
-                        options.batch,
+                        options.fit.batch,
                         &mut rng,
                     )
                     .into_iter()
@@ -774,9 +726,8 @@ async fn train_rounds(
                     .collect()
                 }
             };
-            let mut metrics = StepMetrics::default();
+            let mut log = EpochLog::default();
             let epoch_started = std::time::Instant::now();
-            let (mut loss_sum, mut last_lr) = (0.0, 0.0);
             for batch in &batches {
                 let lr = schedule.lr(state.round_step as usize);
                 let (done, batch_len) = match (batch, set) {
@@ -786,12 +737,12 @@ async fn train_rounds(
                         let done = train_step(
                             heads,
                             optimizer,
-                            &options.loss,
+                            &options.fit.loss,
                             &options.mrl,
                             &x_img,
                             &x_txt,
                             lr,
-                            options.max_grad_norm,
+                            options.fit.max_grad_norm,
                         )?;
                         (done, batch.len())
                     }
@@ -812,7 +763,7 @@ async fn train_rounds(
                             &x_text,
                             &x_targets,
                             lr,
-                            options.max_grad_norm,
+                            options.fit.max_grad_norm,
                         )?;
                         (done, batch.pairs.len() + batch.negatives.len())
                     }
@@ -822,58 +773,27 @@ async fn train_rounds(
                         ));
                     }
                 };
-                let (loss, grad_norm, relative_update, out) =
-                    (done.loss, done.grad_norm, done.relative_update, done);
-                if !loss.is_finite() {
-                    return Err(Error::Usage(format!(
-                        "step {}: the loss is {loss} (lower --lr, or check the spaces for bad vectors)",
-                        state.step + 1
-                    )));
-                }
-                state.step += 1;
-                state.round_step += 1;
-                let step = state.step;
-                metrics.push("loss", loss, step, round);
-                let scale = heads.scale()?;
-                metrics.push("logit_scale", scale, step, round);
-                metrics.push("temp", 1.0 / scale, step, round);
-                metrics.push("grad_norm", grad_norm, step, round);
-                metrics.push("lr", lr, step, round);
-                metrics.push("batch_size", batch_len as f64, step, round);
-                for (name, value) in out.weights.map(|w| w.metrics()).unwrap_or_default() {
-                    metrics.push(name, value, step, round);
-                }
-                if let Some(reason) = watch.observe(loss, grad_norm, relative_update)
-                    && state.dead_at.is_none()
-                {
-                    state.dead_at = Some(step);
-                    metrics.push("dead_training", 1.0, step, round);
-                    let message =
-                        format!("run {run_id}: training looks dead at step {step}: {reason}");
-                    match &bar {
-                        Some(bar) => bar.warn(&message),
-                        None => crate::progress::warn(&message),
-                    }
-                }
-                final_loss = Some(loss);
-                loss_sum += loss;
-                last_lr = lr;
-                if let Some(bar) = &bar {
-                    bar.inc(1);
-                }
+                let facts = StepFacts {
+                    scale: heads.scale()?,
+                    lr,
+                    batch_size: batch_len,
+                    round,
+                };
+                log.step(state, &mut watch, &done, facts, &run_id, bar.as_ref())?;
+                final_loss = log.last_loss;
             }
             state.epoch += 1;
-            metrics.push("epoch", state.epoch as f64, state.step, round);
-            let mut new_best = false;
+            log.metrics
+                .push("epoch", state.epoch as f64, state.step, round);
             let mut r1_rows = Vec::new();
-            if let Some(val) = &options.val_split {
+            let new_best = if let Some(val) = &options.fit.val_split {
                 project_all(
                     store,
                     heads,
                     space,
                     image_table,
                     text_table,
-                    Some(&options.dataset),
+                    Some(&options.fit.dataset),
                     Some(val),
                     &run_id,
                     device,
@@ -884,25 +804,17 @@ async fn train_rounds(
                     device_choice,
                     run,
                     &space.name,
-                    &options.dataset,
+                    &options.fit.dataset,
                     val,
                     &eval_dims,
                     state.step,
                     round,
                 )
                 .await?;
-                if let Some(r1) = mean_r1(&r1_rows, options.dim, |d| set.scored(d)) {
-                    if state.best_r1.is_none_or(|best| r1 > best) {
-                        state.best_r1 = Some(r1);
-                        state.since_best = 0;
-                        new_best = true;
-                    } else {
-                        state.since_best += 1;
-                    }
-                }
+                observe_r1(state, mean_r1(&r1_rows, options.dim, |d| set.scored(d)))
             } else {
-                new_best = true;
-            }
+                true
+            };
             if let Some(bar) = &bar {
                 let done = (state.step - first_step) as f64;
                 let left = (total * options.rounds) as f64 - state.step as f64;
@@ -912,9 +824,9 @@ async fn train_rounds(
                         round,
                         rounds: options.rounds,
                         epoch: state.epoch,
-                        epochs: options.epochs,
-                        loss: loss_sum / batches.len().max(1) as f64,
-                        lr: last_lr,
+                        epochs: options.fit.epochs,
+                        loss: log.mean_loss(),
+                        lr: log.last_lr,
                         r1: &r1_rows,
                         epoch_seconds: epoch_started.elapsed().as_secs_f64(),
                         eta_seconds: started.elapsed().as_secs_f64() / done.max(1.0)
@@ -923,31 +835,28 @@ async fn train_rounds(
                     .to_string(),
                 );
             }
-            let stop_early = options.patience.is_some_and(|p| state.since_best >= p)
-                && state.epoch < options.epochs;
+            let stop_early = options.fit.patience.is_some_and(|p| state.since_best >= p)
+                && state.epoch < options.fit.epochs;
             if stop_early {
-                metrics.push("early_stop", state.epoch as f64, state.step, round);
-                state.epoch = options.epochs;
+                log.metrics
+                    .push("early_stop", state.epoch as f64, state.step, round);
+                state.epoch = options.fit.epochs;
             }
-            let round_done = state.epoch >= options.epochs;
+            let round_done = state.epoch >= options.fit.epochs;
             if round_done {
                 state.round += 1;
             }
             state.rng = rng.state();
-            metrics.write(store, &run_id).await?;
-            let mut full = heads.tensors()?;
-            full.extend(optimizer.tensors(heads)?);
-            let mut files = vec![(
-                checkpoint_name(state.step),
-                checkpoint::encode(&full, state)?,
-            )];
-            if new_best {
-                files.push((
-                    best_name(state.step),
-                    checkpoint::encode(&heads.tensors()?, state)?,
-                ));
-            }
-            checkpoint::save(store, &run_id, files).await?;
+            log.metrics.write(store, &run_id).await?;
+            epoch::save(
+                store,
+                &run_id,
+                heads.tensors()?,
+                optimizer.tensors(heads)?,
+                state,
+                new_best,
+            )
+            .await?;
             if round_done {
                 break;
             }

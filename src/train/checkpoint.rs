@@ -7,11 +7,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, LargeBinaryArray, StringArray};
+use arrow::array::{LargeBinaryArray, StringArray};
 use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::store::arrays::repeated;
 use crate::store::schema::fixed_table;
 use crate::store::write::{append, batch_for};
 
@@ -93,19 +94,9 @@ pub async fn save(store: &Store, run_id: &str, files: Vec<(String, Vec<u8>)>) ->
     let batch = batch_for(
         &spec,
         vec![
-            (
-                "run_id",
-                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                    run_id, n,
-                ))) as ArrayRef,
-            ),
+            ("run_id", repeated(run_id, n)),
             ("name", Arc::new(StringArray::from(names))),
-            (
-                "media_type",
-                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                    MEDIA_TYPE, n,
-                ))),
-            ),
+            ("media_type", repeated(MEDIA_TYPE, n)),
             (
                 "data",
                 Arc::new(LargeBinaryArray::from_iter_values(

@@ -20,9 +20,10 @@ use candle_core::Tensor;
 use datafusion::prelude::{col, lit};
 
 use super::batches::chunk_sizes;
+use super::data::load_split_vectors;
 use super::loss::normalize_rows;
 use crate::error::{Error, Result};
-use crate::eval::space::{Filter, Vectors, load};
+use crate::eval::space::Vectors;
 use crate::rng::Rng;
 use crate::store::Store;
 use crate::store::columns::{integers, strings};
@@ -49,16 +50,12 @@ pub async fn load_composed(
     dataset: &str,
     split: &str,
 ) -> Result<ComposedSet> {
-    let images = load(
+    let (images, texts) = load_split_vectors(
         store,
-        image_table,
-        &Filter::new(Some("image"), Some(dataset), Some(split)),
-    )
-    .await?;
-    let texts = load(
-        store,
-        text_table,
-        &Filter::new(Some("pair_text"), Some(dataset), Some(split)),
+        (image_table, text_table),
+        dataset,
+        split,
+        "pair_text",
     )
     .await?;
     let (image_row, text_row) = (images.index(), texts.index());

@@ -55,6 +55,29 @@ impl PairedSet {
     }
 }
 
+/// The image vectors (from `tables.0`) and the `text_kind` vectors (from `tables.1`) of `dataset`/`split`.
+pub async fn load_split_vectors(
+    store: &Store,
+    tables: (&str, &str),
+    dataset: &str,
+    split: &str,
+    text_kind: &str,
+) -> Result<(Vectors, Vectors)> {
+    let images = load(
+        store,
+        tables.0,
+        &Filter::new(Some("image"), Some(dataset), Some(split)),
+    )
+    .await?;
+    let texts = load(
+        store,
+        tables.1,
+        &Filter::new(Some(text_kind), Some(dataset), Some(split)),
+    )
+    .await?;
+    Ok((images, texts))
+}
+
 /// The pairs of `dataset`/`split` whose image has a vector in `image_table` and caption one in `text_table`.
 pub async fn load_pairs(
     store: &Store,
@@ -63,18 +86,8 @@ pub async fn load_pairs(
     dataset: &str,
     split: &str,
 ) -> Result<PairedSet> {
-    let images = load(
-        store,
-        image_table,
-        &Filter::new(Some("image"), Some(dataset), Some(split)),
-    )
-    .await?;
-    let texts = load(
-        store,
-        text_table,
-        &Filter::new(Some("caption"), Some(dataset), Some(split)),
-    )
-    .await?;
+    let (images, texts) =
+        load_split_vectors(store, (image_table, text_table), dataset, split, "caption").await?;
     let image_row = images.index();
     let text_row = texts.index();
     let mut captions = vec![Vec::new(); images.len()];

@@ -128,6 +128,22 @@ impl Loss {
         Ok(loss)
     }
 
+    /// The loss called `name` with parameters by flag name (`alpha`, `delta`, …), as reference files give them.
+    pub fn from_params(
+        name: &str,
+        params: &std::collections::HashMap<String, f64>,
+    ) -> Result<Loss> {
+        let p = |k: &str| params.get(k).copied();
+        Loss::new(
+            name,
+            p("alpha"),
+            p("delta"),
+            p("lambda"),
+            (p("m1"), p("m2")),
+            p("gamma"),
+        )
+    }
+
     /// The loss's name on the command line.
     pub fn name(&self) -> &'static str {
         match self {
@@ -387,16 +403,7 @@ mod tests {
     }
 
     fn loss_of(case: &Case) -> Loss {
-        let p = |k: &str| case.params.get(k).copied();
-        Loss::new(
-            &case.loss,
-            p("alpha"),
-            p("delta"),
-            p("lambda"),
-            (p("m1"), p("m2")),
-            p("gamma"),
-        )
-        .expect("valid parameters")
+        Loss::from_params(&case.loss, &case.params).expect("valid parameters")
     }
 
     /// Every loss on random batches equals the PyTorch reference of CLIPSE's formulas: value, the gradients of the

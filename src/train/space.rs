@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, FixedSizeListArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Float32Type};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Float32Type;
 use candle_core::{Device, Tensor};
 use futures::TryStreamExt;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
@@ -17,6 +17,7 @@ use super::loss::normalize_rows;
 use crate::error::{Error, Result};
 use crate::eval::space::{Filter, HEAD_PREFIX, head_space};
 use crate::store::Store;
+use crate::store::arrays::repeated;
 use crate::store::schema::{TableSpec, embedding_table};
 use crate::store::write::{batch_for, upsert};
 
@@ -123,12 +124,7 @@ pub async fn project(
                 .and_then(|y| normalize_rows(&y))
                 .and_then(|y| y.flatten_all()?.to_vec1::<f32>())
                 .map_err(op)?;
-            let vector = FixedSizeListArray::try_new(
-                Arc::new(Field::new_list_field(DataType::Float32, true)),
-                heads.shape.dim as i32,
-                Arc::new(arrow::array::Float32Array::from(z)),
-                None,
-            )?;
+            let vector = crate::store::arrays::vectors(z, heads.shape.dim)?;
             let column = |name: &str| -> Result<Arc<dyn Array>> {
                 part.column_by_name(name)
                     .cloned()
@@ -145,12 +141,7 @@ pub async fn project(
                     ("dataset", column("dataset")?),
                     ("split", column("split")?),
                     ("vector", Arc::new(vector)),
-                    (
-                        "run_id",
-                        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                            run_id, n,
-                        ))),
-                    ),
+                    ("run_id", repeated(run_id, n)),
                 ],
             )?;
             upsert(store, spec, out).await?;

@@ -266,16 +266,7 @@ mod tests {
                 .tokenizer
                 .batch(reference.ids.clone(), &device)
                 .expect("tokens");
-            let p = |k: &str| case.params.get(k).copied();
-            let loss = Loss::new(
-                &case.loss,
-                p("alpha"),
-                p("delta"),
-                p("lambda"),
-                (p("m1"), p("m2")),
-                p("gamma"),
-            )
-            .expect("loss");
+            let loss = Loss::from_params(&case.loss, &case.params).expect("loss");
             let mut optimizer = AdamW::new(
                 AdamWConfig {
                     beta1: 0.9,
