@@ -143,7 +143,7 @@ pub enum Error {
     },
 
     /// DataFusion failed to parse, plan or execute SQL.
-    #[error("{source}")]
+    #[error("{source}{hint}", hint = sql_hint(source))]
     Sql {
         #[from]
         source: DataFusionError,
@@ -220,6 +220,15 @@ pub enum Error {
 
 /// A Lance message without the source location Lance appends (`…, /root/.cargo/registry/…/utils.rs:192:24`):
 /// a path inside vlmdb's dependencies means nothing to a user.
+/// What to do about a DataFusion error whose own message does not say.
+fn sql_hint(error: &DataFusionError) -> &'static str {
+    if error.to_string().contains("non UTF-8") {
+        " (a binary column such as images.data is not text: byte_length(column) gives its size in bytes)"
+    } else {
+        ""
+    }
+}
+
 pub fn without_location(message: &str) -> String {
     message
         .split(", ")

@@ -3,6 +3,7 @@
 //! `Float32`/`Float64`), so embedding columns and `[0.1, 0.2]` literals both work; image functions read any binary
 //! column through [`images`].
 
+pub mod byte_length;
 pub mod caption;
 pub mod cosine_similarity;
 pub mod dot_product;
@@ -29,6 +30,7 @@ pub fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::from(l2_normalize::L2Normalize::new()),
         ScalarUDF::from(truncate_dim::TruncateDim::new()),
         ScalarUDF::from(image_size::ImageSize::new()),
+        ScalarUDF::from(byte_length::ByteLength::new()),
         ScalarUDF::from(thumbnail::Thumbnail::new()),
     ]
 }
