@@ -13,7 +13,7 @@ pub mod shell;
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::DeviceChoice;
 use crate::sql::ExternalAccess;
 use crate::store::{DEFAULT_STORE_DIR, Store};
@@ -29,16 +29,19 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     } else {
         ExternalAccess::Allowed
     };
-    // The store is opened (and created) only by the commands that use it; benchmarks make their own.
-    let store = || open_store(&store_path);
+    // The store is opened only by the commands that use it (benchmarks make their own). Only the commands that
+    // bring data in (init, ingest, import) create it; every other one needs it to exist, so a mistyped --db is an
+    // error that leaves nothing behind rather than a new empty store.
+    let create = || open_store(&store_path, true);
+    let store = || open_store(&store_path, false);
     let code = match cli.command {
-        Command::Init => commands::init(&store().await?, out).await?,
+        Command::Init => commands::init(&create().await?, out).await?,
         Command::Sql(args) => commands::sql(&store().await?, args, device, access, out).await?,
         Command::Run(args) => {
             commands::run_file(&store().await?, args, device, access, out).await?
         }
         Command::Shell(args) => shell::run(&store().await?, args, device, access, out).await?,
-        Command::Ingest(args) => commands::ingest(&store().await?, args, out).await?,
+        Command::Ingest(args) => commands::ingest(&create().await?, args, out).await?,
         Command::Export(args) => commands::export(&store().await?, args, out).await?,
         Command::Embed(args) => experiments::embed(&store().await?, args, device, out).await?,
         Command::Caption(args) => experiments::caption(&store().await?, args, device, out).await?,
@@ -46,7 +49,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
             experiments::feedback_loop(&store().await?, *args, device, out).await?
         }
         Command::Search(args) => experiments::search(&store().await?, args, device, out).await?,
-        Command::Import(args) => commands::import(&store().await?, args, out).await?,
+        Command::Import(args) => commands::import(&create().await?, args, out).await?,
         Command::Cluster(args) => experiments::cluster(&store().await?, args, device, out).await?,
         Command::Index(args) => experiments::index(&store().await?, args, device, out).await?,
         Command::Mine(args) => experiments::mine(&store().await?, args, device, out).await?,
@@ -61,9 +64,15 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     Ok(code)
 }
 
-/// Open the store for a command, marking the runs whose process is gone as `interrupted` first, so every command
-/// (`runs`, `sql`, the resuming ones) sees them as they are.
-async fn open_store(path: &std::path::Path) -> Result<Store> {
+/// Open the store for a command (creating it when `create`, else refusing a path where there is none), marking the
+/// runs whose process is gone as `interrupted` first, so every command (`runs`, `sql`, the resuming ones) sees them
+/// as they are.
+async fn open_store(path: &std::path::Path, create: bool) -> Result<Store> {
+    if !create && !path.exists() {
+        return Err(Error::NoStore {
+            path: path.to_path_buf(),
+        });
+    }
     let store = Store::open(path).await?;
     for id in crate::store::liveness::mark_interrupted(&store).await? {
         crate::progress::note(&format!(

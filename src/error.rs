@@ -8,6 +8,13 @@ use datafusion::error::DataFusionError;
 /// Everything that can fail in vlmdb.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A command that works on an existing store was pointed at a path where there is none.
+    #[error(
+        "no vlmdb store at {path} (nothing was created there: `vlmdb init`, `vlmdb ingest` and `vlmdb import` create \
+         a store; is --db mistyped?)"
+    )]
+    NoStore { path: PathBuf },
+
     /// The `--db` path exists but is not a directory.
     #[error("store path {path} is not a directory")]
     NotADirectory { path: PathBuf },

@@ -194,13 +194,48 @@ fn runs_list_and_show() {
     let missing = store.vlmdb(&["runs", "show", "x' OR '1'='1"]);
     assert_fails_with(&missing, "run 'x' OR '1'='1' not found");
 
-    let empty = TestStore::empty();
+    let empty = TestStore::initialised();
     let none = empty.vlmdb(&["runs", "--format", "csv"]);
     assert_success(&none);
-    assert_eq!(
-        stdout(&none),
-        "run_id,kind,name,status,started_at,finished_at,error\n"
+    assert!(
+        stdout(&none).starts_with("run_id,kind,name,status,started_at,finished_at,error\n"),
+        "{}",
+        stdout(&none)
     );
+}
+
+/// A mistyped --db: every command that works on an existing store says there is none and creates nothing; the
+/// commands that bring data in create it.
+#[test]
+fn a_missing_store_is_an_error_and_nothing_is_created() {
+    let missing = TestStore::empty();
+    for args in [
+        vec!["sql", "SELECT count(*) FROM captions"],
+        vec!["runs", "list"],
+        vec!["runs"],
+        vec![
+            "search",
+            "--model",
+            "fixtures/models/tiny-clip",
+            "--text",
+            "a red square",
+        ],
+        vec!["eval", "--model", "ref", "--dataset", "shapes"],
+        vec!["train", "--resume"],
+        vec!["check"],
+        vec!["export", "jsonl", "--dataset", "shapes"],
+    ] {
+        let out = missing.vlmdb(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            crate::common::stderr(&out).contains("no vlmdb store at"),
+            "{args:?}: {}",
+            crate::common::stderr(&out)
+        );
+        assert!(!missing.path().exists(), "{args:?} created the store");
+    }
+    assert_success(&missing.vlmdb(&["init"]));
+    assert!(missing.path().is_dir());
 }
 
 #[test]

@@ -160,6 +160,7 @@ fn read_until(reader: &mut BufReader<ChildStdout>, marker: &str) -> Vec<String> 
 #[test]
 fn sees_tables_and_rows_written_by_another_process() {
     let store = TestStore::empty();
+    std::fs::create_dir(store.path()).expect("an empty store directory");
     let mut child = store
         .command(&["shell", "--format", "csv"])
         .stdin(Stdio::piped())

@@ -420,7 +420,7 @@ fn same_seed_same_run_and_resume_equals_uninterrupted() {
     );
     assert_fails_with(
         &TestStore::empty().vlmdb(&["train", "--resume"]),
-        "no runs yet",
+        "no vlmdb store at",
     );
 }
 
