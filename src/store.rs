@@ -9,6 +9,7 @@ pub mod model_cache;
 pub mod read;
 pub mod runs;
 pub mod schema;
+pub mod twins;
 pub mod write;
 
 use std::path::{Path, PathBuf};

@@ -497,3 +497,74 @@ fn a_table_directory_without_versions_is_an_error_never_a_fresh_table() {
     let drop = store.vlmdb(&["sql", "DROP TABLE \"captions@1\""]);
     assert_eq!(drop.status.code(), Some(2), "{}", stderr(&drop));
 }
+
+/// Re-running a finished eval or mine over the same inputs reports that run and writes nothing; `--again` runs a
+/// replicate; a changed input (a new caption) makes it a new experiment.
+#[test]
+fn rerunning_eval_or_mine_reports_the_finished_run() {
+    let store = crate::common::retrieval_store();
+    let count = |sql: &str| -> String {
+        store
+            .csv(sql)
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (verb, extra, table) in [
+        ("eval", vec!["--split", "test"], "metrics"),
+        ("mine", vec!["--split", "test", "-k", "2"], "hard_negatives"),
+    ] {
+        let mut args = vec![verb, "--model", "ref", "--dataset", "shapes"];
+        args.extend(extra.iter().copied());
+        let first = store.vlmdb(&args);
+        assert_success(&first);
+        let rows = count(&format!("SELECT count(*) FROM {table}"));
+        let again = store.vlmdb(&args);
+        assert_success(&again);
+        let said = crate::common::stdout(&again);
+        assert!(
+            said.contains("already finished with this configuration"),
+            "{verb}: {said}"
+        );
+        // The stored result again (mine's summary leaves out directions that found nothing).
+        let before = crate::common::stdout(&first);
+        for line in said.lines().filter(|l| l.starts_with('|')) {
+            assert!(before.contains(line), "{verb}: {line} not in\n{before}");
+        }
+        assert_eq!(
+            count(&format!("SELECT count(*) FROM {table}")),
+            rows,
+            "{verb} wrote again"
+        );
+        assert_eq!(
+            count(&format!("SELECT count(*) FROM runs WHERE kind = '{verb}'")),
+            "1"
+        );
+
+        let mut replicate = args.clone();
+        replicate.push("--again");
+        assert_success(&store.vlmdb(&replicate));
+        assert_eq!(
+            count(&format!("SELECT count(*) FROM runs WHERE kind = '{verb}'")),
+            "2"
+        );
+    }
+    assert_success(&store.vlmdb(&[
+        "sql",
+        "INSERT INTO captions (caption_id, image_id, dataset, split, text, source, run_id) \
+         SELECT 'shapes/extra', image_id, 'shapes', 'train', 'one more caption', 'human', $run_id \
+         FROM images WHERE dataset = 'shapes' LIMIT 1",
+    ]));
+    let changed = store.vlmdb(&[
+        "eval",
+        "--model",
+        "ref",
+        "--dataset",
+        "shapes",
+        "--split",
+        "test",
+    ]);
+    assert_success(&changed);
+    assert!(!crate::common::stdout(&changed).contains("already finished"));
+}

@@ -519,6 +519,10 @@ pub struct SpaceOnDataset {
 pub struct MineArgs {
     #[command(flatten)]
     pub on: SpaceOnDataset,
+    /// Run again even when a finished run did exactly this over the same inputs (a deliberate replicate);
+    /// without it that run is reported and nothing is written.
+    #[arg(long)]
+    pub again: bool,
     /// Negatives kept per query.
     #[arg(short = 'k', long = "k", default_value_t = 10)]
     pub k: usize,
@@ -689,6 +693,10 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     #[command(flatten)]
     pub on: SpaceOnDataset,
+    /// Run again even when a finished run did exactly this over the same inputs (a deliberate replicate);
+    /// without it that run is reported and nothing is written.
+    #[arg(long)]
+    pub again: bool,
     /// Matryoshka (MRL) widths to evaluate, e.g. 512,256,128,64 (default: the full width).
     #[arg(long, value_delimiter = ',')]
     pub dims: Vec<usize>,

@@ -163,6 +163,15 @@ pub async fn search(
     Ok(0)
 }
 
+/// What a report line adds when the run is an earlier one that already did exactly this.
+fn reused(reused: bool) -> &'static str {
+    if reused {
+        ": already finished with this configuration over the same inputs, nothing written (--again runs it anew)"
+    } else {
+        ""
+    }
+}
+
 /// `vlmdb eval`: retrieval metrics of a space, written to `metrics` under an `eval` run and printed.
 pub async fn eval(
     store: &Store,
@@ -177,11 +186,18 @@ pub async fn eval(
         dims: args.dims,
         combiner: args.combiner,
         device,
+        again: args.again,
     };
     let report = crate::commands::eval::evaluate(store, &options).await?;
     write_result(out, args.format, &report.result)?;
     if args.format == Format::Table {
-        writeln!(out, "eval run {} ({})", report.run_id, report.table)?;
+        writeln!(
+            out,
+            "eval run {} ({}){}",
+            report.run_id,
+            report.table,
+            reused(report.reused)
+        )?;
     }
     Ok(0)
 }
@@ -205,11 +221,18 @@ pub async fn mine(
         max_ratio: args.max_ratio,
         max_positive_similarity: args.max_positive_similarity,
         device,
+        again: args.again,
     };
     let report = crate::commands::mine::mine(store, &options).await?;
     write_result(out, args.format, &report.result)?;
     if args.format == Format::Table {
-        writeln!(out, "mine run {} ({})", report.run_id, report.table)?;
+        writeln!(
+            out,
+            "mine run {} ({}){}",
+            report.run_id,
+            report.table,
+            reused(report.reused)
+        )?;
     }
     Ok(0)
 }

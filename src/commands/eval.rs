@@ -3,9 +3,10 @@
 
 use crate::error::{Error, Result};
 use crate::models::DeviceChoice;
-use crate::sql::{FileRuns, ParamValue, Params, StatementResult};
+use crate::sql::{Engine, FileRuns, ParamValue, Params, StatementResult};
 use crate::store::Store;
 use crate::store::runs::{Run, RunSpec};
+use crate::store::twins::{Inputs, finished_twin};
 
 use crate::eval::space::{dim, resolve};
 
@@ -24,6 +25,8 @@ pub struct EvalOptions {
     /// Composed-query combiner (`sum`, `image`, `text`).
     pub combiner: String,
     pub device: DeviceChoice,
+    /// Run even when a finished eval run did exactly this over the same inputs.
+    pub again: bool,
 }
 
 /// The metrics of one eval run.
@@ -32,6 +35,32 @@ pub struct EvalReport {
     pub run_id: String,
     pub table: String,
     pub result: StatementResult,
+    /// The run is an earlier one that did exactly this (its stored metrics are the result; nothing was written).
+    pub reused: bool,
+}
+
+/// What an eval or mine run over `table` is about to read: the space, the captions and pairs, the space's model.
+pub async fn retrieval_inputs(store: &Store, table: &str) -> Result<Inputs> {
+    let mut inputs = Inputs::default();
+    for t in [table, "captions", "pairs"] {
+        inputs.table(store, t).await?;
+    }
+    if let Some((id, revision)) = space_model(store, table).await? {
+        inputs.models.insert(id, revision);
+    }
+    Ok(inputs)
+}
+
+/// The result of `sql` (binding `$id`) over the store.
+pub async fn stored_result(store: &Store, sql: &str, id: &str) -> Result<StatementResult> {
+    let engine = Engine::for_reads(store.clone()).await?;
+    let mut params = Params::default();
+    params.set("id", ParamValue::Text(id.to_string()))?;
+    engine
+        .execute_sql(sql, &params)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Usage("no result".into()))
 }
 
 /// The model id and revision a space records in its schema metadata, when it does.
@@ -103,9 +132,32 @@ pub async fn evaluate(store: &Store, options: &EvalOptions) -> Result<EvalReport
         }),
         seed: None,
     };
+    let inputs = retrieval_inputs(store, &table).await?;
+    if !options.again
+        && let Some(id) = finished_twin(store, "eval", &spec.config, &[], &inputs).await?
+    {
+        let result = stored_result(
+            store,
+            "SELECT direction, name, k, dim, value FROM metrics WHERE run_id = $id \
+             ORDER BY direction, name, k, dim",
+            &id,
+        )
+        .await?;
+        return Ok(EvalReport {
+            run_id: id,
+            table,
+            result,
+            reused: true,
+        });
+    }
     let mut run = Run::open(store, spec).await?;
-    if let Some((id, revision)) = space_model(store, &table).await? {
-        run.record_model(&id, &revision);
+    // The space and the truth tables are read through table functions, which the session does not see as
+    // reads: record their versions here.
+    for (table, version) in &inputs.tables {
+        run.record_input(table, *version);
+    }
+    for (id, revision) in &inputs.models {
+        run.record_model(id, revision);
     }
     let outcome = async {
         let mut runs = FileRuns::default();
@@ -148,5 +200,6 @@ pub async fn evaluate(store: &Store, options: &EvalOptions) -> Result<EvalReport
         run_id,
         table,
         result,
+        reused: false,
     })
 }

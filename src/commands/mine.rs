@@ -5,13 +5,14 @@
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
 
-use crate::commands::eval::{space_model, space_params};
+use crate::commands::eval::{retrieval_inputs, space_params, stored_result};
 use crate::error::{Error, Result};
 use crate::eval::space::resolve;
 use crate::models::DeviceChoice;
 use crate::sql::{Engine, FileRuns, ParamValue, Params, StatementResult};
 use crate::store::Store;
 use crate::store::runs::{Run, RunSpec};
+use crate::store::twins::finished_twin;
 
 /// The mining SQL file.
 pub const HARD_NEGATIVES_SQL: &str = include_str!("../../sql/mine/hard_negatives.sql");
@@ -37,6 +38,8 @@ pub struct MineOptions {
     pub max_ratio: Option<f64>,
     pub max_positive_similarity: Option<f64>,
     pub device: DeviceChoice,
+    /// Run even when a finished mine run did exactly this over the same inputs.
+    pub again: bool,
 }
 
 /// What a mining run did: the file's summary row per direction.
@@ -45,6 +48,8 @@ pub struct MineReport {
     pub run_id: String,
     pub table: String,
     pub result: StatementResult,
+    /// The run is an earlier one that did exactly this (its stored negatives are summarised; nothing was written).
+    pub reused: bool,
 }
 
 /// The most captions one image of the dataset has (i2t queries have that many positives).
@@ -120,9 +125,34 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
         }),
         seed: None,
     };
+    let inputs = retrieval_inputs(store, &table).await?;
+    if !options.again
+        && let Some(id) = finished_twin(store, "mine", &spec.config, &[], &inputs).await?
+    {
+        let result = stored_result(
+            store,
+            "SELECT CASE query_kind WHEN 'caption' THEN 't2i' WHEN 'image' THEN 'i2t' ELSE 'composed' END \
+             AS direction, count(DISTINCT query_id) AS queries, count(*) AS negatives, \
+             avg(positive_score - score) AS mean_gap FROM hard_negatives WHERE run_id = $id \
+             GROUP BY query_kind ORDER BY direction",
+            &id,
+        )
+        .await?;
+        return Ok(MineReport {
+            run_id: id,
+            table,
+            result,
+            reused: true,
+        });
+    }
     let mut run = Run::open(store, spec).await?;
-    if let Some((id, revision)) = space_model(store, &table).await? {
-        run.record_model(&id, &revision);
+    // The space and the truth tables are read through table functions, which the session does not see as
+    // reads: record their versions here.
+    for (table, version) in &inputs.tables {
+        run.record_input(table, *version);
+    }
+    for (id, revision) in &inputs.models {
+        run.record_model(id, revision);
     }
     let outcome = async {
         let probe = Engine::new(store.clone(), options.device).await?;
@@ -163,5 +193,6 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
         run_id,
         table,
         result,
+        reused: false,
     })
 }

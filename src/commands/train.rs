@@ -663,6 +663,7 @@ async fn train_rounds(
                         max_ratio: None,
                         max_positive_similarity: None,
                         device: device_choice,
+                        again: true,
                     },
                 )
                 .await?;
