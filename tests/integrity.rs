@@ -568,3 +568,59 @@ fn rerunning_eval_or_mine_reports_the_finished_run() {
     assert_success(&changed);
     assert!(!crate::common::stdout(&changed).contains("already finished"));
 }
+
+/// Re-running a finished cluster run reports its stored sizes and inertia and writes nothing; another seed or
+/// `--again` runs anew.
+#[test]
+fn rerunning_cluster_reports_the_finished_run() {
+    let store = crate::common::retrieval_store();
+    let count = |verb: &str| -> String {
+        store
+            .csv(&format!("SELECT count(*) FROM runs WHERE kind = '{verb}'"))
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let args = [
+        "cluster",
+        "--model",
+        "ref",
+        "--dataset",
+        "shapes",
+        "-k",
+        "2",
+        "--seed",
+        "4",
+    ];
+    let first = crate::common::stdout(&store.vlmdb(&args));
+    let rows = store.csv("SELECT count(*) FROM clusters");
+    let again = store.vlmdb(&args);
+    assert_success(&again);
+    let said = crate::common::stdout(&again);
+    assert!(said.contains("already finished"), "{said}");
+    let summary = |line: &str| line.split(" (run ").next().unwrap_or_default().to_string();
+    assert_eq!(
+        summary(&first),
+        summary(&said),
+        "the stored sizes and inertia"
+    );
+    assert_eq!(store.csv("SELECT count(*) FROM clusters"), rows);
+    assert_eq!(count("cluster"), "1");
+    let other_seed = store.vlmdb(&[
+        "cluster",
+        "--model",
+        "ref",
+        "--dataset",
+        "shapes",
+        "-k",
+        "2",
+        "--seed",
+        "5",
+    ]);
+    assert!(!crate::common::stdout(&other_seed).contains("already finished"));
+    let mut replicate = args.to_vec();
+    replicate.push("--again");
+    assert!(!crate::common::stdout(&store.vlmdb(&replicate)).contains("already finished"));
+    assert_eq!(count("cluster"), "3");
+}

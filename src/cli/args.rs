@@ -468,6 +468,10 @@ pub enum ImportWhat {
 pub struct ClusterArgs {
     #[command(flatten)]
     pub on: SpaceOnDataset,
+    /// Run again even when a finished run did exactly this over the same space (a deliberate replicate); without
+    /// it that run is reported and nothing is written.
+    #[arg(long)]
+    pub again: bool,
     /// The kind of item clustered: image, caption, pair_text, text.
     #[arg(long, default_value = "image")]
     pub kind: String,

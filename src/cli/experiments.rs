@@ -525,12 +525,20 @@ pub async fn cluster(
         metric: args.metric.parse()?,
         iteration: args.iteration,
         device,
+        again: args.again,
     };
     let s = crate::commands::cluster::cluster(store, &options).await?;
     writeln!(
         out,
-        "k-means k={} on {} items of {}: inertia {:.6} after {} steps, sizes {:?} (run {})",
-        s.k, s.items, s.table, s.inertia, s.lloyd_steps, s.sizes, s.run_id
+        "k-means k={} on {} items of {}: inertia {:.6} after {} steps, sizes {:?} (run {}){}",
+        s.k,
+        s.items,
+        s.table,
+        s.inertia,
+        s.lloyd_steps,
+        s.sizes,
+        s.run_id,
+        reused(s.reused)
     )?;
     Ok(0)
 }

@@ -9,14 +9,19 @@ use arrow::array::{
     StringArray,
 };
 
+use arrow::array::AsArray;
+use datafusion::prelude::{col, lit};
+
 use crate::cluster::kmeans::{KMeans, KMeansOptions, Metric, kmeans};
 use crate::commands::eval::space_model;
 use crate::error::{Error, Result};
 use crate::eval::space::{Filter, load_named};
 use crate::models::DeviceChoice;
 use crate::store::Store;
+use crate::store::columns::integers;
 use crate::store::runs::{Run, RunSpec};
 use crate::store::schema::fixed_table;
+use crate::store::twins::{Inputs, finished_twin};
 use crate::store::write::{append, batch_for};
 
 /// What `vlmdb cluster` does.
@@ -36,6 +41,8 @@ pub struct ClusterOptions {
     /// The tracking iteration recorded on every row (seed S0's rounds).
     pub iteration: i32,
     pub device: DeviceChoice,
+    /// Run even when a finished cluster run did exactly this over the same space version.
+    pub again: bool,
 }
 
 /// What it did.
@@ -48,6 +55,8 @@ pub struct ClusterSummary {
     pub inertia: f64,
     pub lloyd_steps: usize,
     pub sizes: Vec<u64>,
+    /// The run is an earlier one that did exactly this (its stored results; nothing was written).
+    pub reused: bool,
 }
 
 fn spec(name: &str) -> Result<crate::store::schema::TableSpec> {
@@ -195,9 +204,20 @@ pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterS
             "inits": km.inits,
             "metric": format!("{:?}", km.metric).to_lowercase(),
             "iteration": options.iteration,
+            "seed": options.seed,
         }),
         seed: Some(options.seed as i64),
     };
+    let mut inputs = Inputs::default();
+    inputs.table(store, &table).await?;
+    if let Some((id, revision)) = space_model(store, &table).await? {
+        inputs.models.insert(id, revision);
+    }
+    if !options.again
+        && let Some(id) = finished_twin(store, "cluster", &run_spec.config, &[], &inputs).await?
+    {
+        return stored_summary(store, id, table, km.k).await;
+    }
     let mut run = Run::open(store, run_spec).await?;
     if let Some((id, revision)) = space_model(store, &table).await? {
         run.record_model(&id, &revision);
@@ -227,5 +247,62 @@ pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterS
         inertia: result.inertia,
         lloyd_steps: result.history.len(),
         sizes: result.sizes,
+        reused: false,
+    })
+}
+
+/// The summary of a finished cluster run, from what it stored: its centroids' sizes and its inertia history.
+async fn stored_summary(
+    store: &Store,
+    run_id: String,
+    table: String,
+    k: usize,
+) -> Result<ClusterSummary> {
+    let by_run = || col("run_id").eq(lit(run_id.clone()));
+    let mut sizes: Vec<(i64, u64)> = Vec::new();
+    for batch in store
+        .scan("centroids", &["cluster", "size"], Some(by_run()))
+        .await?
+    {
+        for (c, n) in integers(&batch, "cluster")?
+            .into_iter()
+            .zip(integers(&batch, "size")?)
+        {
+            if let (Some(c), Some(n)) = (c, n) {
+                sizes.push((c, n.max(0) as u64));
+            }
+        }
+    }
+    sizes.sort_unstable();
+    let mut history: Vec<(i64, f64)> = Vec::new();
+    for batch in store
+        .scan(
+            "metrics",
+            &["step", "value"],
+            Some(by_run().and(col("name").eq(lit("inertia")))),
+        )
+        .await?
+    {
+        let values = arrow::compute::cast(
+            batch
+                .column_by_name("value")
+                .ok_or_else(|| Error::Usage("metrics has no value".into()))?,
+            &arrow::datatypes::DataType::Float64,
+        )?;
+        let values = values.as_primitive::<arrow::datatypes::Float64Type>();
+        for (i, step) in integers(&batch, "step")?.into_iter().enumerate() {
+            history.push((step.unwrap_or(0), values.value(i)));
+        }
+    }
+    history.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(ClusterSummary {
+        run_id,
+        table,
+        items: sizes.iter().map(|s| s.1 as usize).sum(),
+        k,
+        inertia: history.last().map_or(f64::NAN, |h| h.1),
+        lloyd_steps: history.len(),
+        sizes: sizes.into_iter().map(|s| s.1).collect(),
+        reused: true,
     })
 }
