@@ -352,6 +352,7 @@ fn same_seed_same_run_and_resume_equals_uninterrupted() {
         "30",
         "--mrl",
         "16,8",
+        "--again",
     ]);
     let a = store.vlmdb(&args);
     assert_success(&a);
@@ -496,6 +497,32 @@ fn without_a_terminal_train_prints_one_line_per_epoch() {
             assert!(line.contains(part), "{part} in {line}");
         }
     }
+}
+
+/// Training again with the same configuration over the same spaces reports the finished run and writes nothing;
+/// `--again` trains a replicate.
+#[test]
+fn retraining_reports_the_finished_run() {
+    let store = planted_store(64, 16);
+    let mut args = PLANTED_TRAIN.to_vec();
+    args.extend(["--loss", "infonce", "--epochs", "2", "--lr", "0.01"]);
+    let first = store.vlmdb(&args);
+    assert_success(&first);
+    let run = run_id(&first);
+    let metrics = store.csv("SELECT count(*) FROM metrics");
+    let again = store.vlmdb(&args);
+    assert_success(&again);
+    assert!(
+        stdout(&again).contains("already finished"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(run_id(&again), run);
+    assert_eq!(store.csv("SELECT count(*) FROM metrics"), metrics);
+    args.push("--again");
+    let replicate = store.vlmdb(&args);
+    assert_success(&replicate);
+    assert_ne!(run_id(&replicate), run);
 }
 
 /// A learning rate of 0 is flagged as dead training: a warning, exit code 1, a metric and a note on the run; and

@@ -561,6 +561,10 @@ pub struct TrainArgs {
     /// The frozen text space: the model that made it, or its name.
     #[arg(long, required_unless_present_any = ["resume", "finetune"], conflicts_with = "finetune")]
     pub text_model: Option<String>,
+    /// Train again even when a finished run did exactly this over the same spaces (a deliberate replicate);
+    /// without it that run is reported and nothing is written (head training).
+    #[arg(long)]
+    pub again: bool,
     /// Fine-tune this CLIP end to end (alias, hf:org/repo or directory) instead of training heads over frozen
     /// spaces; the best weights become the model ft:<run_id>.
     #[arg(long, value_name = "MODEL")]

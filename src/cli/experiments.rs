@@ -363,13 +363,16 @@ pub async fn train(
                 Some(id) => {
                     crate::commands::train::resume(store, id, &options, device, progress).await?
                 }
-                None => crate::commands::train::train(store, &options, device, progress).await?,
+                None => {
+                    crate::commands::train::train(store, &options, device, progress, args.again)
+                        .await?
+                }
             };
             let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
             writeln!(
                 out,
                 "train run {}{}: {} steps over {} round(s), final loss {}, best validation R@1 {}; heads are space \
-                 {} ({} vectors; use --model head:{})",
+                 {} ({} vectors; use --model head:{}){}",
                 summary.run_id,
                 summary
                     .resumed_from
@@ -381,7 +384,8 @@ pub async fn train(
                 number(summary.best_r1),
                 summary.table,
                 summary.projected,
-                summary.run_id
+                summary.run_id,
+                reused(summary.reused)
             )?;
             summary.dead
         }

@@ -294,7 +294,7 @@ async fn stored_summary(
             history.push((step.unwrap_or(0), values.value(i)));
         }
     }
-    history.sort_by(|a, b| a.0.cmp(&b.0));
+    history.sort_by_key(|h| h.0);
     Ok(ClusterSummary {
         run_id,
         table,

@@ -22,6 +22,7 @@ use crate::store::Store;
 use crate::store::columns::{integers, strings};
 use crate::store::runs::{Run, RunSpec};
 use crate::store::schema::TableSpec;
+use crate::store::twins::{Inputs, finished_twin};
 use crate::train::batches::{Negatives, Order, chunk_sizes, epoch_batches, group_sizes};
 use crate::train::checkpoint::{self, TrainState};
 use crate::train::composed::{
@@ -80,6 +81,8 @@ pub struct TrainSummary {
     pub resumed_from: Option<u64>,
     /// Items projected into the space at the end.
     pub projected: usize,
+    /// The run is an earlier one that did exactly this (nothing was written).
+    pub reused: bool,
 }
 
 /// What a run trains on.
@@ -265,9 +268,84 @@ pub async fn train(
     options: &TrainOptions,
     device: DeviceChoice,
     progress: bool,
+    again: bool,
 ) -> Result<TrainSummary> {
     validate(options)?;
+    if !again && let Some(summary) = finished(store, options).await? {
+        return Ok(summary);
+    }
     execute(store, options, Run::new_id(), false, device, progress).await
+}
+
+/// A finished training run with this configuration over the same versions of the same spaces and items, with
+/// what it stored: its last step and loss.
+async fn finished(store: &Store, options: &TrainOptions) -> Result<Option<TrainSummary>> {
+    let image_table = resolve(store, &options.image_model).await?;
+    let text_table = resolve(store, &options.text_model).await?;
+    let mut inputs = Inputs::default();
+    for t in [&image_table, &text_table] {
+        inputs.table(store, t).await?;
+        if let Some((id, revision)) = space_model(store, t).await? {
+            inputs.models.insert(id, revision);
+        }
+    }
+    inputs
+        .table(
+            store,
+            if options.composed {
+                "pairs"
+            } else {
+                "captions"
+            },
+        )
+        .await?;
+    let config = serde_json::to_value(options)?;
+    let derived = ["space", "image_space", "text_space", "shape"];
+    let Some(run_id) = finished_twin(store, "train", &config, &derived, &inputs).await? else {
+        return Ok(None);
+    };
+    let mut last: Option<(i64, f64)> = None;
+    for batch in store
+        .scan(
+            "metrics",
+            &["step", "value"],
+            Some(
+                datafusion::prelude::col("run_id")
+                    .eq(datafusion::prelude::lit(run_id.clone()))
+                    .and(datafusion::prelude::col("name").eq(datafusion::prelude::lit("loss"))),
+            ),
+        )
+        .await?
+    {
+        let values = arrow::compute::cast(
+            batch
+                .column_by_name("value")
+                .ok_or_else(|| Error::Usage("metrics has no value".into()))?,
+            &arrow::datatypes::DataType::Float64,
+        )?;
+        let values = values
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .ok_or_else(|| Error::Usage("metrics value".into()))?;
+        for (i, step) in integers(&batch, "step")?.into_iter().enumerate() {
+            let step = step.unwrap_or(0);
+            if last.is_none_or(|(s, _)| step > s) {
+                last = Some((step, values.value(i)));
+            }
+        }
+    }
+    Ok(Some(TrainSummary {
+        table: head_table(&run_id),
+        run_id,
+        steps: last.map_or(0, |l| l.0.max(0) as u64),
+        rounds: options.rounds,
+        final_loss: last.map(|l| l.1),
+        best_r1: None,
+        dead: None,
+        resumed_from: None,
+        projected: 0,
+        reused: true,
+    }))
 }
 
 /// Continue head-training run `run_id` (configured as `options`) from its last checkpoint.
@@ -572,6 +650,7 @@ async fn execute(
         dead,
         resumed_from,
         projected,
+        reused: false,
     })
 }
 
