@@ -9,7 +9,6 @@ use arrow::array::{
     StringArray,
 };
 
-use arrow::array::AsArray;
 use datafusion::prelude::{col, lit};
 
 use crate::cluster::kmeans::{KMeans, KMeansOptions, Metric, kmeans};
@@ -274,27 +273,7 @@ async fn stored_summary(
         }
     }
     sizes.sort_unstable();
-    let mut history: Vec<(i64, f64)> = Vec::new();
-    for batch in store
-        .scan(
-            "metrics",
-            &["step", "value"],
-            Some(by_run().and(col("name").eq(lit("inertia")))),
-        )
-        .await?
-    {
-        let values = arrow::compute::cast(
-            batch
-                .column_by_name("value")
-                .ok_or_else(|| Error::Usage("metrics has no value".into()))?,
-            &arrow::datatypes::DataType::Float64,
-        )?;
-        let values = values.as_primitive::<arrow::datatypes::Float64Type>();
-        for (i, step) in integers(&batch, "step")?.into_iter().enumerate() {
-            history.push((step.unwrap_or(0), values.value(i)));
-        }
-    }
-    history.sort_by_key(|h| h.0);
+    let history = crate::store::metrics::series(store, &run_id, "inertia").await?;
     Ok(ClusterSummary {
         run_id,
         table,

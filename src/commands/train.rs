@@ -7,7 +7,6 @@
 //! (and the best weights when validation R@1 improved) in one commit. A resumed run forgets metrics after its last
 //! checkpoint and redoes the epoch from there, so interrupted + resumed equals uninterrupted.
 
-use arrow::array::Float64Array;
 use candle_core::{Device, Tensor};
 
 use crate::commands::eval::{RETRIEVAL_SQL, space_model, space_params};
@@ -19,7 +18,7 @@ use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::sql::{Engine, FileRuns, ParamValue, Params};
 use crate::store::Store;
-use crate::store::columns::{integers, strings};
+use crate::store::columns::{floats, integers, strings};
 use crate::store::runs::{Run, RunSpec};
 use crate::store::schema::TableSpec;
 use crate::store::twins::{Inputs, finished_twin};
@@ -304,36 +303,10 @@ async fn finished(store: &Store, options: &TrainOptions) -> Result<Option<TrainS
     let Some(run_id) = finished_twin(store, "train", &config, &derived, &inputs).await? else {
         return Ok(None);
     };
-    let mut last: Option<(i64, f64)> = None;
-    for batch in store
-        .scan(
-            "metrics",
-            &["step", "value"],
-            Some(
-                datafusion::prelude::col("run_id")
-                    .eq(datafusion::prelude::lit(run_id.clone()))
-                    .and(datafusion::prelude::col("name").eq(datafusion::prelude::lit("loss"))),
-            ),
-        )
+    let last = crate::store::metrics::series(store, &run_id, "loss")
         .await?
-    {
-        let values = arrow::compute::cast(
-            batch
-                .column_by_name("value")
-                .ok_or_else(|| Error::Usage("metrics has no value".into()))?,
-            &arrow::datatypes::DataType::Float64,
-        )?;
-        let values = values
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .ok_or_else(|| Error::Usage("metrics value".into()))?;
-        for (i, step) in integers(&batch, "step")?.into_iter().enumerate() {
-            let step = step.unwrap_or(0);
-            if last.is_none_or(|(s, _)| step > s) {
-                last = Some((step, values.value(i)));
-            }
-        }
-    }
+        .last()
+        .copied();
     Ok(Some(TrainSummary {
         table: head_table(&run_id),
         run_id,
@@ -407,23 +380,12 @@ fn r_at_1(result: &crate::sql::StatementResult) -> Result<Vec<(String, i64, f64)
         let names = strings(batch, "name")?;
         let directions = strings(batch, "direction")?;
         let dims = integers(batch, "dim")?;
-        let value = arrow::compute::cast(
-            batch
-                .column_by_name("value")
-                .ok_or_else(|| Error::Usage("eval result has no value".into()))?,
-            &arrow::datatypes::DataType::Float64,
-        )?;
-        let value = value
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .ok_or_else(|| Error::Usage("eval value".into()))?;
+        let values = floats(batch, "value")?;
         for i in 0..batch.num_rows() {
-            if let (Some("r_at_1"), Some(dim)) = (names[i].as_deref(), dims[i]) {
-                rows.push((
-                    directions[i].clone().unwrap_or_default(),
-                    dim,
-                    value.value(i),
-                ));
+            if let (Some("r_at_1"), Some(dim), Some(value)) =
+                (names[i].as_deref(), dims[i], values[i])
+            {
+                rows.push((directions[i].clone().unwrap_or_default(), dim, value));
             }
         }
     }

@@ -2,7 +2,7 @@
 //! they came in (text of any width, integers of any width).
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
 
 use crate::error::{Error, Result};
 
@@ -29,6 +29,15 @@ pub fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
 pub fn integers(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
     let column = column(batch, name, &DataType::Int64)?;
     let column = column.as_primitive::<Int64Type>();
+    Ok((0..column.len())
+        .map(|i| column.is_valid(i).then(|| column.value(i)))
+        .collect())
+}
+
+/// Float values of column `name` (cast to 64-bit floats).
+pub fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    let column = column(batch, name, &DataType::Float64)?;
+    let column = column.as_primitive::<Float64Type>();
     Ok((0..column.len())
         .map(|i| column.is_valid(i).then(|| column.value(i)))
         .collect())

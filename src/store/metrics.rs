@@ -246,6 +246,35 @@ pub fn from_columns(
     Ok((metrics, ignored))
 }
 
+/// The (step, value) series of metric `name` of run `run_id`, by step.
+pub async fn series(store: &Store, run_id: &str, name: &str) -> Result<Vec<(i64, f64)>> {
+    use datafusion::prelude::{col, lit};
+    let mut out = Vec::new();
+    for batch in store
+        .scan(
+            "metrics",
+            &["step", "value"],
+            Some(
+                col("run_id")
+                    .eq(lit(run_id.to_string()))
+                    .and(col("name").eq(lit(name.to_string()))),
+            ),
+        )
+        .await?
+    {
+        let steps = super::columns::integers(&batch, "step")?;
+        let values = super::columns::floats(&batch, "value")?;
+        out.extend(
+            steps
+                .into_iter()
+                .zip(values)
+                .filter_map(|(s, v)| Some((s.unwrap_or(0), v?))),
+        );
+    }
+    out.sort_by_key(|p| p.0);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
