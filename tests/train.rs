@@ -899,6 +899,17 @@ fn finetuning_lowers_the_loss_and_exports_a_model() {
         &store.vlmdb(&["embed", "--model", "ft:no-such-run", "--images"]),
         "no fine-tuned weights",
     );
+    // The same fine-tuning again is the finished run, reported; nothing is trained or written.
+    let artifacts = store.csv("SELECT count(*) FROM artifacts");
+    let again = store.vlmdb(&args);
+    assert_success(&again);
+    assert!(
+        stdout(&again).contains("already finished"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(run_id(&again), run);
+    assert_eq!(store.csv("SELECT count(*) FROM artifacts"), artifacts);
 }
 
 /// A fine-tuning run killed after its third checkpoint and resumed equals an uninterrupted one: every metric,
@@ -916,6 +927,7 @@ fn finetuning_resume_equals_uninterrupted() {
         "2",
         "--unfreeze-last",
         "1",
+        "--again",
     ]);
     let a = store.vlmdb(&args);
     assert_success(&a);

@@ -562,7 +562,7 @@ pub struct TrainArgs {
     #[arg(long, required_unless_present_any = ["resume", "finetune"], conflicts_with = "finetune")]
     pub text_model: Option<String>,
     /// Train again even when a finished run did exactly this over the same spaces (a deliberate replicate);
-    /// without it that run is reported and nothing is written (head training).
+    /// without it that run is reported and nothing is written.
     #[arg(long)]
     pub again: bool,
     /// Fine-tune this CLIP end to end (alias, hf:org/repo or directory) instead of training heads over frozen

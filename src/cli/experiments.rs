@@ -393,13 +393,13 @@ pub async fn train(
             use crate::commands::finetune;
             let summary = match run_id {
                 Some(id) => finetune::resume(store, id, &options, device, progress).await?,
-                None => finetune::finetune(store, &options, device, progress).await?,
+                None => finetune::finetune(store, &options, device, progress, args.again).await?,
             };
             let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
             writeln!(
                 out,
                 "train run {}{}: fine-tuned {} for {} steps, final loss {}, best validation R@1 {}; the best weights \
-                 are {} (use --model {}{})",
+                 are {} (use --model {}{}){}",
                 summary.run_id,
                 summary
                     .resumed_from
@@ -411,7 +411,8 @@ pub async fn train(
                 number(summary.best_r1),
                 summary.export.display(),
                 finetune::FT_PREFIX,
-                summary.run_id
+                summary.run_id,
+                reused(summary.reused)
             )?;
             summary.dead
         }

@@ -37,6 +37,7 @@ use crate::store::arrays::{repeated, vectors};
 use crate::store::columns::{binaries, strings};
 use crate::store::runs::{Run, RunSpec};
 use crate::store::schema::{TableSpec, embedding_table};
+use crate::store::twins::{Inputs, finished_twin};
 use crate::store::write::{batch_for, upsert};
 use crate::train::batches::{Order, epoch_batches};
 use crate::train::checkpoint::{self, TrainState};
@@ -113,6 +114,8 @@ pub struct FinetuneSummary {
     pub best_r1: Option<f64>,
     pub dead: Option<String>,
     pub resumed_from: Option<u64>,
+    /// The run is an earlier one that did exactly this (nothing was written).
+    pub reused: bool,
 }
 
 /// The caption–image pairs of one split: the captions' texts, each image's caption indices, the images' bytes.
@@ -317,9 +320,42 @@ pub async fn finetune(
     options: &FinetuneOptions,
     device: DeviceChoice,
     progress: bool,
+    again: bool,
 ) -> Result<FinetuneSummary> {
     validate(options)?;
+    if !again && let Some(summary) = finished(store, options).await? {
+        return Ok(summary);
+    }
     execute(store, options, Run::new_id(), false, device, progress).await
+}
+
+/// A finished fine-tuning run of the same model revision with this configuration over the same images and
+/// captions, with its last step and loss.
+async fn finished(store: &Store, options: &FinetuneOptions) -> Result<Option<FinetuneSummary>> {
+    let mut inputs = Inputs::default();
+    for table in ["images", "captions"] {
+        inputs.table(store, table).await?;
+    }
+    let files = crate::models::hub::ModelFiles::resolve(&options.finetune)?;
+    inputs.models.insert(files.id, files.revision);
+    let config = serde_json::json!({ "finetune": options });
+    let Some(run_id) = finished_twin(store, "train", &config, &[], &inputs).await? else {
+        return Ok(None);
+    };
+    let last = crate::store::metrics::series(store, &run_id, "loss")
+        .await?
+        .last()
+        .copied();
+    Ok(Some(FinetuneSummary {
+        export: store.finetuned_dir(&run_id),
+        run_id,
+        steps: last.map_or(0, |l| l.0.max(0) as u64),
+        final_loss: last.map(|l| l.1),
+        best_r1: None,
+        dead: None,
+        resumed_from: None,
+        reused: true,
+    }))
 }
 
 /// Continue fine-tuning run `run_id` (configured as `options`) from its last checkpoint.
@@ -452,6 +488,7 @@ async fn execute(
         best_r1: state.best_r1,
         dead: state.dead_at.map(|s| format!("flagged at step {s}")),
         resumed_from,
+        reused: false,
     })
 }
 
