@@ -221,3 +221,41 @@ fn writes_from_the_shell_are_runs() {
         "count\n1\nkind,name,status\nsql,shell,finished\n"
     );
 }
+
+/// What a meta-command prints appears at once, not when the next query's result flushes it (issue 25): `\?` is
+/// answered while the session waits for more input.
+#[test]
+fn meta_command_output_is_not_held_back() {
+    let store = TestStore::initialised();
+    let mut child = store
+        .command(&["shell"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shell");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    stdin.write_all(b"\\?\n").expect("write");
+    stdin.flush().expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) if line.contains("\\df") => break,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no help while the session waits for input; got {seen:?}"),
+        }
+    }
+    drop(stdin);
+    assert!(child.wait().expect("wait").success());
+}

@@ -133,6 +133,9 @@ pub async fn run(
             store.root().display()
         )?;
     }
+    // What the session prints appears as soon as it is printed (stdout is buffered for result tables): the banner
+    // now, every result and meta-command's output before the next prompt.
+    out.flush()?;
     let mut buffer = String::new();
     let mut failed = false;
     loop {
@@ -155,6 +158,7 @@ pub async fn run(
                 }
                 Err(e) => failed |= report(e)?,
             }
+            out.flush()?;
             continue;
         }
         buffer.push_str(&line);
@@ -164,6 +168,7 @@ pub async fn run(
             if let Err(e) = statements(&session, &sql, out).await {
                 failed |= report(e)?;
             }
+            out.flush()?;
         }
     }
     if !buffer.trim().is_empty()
