@@ -29,6 +29,12 @@ enum Input {
     Piped(std::io::StdinLock<'static>),
 }
 
+/// What the user gave: a line, or Ctrl-C.
+enum Line {
+    Text(String),
+    Interrupted,
+}
+
 impl Input {
     fn open() -> Input {
         let stdin = std::io::stdin();
@@ -49,17 +55,17 @@ impl Input {
     }
 
     /// The next line, or `None` at end of input.
-    fn next_line(&mut self, prompt: &str) -> Result<Option<String>> {
+    fn next_line(&mut self, prompt: &str) -> Result<Option<Line>> {
         match self {
             Input::Terminal { editor, .. } => match editor.readline(prompt) {
                 Ok(line) => {
                     if !line.trim().is_empty() {
                         let _ = editor.add_history_entry(line.as_str());
                     }
-                    Ok(Some(line))
+                    Ok(Some(Line::Text(line)))
                 }
-                // Ctrl-C abandons the current line, Ctrl-D ends the session.
-                Err(ReadlineError::Interrupted) => Ok(Some(String::new())),
+                // Ctrl-C abandons the statement being typed, Ctrl-D ends the session.
+                Err(ReadlineError::Interrupted) => Ok(Some(Line::Interrupted)),
                 Err(ReadlineError::Eof) => Ok(None),
                 Err(ReadlineError::Io(e)) => Err(Error::io("standard input", e)),
                 Err(e) => Err(Error::Usage(format!("reading input: {e}"))),
@@ -68,7 +74,9 @@ impl Input {
                 let mut line = String::new();
                 match stdin.read_line(&mut line) {
                     Ok(0) => Ok(None),
-                    Ok(_) => Ok(Some(line.trim_end_matches(['\n', '\r']).to_string())),
+                    Ok(_) => Ok(Some(Line::Text(
+                        line.trim_end_matches(['\n', '\r']).to_string(),
+                    ))),
                     Err(e) => Err(Error::io("<stdin>", e)),
                 }
             }
@@ -144,8 +152,13 @@ pub async fn run(
         } else {
             CONTINUATION
         };
-        let Some(line) = input.next_line(prompt)? else {
-            break;
+        let line = match input.next_line(prompt)? {
+            None => break,
+            Some(Line::Interrupted) => {
+                buffer.clear();
+                continue;
+            }
+            Some(Line::Text(line)) => line,
         };
         if buffer.trim().is_empty() && line.trim_start().starts_with('\\') {
             buffer.clear();
