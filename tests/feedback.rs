@@ -246,6 +246,9 @@ fn a_three_hop_loop_with_baselines_stores_every_row_with_lineage() {
         text.contains(&format!("config.variant,{main},loop")),
         "{text}"
     );
+    // `baseline_of` is in the configuration once (it used to be in its notes as well, so compare listed it twice).
+    assert!(text.contains("config.baseline_of,"), "{text}");
+    assert!(!text.contains("config.notes.baseline_of"), "{text}");
     let last_hop: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("image_sim_to_hop0,") && l.contains(",,3,"))

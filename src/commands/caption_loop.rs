@@ -194,9 +194,6 @@ async fn run_variant(
     for table in ["images", "captions"] {
         run.record_input(table, store.open_table(table).await?.version().await?);
     }
-    if let Some(main) = &config.baseline_of {
-        run.note("baseline_of", serde_json::json!(main));
-    }
     let run_id = run.id().to_string();
     let outcome = execute(store, models, items, pool, config, &run_id, resumed, bar).await;
     if let Ok(report) = &outcome
