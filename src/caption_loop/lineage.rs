@@ -39,24 +39,14 @@ fn lineage_columns(
     let n = items.len();
     let dataset = format!("{}/loop", options.dataset);
     vec![
-        (
-            "dataset",
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                dataset, n,
-            ))),
-        ),
+        ("dataset", crate::store::arrays::repeated(&dataset, n)),
         (
             "split",
             Arc::new(StringArray::from(
                 items.iter().map(|i| i.split.clone()).collect::<Vec<_>>(),
             )),
         ),
-        (
-            "run_id",
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                run_id, n,
-            ))),
-        ),
+        ("run_id", crate::store::arrays::repeated(run_id, n)),
         ("iteration", Arc::new(Int32Array::from(vec![hop as i32; n]))),
     ]
 }
@@ -157,13 +147,7 @@ pub async fn write_captions(
                 states.iter().map(|s| s.caption.as_str()),
             )),
         ),
-        (
-            "source",
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                source.as_str(),
-                n,
-            ))),
-        ),
+        ("source", crate::store::arrays::repeated(source.as_str(), n)),
     ]);
     upsert(store, &spec, batch_for(&spec, columns)?).await?;
     Ok(n)

@@ -166,10 +166,7 @@ async fn caption_all(
                 ),
                 (
                     "dataset",
-                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                        options.dataset.as_str(),
-                        n,
-                    ))),
+                    crate::store::arrays::repeated(options.dataset.as_str(), n),
                 ),
                 (
                     "split",
@@ -187,17 +184,9 @@ async fn caption_all(
                 ),
                 (
                     "source",
-                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                        captioner.files.id.as_str(),
-                        n,
-                    ))),
+                    crate::store::arrays::repeated(captioner.files.id.as_str(), n),
                 ),
-                (
-                    "run_id",
-                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                        run_id, n,
-                    ))),
-                ),
+                ("run_id", crate::store::arrays::repeated(run_id, n)),
                 (
                     "iteration",
                     Arc::new(Int32Array::from(vec![None::<i32>; n])),

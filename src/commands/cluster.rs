@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float32Array, Float32Builder, Float64Array, Int32Array, Int64Array, ListBuilder,
-    StringArray,
+    Float32Array, Float32Builder, Float64Array, Int32Array, Int64Array, ListBuilder, StringArray,
 };
 
 use datafusion::prelude::{col, lit};
@@ -71,9 +70,7 @@ async fn write(
     result: &KMeans,
 ) -> Result<()> {
     let n = ids.len();
-    let repeat = |s: &str, n: usize| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s, n)))
-    };
+    let repeat = crate::store::arrays::repeated;
     let clusters = spec("clusters")?;
     let batch = batch_for(
         &clusters,
@@ -208,7 +205,7 @@ pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterS
         seed: Some(options.seed as i64),
     };
     let mut inputs = Inputs::default();
-    inputs.table(store, &table).await?;
+    inputs.tables(store, &[&table]).await?;
     if let Some((id, revision)) = space_model(store, &table).await? {
         inputs.models.insert(id, revision);
     }

@@ -42,9 +42,7 @@ pub struct EvalReport {
 /// What an eval or mine run over `table` is about to read: the space, the captions and pairs, the space's model.
 pub async fn retrieval_inputs(store: &Store, table: &str) -> Result<Inputs> {
     let mut inputs = Inputs::default();
-    for t in [table, "captions", "pairs"] {
-        inputs.table(store, t).await?;
-    }
+    inputs.tables(store, &[table, "captions", "pairs"]).await?;
     if let Some((id, revision)) = space_model(store, table).await? {
         inputs.models.insert(id, revision);
     }

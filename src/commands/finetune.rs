@@ -26,7 +26,7 @@ use arrow::array::StringArray;
 use candle_core::{DType, Device, Tensor};
 use datafusion::prelude::{col, lit};
 
-use crate::commands::train::{EpochLine, batches_per_epoch, forget_after, mean_r1, score_split};
+use crate::commands::train::{batches_per_epoch, forget_after, mean_r1, score_split};
 use crate::error::{Error, Result};
 use crate::models::DeviceChoice;
 use crate::models::clip_trainable::{Trainable, TrainableClip};
@@ -43,7 +43,7 @@ use crate::train::batches::{Order, epoch_batches};
 use crate::train::checkpoint::{self, TrainState};
 use crate::train::data::{ImageRows, load_clusters, load_negatives};
 use crate::train::dead::DeadWatch;
-use crate::train::epoch::{self, EpochLog, StepFacts, observe_r1};
+use crate::train::epoch::{self, EpochLine, EpochLog, StepFacts, observe_r1};
 use crate::train::fit::Fit;
 use crate::train::loss::normalize_rows;
 use crate::train::optim::AdamW;
@@ -333,9 +333,7 @@ pub async fn finetune(
 /// captions, with its last step and loss.
 async fn finished(store: &Store, options: &FinetuneOptions) -> Result<Option<FinetuneSummary>> {
     let mut inputs = Inputs::default();
-    for table in ["images", "captions"] {
-        inputs.table(store, table).await?;
-    }
+    inputs.tables(store, &["images", "captions"]).await?;
     let files = crate::models::hub::ModelFiles::resolve(&options.finetune)?;
     inputs.models.insert(files.id, files.revision);
     let config = serde_json::json!({ "finetune": options });

@@ -287,13 +287,7 @@ pub async fn embeddings(store: &Store, options: &ImportOptions) -> Result<Import
                 ("dataset", Arc::new(StringArray::from(datasets))),
                 ("split", Arc::new(StringArray::from(splits))),
                 ("vector", Arc::new(vector)),
-                (
-                    "run_id",
-                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                        run_id.as_str(),
-                        n,
-                    ))),
-                ),
+                ("run_id", crate::store::arrays::repeated(run_id.as_str(), n)),
             ],
         )?;
         upsert(store, &spec, batch).await?;

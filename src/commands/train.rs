@@ -30,7 +30,7 @@ use crate::train::composed::{
 };
 use crate::train::data::{PairedSet, load_clusters, load_negatives, load_pairs};
 use crate::train::dead::DeadWatch;
-use crate::train::epoch::{self, EpochLog, StepFacts, observe_r1};
+use crate::train::epoch::{self, EpochLine, EpochLog, StepFacts, observe_r1};
 use crate::train::fit::Fit;
 use crate::train::head::{HeadKind, HeadShape, Heads};
 use crate::train::optim::AdamW;
@@ -281,23 +281,20 @@ pub async fn train(
 async fn finished(store: &Store, options: &TrainOptions) -> Result<Option<TrainSummary>> {
     let image_table = resolve(store, &options.image_model).await?;
     let text_table = resolve(store, &options.text_model).await?;
+    let items = if options.composed {
+        "pairs"
+    } else {
+        "captions"
+    };
     let mut inputs = Inputs::default();
+    inputs
+        .tables(store, &[&image_table, &text_table, items])
+        .await?;
     for t in [&image_table, &text_table] {
-        inputs.table(store, t).await?;
         if let Some((id, revision)) = space_model(store, t).await? {
             inputs.models.insert(id, revision);
         }
     }
-    inputs
-        .table(
-            store,
-            if options.composed {
-                "pairs"
-            } else {
-                "captions"
-            },
-        )
-        .await?;
     let config = serde_json::to_value(options)?;
     let derived = ["space", "image_space", "text_space", "shape"];
     let Some(run_id) = finished_twin(store, "train", &config, &derived, &inputs).await? else {
@@ -405,43 +402,6 @@ pub(crate) fn mean_r1(
         .map(|r| r.2)
         .collect();
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
-}
-
-/// One epoch's summary line for a log without a terminal.
-pub(crate) struct EpochLine<'a> {
-    pub(crate) run_id: &'a str,
-    pub(crate) round: usize,
-    pub(crate) rounds: usize,
-    pub(crate) epoch: usize,
-    pub(crate) epochs: usize,
-    pub(crate) loss: f64,
-    pub(crate) lr: f64,
-    pub(crate) r1: &'a [(String, i64, f64)],
-    pub(crate) epoch_seconds: f64,
-    pub(crate) eta_seconds: f64,
-}
-
-impl std::fmt::Display for EpochLine<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "train {}", self.run_id)?;
-        if self.rounds > 1 {
-            write!(f, " round {}/{}", self.round + 1, self.rounds)?;
-        }
-        write!(
-            f,
-            " epoch {}/{}: loss {:.6}, lr {:.3e}",
-            self.epoch, self.epochs, self.loss, self.lr
-        )?;
-        for (direction, dim, value) in self.r1 {
-            write!(f, ", val R@1 {direction}@{dim} {value:.4}")?;
-        }
-        write!(
-            f,
-            ", {}, ETA {}",
-            crate::progress::duration(self.epoch_seconds),
-            crate::progress::duration(self.eta_seconds)
-        )
-    }
 }
 
 #[allow(clippy::too_many_lines)]

@@ -53,12 +53,7 @@ pub async fn write(store: &Store, run_id: &str, metrics: &[Metric]) -> Result<()
     let batch = batch_for(
         &spec,
         vec![
-            (
-                "run_id",
-                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                    run_id, n,
-                ))) as ArrayRef,
-            ),
+            ("run_id", crate::store::arrays::repeated(run_id, n)),
             (
                 "name",
                 Arc::new(StringArray::from_iter_values(

@@ -23,11 +23,14 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// Add the current version of `table`.
-    pub async fn table(&mut self, store: &Store, table: &str) -> Result<()> {
-        if store.table_names().await?.iter().any(|t| t == table) {
-            let version = store.open_table(table).await?.version().await?;
-            self.tables.insert(table.to_string(), version);
+    /// Add the current version of each of `tables` that exists.
+    pub async fn tables(&mut self, store: &Store, tables: &[&str]) -> Result<()> {
+        let existing = store.table_names().await?;
+        for &table in tables {
+            if existing.iter().any(|t| t == table) {
+                let version = store.open_table(table).await?.version().await?;
+                self.tables.insert(table.to_string(), version);
+            }
         }
         Ok(())
     }

@@ -110,6 +110,43 @@ impl EpochLog {
     }
 }
 
+/// One epoch's summary line for a log without a terminal.
+pub struct EpochLine<'a> {
+    pub run_id: &'a str,
+    pub round: usize,
+    pub rounds: usize,
+    pub epoch: usize,
+    pub epochs: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub r1: &'a [(String, i64, f64)],
+    pub epoch_seconds: f64,
+    pub eta_seconds: f64,
+}
+
+impl std::fmt::Display for EpochLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "train {}", self.run_id)?;
+        if self.rounds > 1 {
+            write!(f, " round {}/{}", self.round + 1, self.rounds)?;
+        }
+        write!(
+            f,
+            " epoch {}/{}: loss {:.6}, lr {:.3e}",
+            self.epoch, self.epochs, self.loss, self.lr
+        )?;
+        for (direction, dim, value) in self.r1 {
+            write!(f, ", val R@1 {direction}@{dim} {value:.4}")?;
+        }
+        write!(
+            f,
+            ", {}, ETA {}",
+            crate::progress::duration(self.epoch_seconds),
+            crate::progress::duration(self.eta_seconds)
+        )
+    }
+}
+
 /// Count validation R@1 `r1` against the best so far; true when it is the new best.
 pub fn observe_r1(state: &mut TrainState, r1: Option<f64>) -> bool {
     let Some(r1) = r1 else {
