@@ -28,7 +28,8 @@ pub async fn load_model(
             message: "a fine-tuned model is read from a store, and this call has none".into(),
         })?;
         let dir = store.finetuned_dir(run_id);
-        if !dir.join("model.safetensors").is_file() {
+        let layouts = ["model.safetensors", crate::models::open_clip::SAFETENSORS];
+        if !layouts.iter().any(|weights| dir.join(weights).is_file()) {
             return Err(Error::Model {
                 model: spec.to_string(),
                 message: format!(

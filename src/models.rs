@@ -9,13 +9,16 @@ pub mod bert;
 pub mod bert_encoder;
 pub mod blip;
 pub mod clip;
+pub mod clip_layer;
 pub mod clip_text;
 pub mod clip_trainable;
+pub mod clip_vision;
 pub mod dense;
 pub mod device;
 pub mod diffusion;
 pub mod host_layers;
 pub mod hub;
+pub mod open_clip;
 pub mod preprocess;
 pub mod siglip;
 pub mod tokens;
@@ -95,7 +98,15 @@ impl Model {
         struct Kind {
             model_type: Option<String>,
         }
-        let kind: Kind = read_json(&mut files, "config.json")?;
+        let kind: Kind = if files.optional("config.json")?.is_none()
+            && files.optional(open_clip::CONFIG)?.is_some()
+        {
+            Kind {
+                model_type: Some("clip".into()),
+            }
+        } else {
+            read_json(&mut files, "config.json")?
+        };
         let (family, encoder): (&'static str, Box<dyn Encoder>) = match kind.model_type.as_deref() {
             Some("bert") => (
                 "bert",

@@ -912,6 +912,66 @@ fn finetuning_lowers_the_loss_and_exports_a_model() {
     assert_eq!(store.csv("SELECT count(*) FROM artifacts"), artifacts);
 }
 
+/// Fine-tuning an OpenCLIP checkpoint (OpenCLIP's own layout, exact GELU) exports an OpenCLIP checkpoint: the
+/// source's config byte for byte, and `open_clip_model.safetensors` with exactly the source's tensor names, shapes
+/// and dtype (open_clip reads it with `create_model("local-dir:…")`), holding trained weights; `ft:<run>` embeds.
+#[test]
+fn finetuning_an_openclip_checkpoint_exports_one() {
+    let store = shapes_store();
+    let mut args = FINETUNE.to_vec();
+    args[2] = "fixtures/models/tiny-openclip";
+    args.extend(["--loss", "infonce", "--epochs", "2"]);
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let run = run_id(&out);
+    let dir = store.path().join("finetuned").join(format!("ft-{run}"));
+    let source = std::path::Path::new("fixtures/models/tiny-openclip");
+    assert_eq!(
+        std::fs::read(dir.join("open_clip_config.json")).expect("config"),
+        std::fs::read(source.join("open_clip_config.json")).expect("config")
+    );
+    assert!(dir.join("tokenizer.json").is_file());
+    assert!(
+        !dir.join("config.json").exists(),
+        "not transformers' layout"
+    );
+    let device = candle_core::Device::Cpu;
+    let load = |path: std::path::PathBuf| {
+        candle_core::safetensors::load(path, &device).expect("safetensors")
+    };
+    let (trained, base) = (
+        load(dir.join("open_clip_model.safetensors")),
+        load(source.join("open_clip_model.safetensors")),
+    );
+    let shapes = |m: &std::collections::HashMap<String, candle_core::Tensor>| {
+        m.iter()
+            .map(|(k, t)| (k.clone(), (t.dims().to_vec(), t.dtype())))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(shapes(&trained), shapes(&base));
+    let values = |t: &candle_core::Tensor| {
+        t.flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("f32")
+    };
+    let fused = "visual.transformer.resblocks.1.attn.in_proj_weight";
+    assert_ne!(
+        values(&trained[fused]),
+        values(&base[fused]),
+        "training moved the weights"
+    );
+    let model = format!("ft:{run}");
+    let embed = store.vlmdb(&[
+        "embed",
+        "--model",
+        &model,
+        "--images",
+        "--dataset",
+        "shapes",
+    ]);
+    assert_success(&embed);
+}
+
 /// A fine-tuning run killed after its third checkpoint and resumed equals an uninterrupted one: every metric,
 /// and the exported weights.
 #[test]

@@ -331,7 +331,7 @@ pub struct BenchEmbedArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("items").required(true).args(["images", "captions", "pairs"])))]
 pub struct EmbedArgs {
-    /// The model: alias (minilm, clip-vit-b32, clip-vit-l14, siglip-b16), hf:org/repo[@rev], or a directory.
+    /// The model: alias (minilm, clip-vit-b32, clip-vit-l14, laion-vit-b32, laion-vit-h14, siglip-b16), hf:org/repo[@rev], or a directory.
     #[arg(long)]
     pub model: String,
     /// Embed images (images.data).

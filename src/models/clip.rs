@@ -1,29 +1,33 @@
-//! CLIP (ViT-B/32, ViT-L/14 and any HF `CLIPModel`): candle's text and vision transformers, built from the model's
-//! `config.json` (candle has no serde for CLIP and only a B/32 preset), with vlmdb's own projections and pooling.
-//! Text: truncated to 77 tokens (the position count), padded to the batch's longest, pooled at the end-of-text
-//! token the way transformers finds it (first `eos_token_id`, or the largest id for legacy configs whose
-//! `eos_token_id` is 2) rather than candle's argmax, which picks the wrong position when the pad token is the EOT
-//! token. Images: shortest edge to the input size (bicubic), centre crop, OpenAI mean/std.
+//! CLIP (OpenAI's, OpenCLIP/LAION's, any transformers `CLIPModel`, and OpenCLIP's own checkpoint layout): vlmdb's
+//! text tower ([`super::clip_text`]) and vision tower ([`super::clip_vision`]) with the two projections, built
+//! from a [`Checkpoint`] in either layout. Text: truncated to the position count (77), padded to the batch's
+//! longest, pooled at the end-of-text token as the reference code finds it (first `eos_token_id`, or the first
+//! largest id). Images: the model's processor (transformers' `preprocessor_config.json`, or OpenCLIP's
+//! `preprocess_cfg`).
 
-use candle_core::{Device, Tensor};
-use candle_nn::{Linear, Module};
-use candle_transformers::models::clip::text_model::{
-    Activation, ClipTextConfig, ClipTextTransformer,
-};
-use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
-use serde::Deserialize;
+use std::collections::HashMap;
 
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::clip_layer::{Act, LayerShape};
+use super::clip_text::{ClipText, ClipTextConfig};
+use super::clip_vision::{ClipVision, VisionShape};
 use super::hub::ModelFiles;
 use super::preprocess::ImageProcessor;
 use super::tokens::{Padding, TextTokenizer, TokenBatch};
-use super::{Encoder, image_processor, read_json, weights};
+use super::{Encoder, image_processor, open_clip, read_json, weights};
 use crate::error::{Error, Result};
+
+pub use super::clip_text::Pool;
 
 fn default_projection() -> usize {
     512
 }
 
-#[derive(Deserialize)]
+/// transformers' `CLIPConfig` (the parts vlmdb reads; an OpenCLIP config is translated into it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Config {
     #[serde(default)]
     pub(crate) text_config: TextConfig,
@@ -33,7 +37,7 @@ pub(crate) struct Config {
     pub(crate) projection_dim: usize,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct TextConfig {
     pub(crate) vocab_size: usize,
@@ -65,7 +69,7 @@ impl Default for TextConfig {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct VisionConfig {
     pub(crate) hidden_size: usize,
@@ -95,20 +99,169 @@ impl Default for VisionConfig {
     }
 }
 
-/// Where the text tower's sentence vector is read.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Pool {
-    /// The first occurrence of this token id.
-    FirstOf(u32),
-    /// The largest id in the row (legacy configs, where the EOT token has the largest id).
-    LargestId,
+/// Where a checkpoint came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// transformers' `CLIPModel`: `config.json` + `model.safetensors` / `pytorch_model.bin`.
+    Transformers,
+    /// OpenCLIP's own: `open_clip_config.json` + `open_clip_model.safetensors` / `open_clip_pytorch_model.bin`.
+    OpenClip,
+}
+
+/// Everything a CLIP is built from, whichever layout it came in: the config in transformers' terms, the
+/// tokenizer, the pooling rule, the image processor, and (for OpenCLIP checkpoints) the weights already renamed to
+/// transformers' names.
+pub(crate) struct Checkpoint {
+    pub(crate) config: Config,
+    pub(crate) layout: Layout,
+    pub(crate) tokenizer: TextTokenizer,
+    pub(crate) pool: Pool,
+    pub(crate) images: ImageProcessor,
+    converted: Option<HashMap<String, Tensor>>,
+}
+
+impl Checkpoint {
+    /// Open the CLIP in `files`: transformers' layout when `config.json` is there (hub repos of LAION's CLIPs carry
+    /// both layouts with the same weights), else OpenCLIP's.
+    pub(crate) fn open(files: &mut ModelFiles, device: &Device) -> Result<Checkpoint> {
+        if files.optional("config.json")?.is_some() {
+            let config: Config = read_json(files, "config.json")?;
+            let t = &config.text_config;
+            let mut tokenizer = TextTokenizer::load(
+                &files.require("tokenizer.json")?,
+                t.max_position_embeddings,
+                0,
+                Padding::Longest,
+            )?;
+            // OpenAI's tokenizer pads with the end-of-text token; the pad id never reaches the pooled vector
+            // (causal attention, pooling at the first end-of-text).
+            tokenizer.pad_id = tokenizer
+                .token_id("<|endoftext|>")
+                .or(t.pad_token_id)
+                .unwrap_or(0);
+            let pool = Pool::of_eos(t.eos_token_id.unwrap_or(2));
+            let images = image_processor(
+                files,
+                ImageProcessor::clip(config.vision_config.image_size as u32),
+            )?;
+            return Ok(Checkpoint {
+                config,
+                layout: Layout::Transformers,
+                tokenizer,
+                pool,
+                images,
+                converted: None,
+            });
+        }
+        if files.optional(open_clip::CONFIG)?.is_some() {
+            let native = open_clip::read(files, device)?;
+            return Ok(Checkpoint {
+                config: native.config,
+                layout: Layout::OpenClip,
+                tokenizer: native.tokenizer,
+                pool: native.pool,
+                images: native.images,
+                converted: Some(native.tensors),
+            });
+        }
+        Err(Error::ModelFile {
+            repo: files.id.clone(),
+            revision: files.revision.clone(),
+            file: "config.json".into(),
+            message: format!(
+                "neither config.json (transformers' CLIPModel) nor {} (OpenCLIP) is there",
+                open_clip::CONFIG
+            ),
+        })
+    }
+
+    /// The weights by transformers' name, for building the inference towers.
+    fn var_builder(
+        &mut self,
+        files: &mut ModelFiles,
+        device: &Device,
+    ) -> Result<VarBuilder<'static>> {
+        match self.converted.take() {
+            Some(tensors) => Ok(VarBuilder::from_tensors(tensors, DType::F32, device)),
+            None => weights(files, device),
+        }
+    }
+
+    /// Every weight by transformers' name, for training (`model.safetensors` in transformers' layout).
+    pub(crate) fn tensors(
+        &mut self,
+        files: &mut ModelFiles,
+        device: &Device,
+    ) -> Result<HashMap<String, Tensor>> {
+        if let Some(tensors) = self.converted.take() {
+            return Ok(tensors);
+        }
+        let path = files
+            .optional("model.safetensors")?
+            .ok_or_else(|| Error::Model {
+                model: files.spec.clone(),
+                message: "training reads model.safetensors, which this model does not have".into(),
+            })?;
+        candle_core::safetensors::load(&path, device).map_err(|source| Error::Candle {
+            model: files.spec.clone(),
+            source,
+        })
+    }
+
+    /// The text tower's layer shape.
+    pub(crate) fn text_shape(&self, model: &str) -> Result<LayerShape> {
+        let t = &self.config.text_config;
+        shape(
+            model,
+            t.hidden_size,
+            t.intermediate_size,
+            t.num_attention_heads,
+            t.layer_norm_eps,
+            &t.hidden_act,
+        )
+    }
+
+    /// The vision tower's layer shape.
+    pub(crate) fn vision_shape(&self, model: &str) -> Result<LayerShape> {
+        let v = &self.config.vision_config;
+        shape(
+            model,
+            v.hidden_size,
+            v.intermediate_size,
+            v.num_attention_heads,
+            v.layer_norm_eps,
+            &v.hidden_act,
+        )
+    }
+}
+
+fn shape(
+    model: &str,
+    hidden: usize,
+    intermediate: usize,
+    heads: usize,
+    eps: f64,
+    act: &str,
+) -> Result<LayerShape> {
+    let bad = |message: String| Error::Model {
+        model: model.into(),
+        message,
+    };
+    let shape = LayerShape {
+        hidden,
+        intermediate,
+        heads,
+        eps,
+        act: Act::parse(act).map_err(bad)?,
+    };
+    shape.check().map_err(bad)?;
+    Ok(shape)
 }
 
 /// A CLIP image–text model.
 pub struct Clip {
-    text: ClipTextTransformer,
-    text_projection: Linear,
-    vision: ClipVisionTransformer,
+    text: ClipText,
+    vision: ClipVision,
     visual_projection: Linear,
     tokenizer: TextTokenizer,
     images: ImageProcessor,
@@ -116,129 +269,64 @@ pub struct Clip {
     dim: usize,
 }
 
-fn check_supported(files: &ModelFiles, tower: &str, act: &str, eps: f64) -> Result<()> {
-    if act != "quick_gelu" {
-        return Err(Error::Model {
-            model: files.spec.clone(),
-            message: format!(
-                "{tower}: hidden_act {act:?} is not supported (candle's CLIP has quick_gelu only)"
-            ),
-        });
-    }
-    if (eps - 1e-5).abs() > 1e-12 {
-        return Err(Error::Model {
-            model: files.spec.clone(),
-            message: format!(
-                "{tower}: layer_norm_eps {eps} is not supported (candle's CLIP uses 1e-5)"
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// The tokenizer, the text pooling rule and the image processor of a CLIP directory (shared by inference and
-/// fine-tuning, so both see the same tokens and pixels).
-pub(crate) fn inputs(
-    files: &mut ModelFiles,
-    config: &Config,
-) -> Result<(TextTokenizer, Pool, ImageProcessor)> {
-    let (t, v) = (&config.text_config, &config.vision_config);
-    let mut tokenizer = TextTokenizer::load(
-        &files.require("tokenizer.json")?,
-        t.max_position_embeddings,
-        0,
-        Padding::Longest,
-    )?;
-    // OpenAI's tokenizer pads with the end-of-text token; the pad id never reaches the pooled vector anyway
-    // (causal attention, pooling at the first end-of-text).
-    tokenizer.pad_id = tokenizer
-        .token_id("<|endoftext|>")
-        .or(t.pad_token_id)
-        .unwrap_or(0);
-    let pool = match t.eos_token_id {
-        Some(2) | None => Pool::LargestId,
-        Some(id) => Pool::FirstOf(id),
-    };
-    let images = image_processor(files, ImageProcessor::clip(v.image_size as u32))?;
-    Ok((tokenizer, pool, images))
-}
-
-/// The flat index (row · len + position) of each row's end-of-text token in a padded `rows × len` batch.
-pub(crate) fn eos_positions(pool: Pool, rows: &[Vec<u32>], len: usize) -> Vec<u32> {
-    rows.iter()
-        .enumerate()
-        .map(|(row, ids)| {
-            let at = match pool {
-                Pool::FirstOf(eos) => ids.iter().position(|&id| id == eos),
-                Pool::LargestId => ids
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
-                    .map(|(i, _)| i),
-            };
-            (row * len + at.unwrap_or(ids.len().saturating_sub(1))) as u32
-        })
-        .collect()
-}
-
 impl Encoder for Clip {
     fn load(files: &mut ModelFiles, device: &Device) -> Result<Self> {
-        let config: Config = read_json(files, "config.json")?;
-        let (t, v) = (&config.text_config, &config.vision_config);
-        check_supported(files, "text_config", &t.hidden_act, t.layer_norm_eps)?;
-        check_supported(files, "vision_config", &v.hidden_act, v.layer_norm_eps)?;
+        let mut checkpoint = Checkpoint::open(files, device)?;
+        let vb = checkpoint.var_builder(files, device)?;
+        let spec = files.spec.clone();
+        let text_shape = checkpoint.text_shape(&spec)?;
+        let vision_shape = checkpoint.vision_shape(&spec)?;
+        let (t, v) = (
+            &checkpoint.config.text_config,
+            &checkpoint.config.vision_config,
+        );
+        let dim = checkpoint.config.projection_dim;
         let text_config = ClipTextConfig {
             vocab_size: t.vocab_size,
-            embed_dim: t.hidden_size,
-            activation: Activation::QuickGelu,
+            hidden_size: t.hidden_size,
             intermediate_size: t.intermediate_size,
-            max_position_embeddings: t.max_position_embeddings,
-            pad_with: None,
             num_hidden_layers: t.num_hidden_layers,
             num_attention_heads: t.num_attention_heads,
-            projection_dim: config.projection_dim,
+            max_position_embeddings: t.max_position_embeddings,
+            hidden_act: t.hidden_act.clone(),
+            layer_norm_eps: t.layer_norm_eps,
+            eos_token_id: t.eos_token_id.unwrap_or(2),
+            projection_dim: Some(dim),
         };
-        let vision_config = ClipVisionConfig {
-            embed_dim: v.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: v.intermediate_size,
-            num_hidden_layers: v.num_hidden_layers,
-            num_attention_heads: v.num_attention_heads,
-            projection_dim: config.projection_dim,
-            num_channels: v.num_channels,
+        debug_assert_eq!(text_shape.hidden, t.hidden_size);
+        let vision_shape = VisionShape {
+            layer: vision_shape,
+            layers: v.num_hidden_layers,
+            channels: v.num_channels,
             image_size: v.image_size,
             patch_size: v.patch_size,
         };
-        let (tokenizer, pool, images) = inputs(files, &config)?;
-        let vb = weights(files, device)?;
-        let candle = |source| Error::Candle {
-            model: files.spec.clone(),
-            source,
+        let bad = |message: String| Error::Model {
+            model: spec.clone(),
+            message,
         };
-        let text = ClipTextTransformer::new(vb.pp("text_model"), &text_config).map_err(candle)?;
-        let vision =
-            ClipVisionTransformer::new(vb.pp("vision_model"), &vision_config).map_err(candle)?;
-        let text_projection = candle_nn::linear_no_bias(
-            t.hidden_size,
-            config.projection_dim,
-            vb.pp("text_projection"),
-        )
-        .map_err(candle)?;
-        let visual_projection = candle_nn::linear_no_bias(
-            v.hidden_size,
-            config.projection_dim,
-            vb.pp("visual_projection"),
-        )
-        .map_err(candle)?;
+        let text = ClipText::new(text_config, vb.clone())
+            .map_err(bad)?
+            .with_pool(checkpoint.pool);
+        if !text.has_projection() {
+            return Err(bad("the weights have no text_projection".into()));
+        }
+        let vision = ClipVision::new(vision_shape, vb.pp("vision_model")).map_err(bad)?;
+        let visual_projection =
+            candle_nn::linear_no_bias(v.hidden_size, dim, vb.pp("visual_projection")).map_err(
+                |source| Error::Candle {
+                    model: spec.clone(),
+                    source,
+                },
+            )?;
         Ok(Clip {
             text,
-            text_projection,
             vision,
             visual_projection,
-            tokenizer,
-            images,
-            pool,
-            dim: config.projection_dim,
+            tokenizer: checkpoint.tokenizer,
+            images: checkpoint.images,
+            pool: checkpoint.pool,
+            dim,
         })
     }
 
@@ -251,14 +339,10 @@ impl Encoder for Clip {
     }
 
     fn text_features(&self, batch: &TokenBatch) -> candle_core::Result<Tensor> {
-        let hidden = self.text.forward_with_mask(&batch.ids, usize::MAX)?;
-        let (rows, len, width) = hidden.dims3()?;
-        let positions = eos_positions(self.pool, &batch.rows, len);
-        let index = Tensor::new(positions, hidden.device())?;
-        let pooled = hidden
-            .reshape((rows * len, width))?
-            .index_select(&index, 0)?;
-        self.text_projection.forward(&pooled)
+        self.text
+            .forward(&batch.ids)?
+            .pooled
+            .ok_or_else(|| candle_core::Error::Msg("the text tower has no projection".into()))
     }
 
     fn image_processor(&self) -> Option<&ImageProcessor> {

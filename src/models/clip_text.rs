@@ -1,11 +1,14 @@
-//! The CLIP text transformer of diffusion pipelines (transformers' `CLIPTextModel` and
-//! `CLIPTextModelWithProjection`), written here because the pipelines need what candle's CLIP does not give: any
-//! size with either activation (`quick_gelu` for OpenAI's encoders, exact `gelu` for OpenCLIP's), every layer's
-//! hidden state (SDXL conditions on the penultimate one), and the projected pooled output of the second SDXL
-//! encoder. Causal attention only, as the pipelines call it (no padding mask).
+//! The CLIP text transformer (transformers' `CLIPTextModel` and `CLIPTextModelWithProjection`), for CLIP
+//! embeddings ([`super::clip`]) and diffusion pipelines. Written here because candle's CLIP lacks what they need:
+//! any size with either activation (`quick_gelu` for OpenAI's encoders, exact `gelu` for OpenCLIP/LAION's), any
+//! layer-norm epsilon, every layer's hidden state (SDXL conditions on the penultimate one), and the projected
+//! pooled output. Causal attention without a padding mask: the pooled token (the first end-of-text) attends only to
+//! the tokens before it, so padding after it changes nothing.
 
-use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+
+use super::clip_layer::{Act, EncoderLayer, LayerShape};
 use serde::Deserialize;
 
 /// The parts of a `CLIPTextConfig` the transformer is built from.
@@ -41,23 +44,6 @@ fn eos() -> u32 {
     2
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Act {
-    QuickGelu,
-    Gelu,
-}
-
-struct Layer {
-    norm1: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-}
-
 /// What the encoder returns for a batch of token ids.
 pub struct TextOutput {
     /// The final layer's output after the final layer norm (`last_hidden_state`): `batch × len × hidden`.
@@ -71,10 +57,10 @@ pub struct TextOutput {
 /// A loaded CLIP text transformer.
 pub struct ClipText {
     config: ClipTextConfig,
-    act: Act,
+    pool: Pool,
     token: Embedding,
     position: Embedding,
-    layers: Vec<Layer>,
+    layers: Vec<EncoderLayer>,
     final_norm: LayerNorm,
     projection: Option<Linear>,
 }
@@ -83,24 +69,14 @@ impl ClipText {
     /// Build from the weights in `vb`: with or without transformers' `text_model.` prefix (transformers 5 drops
     /// it for `CLIPTextModel`), and `text_projection` at the root when the config has a `projection_dim`.
     pub fn new(config: ClipTextConfig, vb: VarBuilder) -> Result<ClipText, String> {
-        let act = match config.hidden_act.as_str() {
-            "quick_gelu" => Act::QuickGelu,
-            "gelu" => Act::Gelu,
-            other => {
-                return Err(format!(
-                    "hidden_act {other:?} is not supported (quick_gelu or gelu)"
-                ));
-            }
+        let shape = LayerShape {
+            hidden: config.hidden_size,
+            intermediate: config.intermediate_size,
+            heads: config.num_attention_heads,
+            eps: config.layer_norm_eps,
+            act: Act::parse(&config.hidden_act)?,
         };
-        if !config
-            .hidden_size
-            .is_multiple_of(config.num_attention_heads)
-        {
-            return Err(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                config.hidden_size, config.num_attention_heads
-            ));
-        }
+        shape.check()?;
         let build = || -> candle_core::Result<ClipText> {
             let root = vb.clone();
             let vb = if vb.contains_tensor("text_model.embeddings.token_embedding.weight") {
@@ -118,17 +94,10 @@ impl ClipText {
             )?;
             let mut layers = Vec::with_capacity(config.num_hidden_layers);
             for i in 0..config.num_hidden_layers {
-                let l = vb.pp(format!("encoder.layers.{i}"));
-                layers.push(Layer {
-                    norm1: candle_nn::layer_norm(h, eps, l.pp("layer_norm1"))?,
-                    q: candle_nn::linear(h, h, l.pp("self_attn.q_proj"))?,
-                    k: candle_nn::linear(h, h, l.pp("self_attn.k_proj"))?,
-                    v: candle_nn::linear(h, h, l.pp("self_attn.v_proj"))?,
-                    out: candle_nn::linear(h, h, l.pp("self_attn.out_proj"))?,
-                    norm2: candle_nn::layer_norm(h, eps, l.pp("layer_norm2"))?,
-                    fc1: candle_nn::linear(h, config.intermediate_size, l.pp("mlp.fc1"))?,
-                    fc2: candle_nn::linear(config.intermediate_size, h, l.pp("mlp.fc2"))?,
-                });
+                layers.push(EncoderLayer::new(
+                    shape,
+                    vb.pp(format!("encoder.layers.{i}")),
+                )?);
             }
             let final_norm = candle_nn::layer_norm(h, eps, vb.pp("final_layer_norm"))?;
             let projection = match config.projection_dim {
@@ -139,7 +108,7 @@ impl ClipText {
             };
             Ok(ClipText {
                 config: config.clone(),
-                act,
+                pool: Pool::of_eos(config.eos_token_id),
                 token,
                 position,
                 layers,
@@ -157,7 +126,7 @@ impl ClipText {
 
     /// Run the encoder on `ids` (`batch × len`, u32).
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<TextOutput> {
-        let (batch, len) = ids.dims2()?;
+        let (_, len) = ids.dims2()?;
         let device = ids.device();
         let positions = Tensor::arange(0u32, len as u32, device)?;
         let mut x = self
@@ -165,36 +134,9 @@ impl ClipText {
             .forward(ids)?
             .broadcast_add(&self.position.forward(&positions)?)?;
         let mask = causal_mask(len, device)?;
-        let heads = self.config.num_attention_heads;
-        let head_dim = self.config.hidden_size / heads;
-        let scale = (head_dim as f64).powf(-0.5);
         let mut hidden = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            let residual = x.clone();
-            let h = layer.norm1.forward(&x)?;
-            let split = |t: Tensor| -> candle_core::Result<Tensor> {
-                t.reshape((batch, len, heads, head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let q = split((layer.q.forward(&h)? * scale)?)?;
-            let k = split(layer.k.forward(&h)?)?;
-            let v = split(layer.v.forward(&h)?)?;
-            let scores = q.matmul(&k.t()?)?.broadcast_add(&mask)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let attended = probs.matmul(&v)?.transpose(1, 2)?.reshape((
-                batch,
-                len,
-                self.config.hidden_size,
-            ))?;
-            x = (residual + layer.out.forward(&attended)?)?;
-            let residual = x.clone();
-            let h = layer.fc1.forward(&layer.norm2.forward(&x)?)?;
-            let h = match self.act {
-                Act::QuickGelu => (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?,
-                Act::Gelu => h.gelu_erf()?,
-            };
-            x = (residual + layer.fc2.forward(&h)?)?;
+            x = layer.forward(&x, Some(&mask))?;
             hidden.push(x.clone());
         }
         let last = self.final_norm.forward(&x)?;
@@ -209,30 +151,67 @@ impl ClipText {
         })
     }
 
-    /// The hidden state at each row's end-of-text token, found as transformers does: the first `eos_token_id`,
-    /// or the largest id for legacy configs whose `eos_token_id` is 2.
+    /// Whether the weights carry a `text_projection` (and `pooled` is computed).
+    pub fn has_projection(&self) -> bool {
+        self.projection.is_some()
+    }
+
+    /// Read the pooled vector where `pool` says instead of where the config's `eos_token_id` does.
+    pub fn with_pool(mut self, pool: Pool) -> ClipText {
+        self.pool = pool;
+        self
+    }
+
+    /// The hidden state at each row's end-of-text token.
     fn pool(&self, last: &Tensor, ids: &Tensor) -> candle_core::Result<Tensor> {
         let rows = ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-        let mut pooled = Vec::with_capacity(rows.len());
-        for (b, row) in rows.iter().enumerate() {
-            let position = if self.config.eos_token_id == 2 {
-                row.iter()
-                    .enumerate()
-                    .max_by_key(|(i, id)| (**id, std::cmp::Reverse(*i)))
-                    .map_or(0, |(i, _)| i)
-            } else {
-                row.iter()
-                    .position(|id| *id == self.config.eos_token_id)
-                    .unwrap_or(0)
-            };
-            pooled.push(last.i((b, position))?);
-        }
-        Tensor::stack(&pooled, 0)
+        let (batch, len, width) = last.dims3()?;
+        let index = Tensor::new(eos_positions(self.pool, &rows, len), last.device())?;
+        last.reshape((batch * len, width))?.index_select(&index, 0)
     }
 }
 
+/// Where the text tower's sentence vector is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// The first occurrence of this token id (transformers with a real `eos_token_id`; OpenCLIP's `eos` pooling).
+    FirstOf(u32),
+    /// The first occurrence of the largest id in the row (transformers' legacy configs, whose `eos_token_id` is 2;
+    /// OpenCLIP's `argmax` pooling): the end-of-text token has the largest id of the vocabulary.
+    LargestId,
+}
+
+impl Pool {
+    /// The rule transformers applies for a config's `eos_token_id`.
+    pub fn of_eos(eos_token_id: u32) -> Pool {
+        if eos_token_id == 2 {
+            Pool::LargestId
+        } else {
+            Pool::FirstOf(eos_token_id)
+        }
+    }
+}
+
+/// The flat index (row · len + position) of each row's pooled token in a padded `rows × len` batch.
+pub fn eos_positions(pool: Pool, rows: &[Vec<u32>], len: usize) -> Vec<u32> {
+    rows.iter()
+        .enumerate()
+        .map(|(row, ids)| {
+            let at = match pool {
+                Pool::FirstOf(eos) => ids.iter().position(|&id| id == eos),
+                Pool::LargestId => ids
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+                    .map(|(i, _)| i),
+            };
+            (row * len + at.unwrap_or(ids.len().saturating_sub(1))) as u32
+        })
+        .collect()
+}
+
 /// The additive causal mask: 0 on and below the diagonal, −∞ above (`len × len`).
-fn causal_mask(len: usize, device: &Device) -> candle_core::Result<Tensor> {
+pub(crate) fn causal_mask(len: usize, device: &Device) -> candle_core::Result<Tensor> {
     let values: Vec<f32> = (0..len)
         .flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
         .collect();

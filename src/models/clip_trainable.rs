@@ -12,10 +12,11 @@ use std::path::Path;
 
 use candle_core::{D, DType, Device, IndexOp, Tensor, Var};
 
-use super::clip::{Config, Pool, eos_positions, inputs};
+use super::clip::{Checkpoint, Layout, Pool};
+use super::clip_layer::Act;
+use super::clip_text::{causal_mask, eos_positions};
 use super::hub::ModelFiles;
 use super::preprocess::ImageProcessor;
-use super::read_json;
 use super::tokens::{TextTokenizer, TokenBatch};
 use crate::error::{Error, Result};
 
@@ -71,23 +72,6 @@ pub struct Param {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Act {
-    QuickGelu,
-    Gelu,
-}
-
-fn act(model: &str, name: &str) -> Result<Act> {
-    match name {
-        "quick_gelu" => Ok(Act::QuickGelu),
-        "gelu" => Ok(Act::Gelu),
-        other => Err(Error::Model {
-            model: model.into(),
-            message: format!("hidden_act {other:?} is not supported (quick_gelu or gelu)"),
-        }),
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
 struct Tower {
     layers: usize,
     heads: usize,
@@ -107,6 +91,8 @@ pub struct TrainableClip {
     /// The dtype the towers compute in (the parameters' own, or bf16 for mixed precision).
     compute: DType,
     pool: Pool,
+    /// The layout the model was read in (an export writes the same one).
+    layout: Layout,
     pub tokenizer: TextTokenizer,
     pub images: ImageProcessor,
     pub files: ModelFiles,
@@ -135,29 +121,22 @@ impl TrainableClip {
         trainable: &Trainable,
     ) -> Result<TrainableClip> {
         let mut files = ModelFiles::resolve(spec)?;
-        let config: Config = read_json(&mut files, "config.json")?;
-        let (tokenizer, pool, images) = inputs(&mut files, &config)?;
-        let (t, v) = (&config.text_config, &config.vision_config);
-        let text = Tower {
-            layers: t.num_hidden_layers,
-            heads: t.num_attention_heads,
-            eps: t.layer_norm_eps,
-            act: act(spec, &t.hidden_act)?,
+        let mut checkpoint = Checkpoint::open(&mut files, device)?;
+        let tower = |shape: super::clip_layer::LayerShape, layers| Tower {
+            layers,
+            heads: shape.heads,
+            eps: shape.eps,
+            act: shape.act,
         };
-        let vision = Tower {
-            layers: v.num_hidden_layers,
-            heads: v.num_attention_heads,
-            eps: v.layer_norm_eps,
-            act: act(spec, &v.hidden_act)?,
-        };
-        let path = files
-            .optional("model.safetensors")?
-            .ok_or_else(|| Error::Model {
-                model: spec.into(),
-                message: "fine-tuning reads model.safetensors, which this model does not have"
-                    .into(),
-            })?;
-        let loaded = candle_core::safetensors::load(&path, device).map_err(tensor_error(spec))?;
+        let text = tower(
+            checkpoint.text_shape(spec)?,
+            checkpoint.config.text_config.num_hidden_layers,
+        );
+        let vision = tower(
+            checkpoint.vision_shape(spec)?,
+            checkpoint.config.vision_config.num_hidden_layers,
+        );
+        let loaded = checkpoint.tensors(&mut files, device)?;
         let mut params = BTreeMap::new();
         for (name, tensor) in loaded {
             if !tensor.dtype().is_float() {
@@ -179,13 +158,14 @@ impl TrainableClip {
             params,
             text,
             vision,
-            patch: v.patch_size,
-            dim: config.projection_dim,
+            patch: checkpoint.config.vision_config.patch_size,
+            dim: checkpoint.config.projection_dim,
             dtype,
             compute: dtype,
-            pool,
-            tokenizer,
-            images,
+            pool: checkpoint.pool,
+            layout: checkpoint.layout,
+            tokenizer: checkpoint.tokenizer,
+            images: checkpoint.images,
             files,
         };
         for required in [
@@ -372,10 +352,7 @@ impl TrainableClip {
         let x = (x + self.linear(&attended, &format!("{prefix}.self_attn.out_proj"), true)?)?;
         let h = self.layer_norm(&x, &format!("{prefix}.layer_norm2"), tower.eps)?;
         let h = self.linear(&h, &format!("{prefix}.mlp.fc1"), true)?;
-        let h = match tower.act {
-            Act::QuickGelu => (&h * candle_nn::ops::sigmoid(&(&h * 1.702)?)?)?,
-            Act::Gelu => h.gelu_erf()?,
-        };
+        let h = tower.act.forward(&h)?;
         let h = self.linear(&h, &format!("{prefix}.mlp.fc2"), true)?;
         x + h
     }
@@ -391,10 +368,7 @@ impl TrainableClip {
             .narrow(0, 0, t)?;
         let mut x = tokens.broadcast_add(&positions)?;
         let dtype = x.dtype();
-        let causal: Vec<f32> = (0..t)
-            .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(causal, (1, 1, t, t), x.device())?.to_dtype(dtype)?;
+        let mask = causal_mask(t, x.device())?.to_dtype(dtype)?;
         for i in 0..self.text.layers {
             x = self.layer(
                 &x,
@@ -456,10 +430,14 @@ impl TrainableClip {
         })
     }
 
-    /// Write the weights as `model.safetensors` into `dir`, with the source model's config, tokenizer and
-    /// processor files beside them: a Hugging Face CLIP directory.
+    /// Write the weights into `dir` in the layout the model was read in: a Hugging Face CLIP directory
+    /// (`model.safetensors` with the source's config, tokenizer and processor files), or an OpenCLIP checkpoint.
     pub fn export(&mut self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if self.layout == Layout::OpenClip {
+            let tensors = self.tensors()?;
+            return super::open_clip::export(&mut self.files, &tensors, dir);
+        }
         for name in [
             "config.json",
             "tokenizer.json",

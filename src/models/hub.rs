@@ -37,11 +37,25 @@ pub const ALIASES: &[Alias] = &[
         revision: "32bd64288804d66eefd0ccbe215aa642df71cc41",
     },
     Alias {
+        name: "laion-vit-b32",
+        repo: "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+        revision: "1a25a446712ba5ee05982a381eed697ef9b435cf",
+    },
+    Alias {
+        name: "laion-vit-h14",
+        repo: "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+        revision: "1c2b8495b28150b8a4922ee1c8edee224c284c0c",
+    },
+    Alias {
         name: "siglip-b16",
         repo: "google/siglip-base-patch16-224",
         revision: "7fd15f0689c79d79e38b1c2e2e2370a7bf2761ed",
     },
 ];
+
+/// The files that make a directory or repo a model, in the order they are looked for: transformers' config, a
+/// diffusers pipeline's index, OpenCLIP's config.
+const CONFIG_FILES: [&str; 3] = ["config.json", "model_index.json", "open_clip_config.json"];
 
 /// Where the files of one model are.
 #[derive(Debug, Clone)]
@@ -156,12 +170,19 @@ impl ModelFiles {
                 snapshot: None,
             },
         };
-        // config.json (model_index.json for a diffusers pipeline) pins the commit: every later file comes from the
-        // same snapshot.
-        if files.optional("config.json")?.is_none() {
-            files.require("model_index.json")?;
+        // config.json (model_index.json for a diffusers pipeline, open_clip_config.json for an OpenCLIP checkpoint)
+        // pins the commit: every later file comes from the same snapshot.
+        for name in CONFIG_FILES {
+            if files.optional(name)?.is_some() {
+                return Ok(files);
+            }
         }
-        Ok(files)
+        Err(Error::ModelFile {
+            repo: files.id.clone(),
+            revision: files.revision.clone(),
+            file: "config.json".into(),
+            message: format!("the repo has none of {}", CONFIG_FILES.join(", ")),
+        })
     }
 
     fn local(spec: &str) -> Result<ModelFiles> {
@@ -176,11 +197,12 @@ impl ModelFiles {
                 ),
             });
         }
-        if !dir.join("config.json").is_file() && !dir.join("model_index.json").is_file() {
+        if !CONFIG_FILES.iter().any(|name| dir.join(name).is_file()) {
             return Err(Error::Model {
                 model: spec.into(),
-                message: "the directory has no config.json (expected a Hugging Face model directory) and no \
-                          model_index.json (a diffusers pipeline)"
+                message: "the directory has no config.json (a Hugging Face model directory), no \
+                          model_index.json (a diffusers pipeline) and no open_clip_config.json (an OpenCLIP \
+                          checkpoint)"
                     .into(),
             });
         }

@@ -19,6 +19,18 @@ pub enum Resize {
     ShortestEdge(u32),
     /// Exactly height × width.
     Exact { height: u32, width: u32 },
+    /// The longer side becomes this many pixels, the shorter one keeps the aspect ratio (rounded half to even, as
+    /// OpenCLIP's `ResizeKeepRatio`); the centre crop then pads the short side.
+    LongestEdge(u32),
+}
+
+/// How a centre crop's offset `(size - crop) / 2` is rounded when it falls on half a pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CropRound {
+    /// Down (transformers' `center_crop`).
+    Floor,
+    /// To the nearest, ties to even (torchvision's `CenterCrop`: `int(round((size - crop) / 2.0))`).
+    HalfEven,
 }
 
 /// The resampling filter (PIL's numbering in `resample`: 2 = bilinear, 3 = bicubic).
@@ -35,6 +47,7 @@ pub struct ImageProcessor {
     pub filter: Filter,
     /// Centre crop to height × width after resizing.
     pub crop: Option<(u32, u32)>,
+    pub crop_round: CropRound,
     pub rescale: f32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
@@ -76,6 +89,7 @@ impl ImageProcessor {
             resize: Resize::ShortestEdge(size),
             filter: Filter::Bicubic,
             crop: Some((size, size)),
+            crop_round: CropRound::Floor,
             rescale: 1.0 / 255.0,
             mean: CLIP_MEAN,
             std: CLIP_STD,
@@ -91,6 +105,7 @@ impl ImageProcessor {
             },
             filter: Filter::Bicubic,
             crop: None,
+            crop_round: CropRound::Floor,
             rescale: 1.0 / 255.0,
             mean: [0.5; 3],
             std: [0.5; 3],
@@ -162,13 +177,21 @@ impl ImageProcessor {
         match (self.crop, &self.resize) {
             (Some(crop), _) => crop,
             (None, Resize::Exact { height, width }) => (*height, *width),
-            (None, Resize::ShortestEdge(n)) => (*n, *n),
+            (None, Resize::ShortestEdge(n) | Resize::LongestEdge(n)) => (*n, *n),
         }
     }
 
-    /// A short description of the preprocessing, part of the model cache key.
+    /// A short description of the preprocessing, part of the model cache key (the same string as before
+    /// `crop_round` existed when it is `Floor`, so stored caches stay valid).
     pub fn key(&self) -> String {
-        format!("{self:?}")
+        let round = match self.crop_round {
+            CropRound::Floor => String::new(),
+            other => format!(", crop_round: {other:?}"),
+        };
+        format!(
+            "ImageProcessor {{ resize: {:?}, filter: {:?}, crop: {:?}, rescale: {:?}, mean: {:?}, std: {:?}{round} }}",
+            self.resize, self.filter, self.crop, self.rescale, self.mean, self.std
+        )
     }
 
     /// Channel-first float pixels (3 × H × W, row-major) for one decoded image.
@@ -186,11 +209,16 @@ impl ImageProcessor {
                 }
             }
             Resize::Exact { height, width } => (width, height),
+            Resize::LongestEdge(n) => {
+                let ratio = (f64::from(w) / f64::from(n)).max(f64::from(h) / f64::from(n));
+                let side = |x: u32| ((f64::from(x) / ratio).round_ties_even() as u32).max(1);
+                (side(w), side(h))
+            }
         };
         let resized = resize(&rgb, out_w, out_h, self.filter);
         let (crop_h, crop_w) = self.crop.unwrap_or((out_h, out_w));
-        let top = crop_offset(out_h, crop_h);
-        let left = crop_offset(out_w, crop_w);
+        let top = crop_offset(out_h, crop_h, self.crop_round);
+        let left = crop_offset(out_w, crop_w, self.crop_round);
         let mut out = vec![0f32; (3 * crop_h * crop_w) as usize];
         let plane = (crop_h * crop_w) as usize;
         for y in 0..crop_h {
@@ -212,11 +240,17 @@ impl ImageProcessor {
     }
 }
 
-/// Where a centre crop of `crop` pixels starts in a side of `size` pixels: `(size - crop) / 2`, or, for a crop
-/// larger than the image, minus the zero padding transformers' `center_crop` puts before it.
-fn crop_offset(size: u32, crop: u32) -> i64 {
+/// Where a centre crop of `crop` pixels starts in a side of `size` pixels: `(size - crop) / 2` rounded as `round`
+/// says, or, for a crop larger than the image, minus the zero padding the reference puts before it (half the
+/// excess, rounded down, in transformers and torchvision alike).
+fn crop_offset(size: u32, crop: u32, round: CropRound) -> i64 {
     if crop <= size {
-        i64::from((size - crop) / 2)
+        let excess = size - crop;
+        let half = excess / 2;
+        match round {
+            CropRound::HalfEven if excess % 2 == 1 && half % 2 == 1 => i64::from(half + 1),
+            _ => i64::from(half),
+        }
     } else {
         -i64::from((crop - size) / 2)
     }
@@ -286,42 +320,57 @@ fn clip8(acc: i64) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Pillow-exact resize of an RGB image (horizontal pass, 8-bit intermediate, vertical pass).
+/// Pillow-exact resize of an RGB image: two separable passes, each rounded to 8 bits. The order of the passes is
+/// Pillow 13's: the vertical pass first when the height shrinks by more than twice what the width shrinks by
+/// (`out_h < in_h` and `in_h − out_h > 2·(in_w − out_w)`), else the horizontal pass first. (Pillow ≤ 12 always
+/// ran the horizontal pass first; the order changes the 8-bit intermediate, so a pixel can differ by one level.)
 pub fn resize(image: &RgbImage, out_w: u32, out_h: u32, filter: Filter) -> RgbImage {
     let (in_w, in_h) = image.dimensions();
-    if (in_w, in_h) == (out_w, out_h) {
+    let vertical_first = out_h < in_h
+        && i64::from(in_h) - i64::from(out_h) > 2 * (i64::from(in_w) - i64::from(out_w));
+    if vertical_first {
+        horizontal(&vertical(image, out_h, filter), out_w, filter)
+    } else {
+        vertical(&horizontal(image, out_w, filter), out_h, filter)
+    }
+}
+
+/// One horizontal pass to `out_w` columns.
+fn horizontal(image: &RgbImage, out_w: u32, filter: Filter) -> RgbImage {
+    let (in_w, in_h) = image.dimensions();
+    if in_w == out_w {
         return image.clone();
     }
-    let horizontal = if in_w != out_w {
-        let coeffs = coefficients(in_w, out_w, filter);
-        let mut out = RgbImage::new(out_w, in_h);
-        for y in 0..in_h {
-            for (x, (start, weights)) in coeffs.iter().enumerate() {
-                for c in 0..3 {
-                    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                    for (k, w) in weights.iter().enumerate() {
-                        acc += i64::from(image.get_pixel((start + k) as u32, y)[c]) * i64::from(*w);
-                    }
-                    out.get_pixel_mut(x as u32, y)[c] = clip8(acc);
-                }
-            }
-        }
-        out
-    } else {
-        image.clone()
-    };
-    if in_h == out_h {
-        return horizontal;
-    }
-    let coeffs = coefficients(in_h, out_h, filter);
-    let mut out = RgbImage::new(out_w, out_h);
-    for (y, (start, weights)) in coeffs.iter().enumerate() {
-        for x in 0..out_w {
+    let coeffs = coefficients(in_w, out_w, filter);
+    let mut out = RgbImage::new(out_w, in_h);
+    for y in 0..in_h {
+        for (x, (start, weights)) in coeffs.iter().enumerate() {
             for c in 0..3 {
                 let mut acc: i64 = 1 << (PRECISION_BITS - 1);
                 for (k, w) in weights.iter().enumerate() {
-                    acc +=
-                        i64::from(horizontal.get_pixel(x, (start + k) as u32)[c]) * i64::from(*w);
+                    acc += i64::from(image.get_pixel((start + k) as u32, y)[c]) * i64::from(*w);
+                }
+                out.get_pixel_mut(x as u32, y)[c] = clip8(acc);
+            }
+        }
+    }
+    out
+}
+
+/// One vertical pass to `out_h` rows.
+fn vertical(image: &RgbImage, out_h: u32, filter: Filter) -> RgbImage {
+    let (in_w, in_h) = image.dimensions();
+    if in_h == out_h {
+        return image.clone();
+    }
+    let coeffs = coefficients(in_h, out_h, filter);
+    let mut out = RgbImage::new(in_w, out_h);
+    for (y, (start, weights)) in coeffs.iter().enumerate() {
+        for x in 0..in_w {
+            for c in 0..3 {
+                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                for (k, w) in weights.iter().enumerate() {
+                    acc += i64::from(image.get_pixel(x, (start + k) as u32)[c]) * i64::from(*w);
                 }
                 out.get_pixel_mut(x, y as u32)[c] = clip8(acc);
             }
@@ -356,8 +405,14 @@ mod tests {
 
     #[test]
     fn a_crop_larger_than_the_image_pads_with_zeros() {
-        assert_eq!(crop_offset(10, 4), 3);
-        assert_eq!(crop_offset(4, 7), -1);
+        assert_eq!(crop_offset(10, 4, CropRound::Floor), 3);
+        assert_eq!(crop_offset(4, 7, CropRound::Floor), -1);
+        assert_eq!(crop_offset(4, 7, CropRound::HalfEven), -1);
+        // Half a pixel: transformers floors, torchvision rounds half to even.
+        for (excess, floor, even) in [(1, 0, 0), (3, 1, 2), (5, 2, 2), (11, 5, 6)] {
+            assert_eq!(crop_offset(33 + excess, 33, CropRound::Floor), floor);
+            assert_eq!(crop_offset(33 + excess, 33, CropRound::HalfEven), even);
+        }
         let mut processor = ImageProcessor::siglip(2);
         processor.crop = Some((4, 4));
         let image =

@@ -20,7 +20,7 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     )
     .with_argument(
         "model",
-        "A text constant: an alias (clip-vit-b32, clip-vit-l14, siglip-b16), hf:org/repo[@rev], or a local \
+        "A text constant: an alias (clip-vit-b32, clip-vit-l14, laion-vit-b32, laion-vit-h14, siglip-b16), hf:org/repo[@rev], or a local \
          Hugging Face model directory, or head:<run_id> — a `vlmdb train` run's best image head over its base \
          model.",
     )
