@@ -3,7 +3,9 @@
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use crate::common::{TestStore, assert_fails_with, assert_success, snapshot, stderr, stdout};
+use crate::common::{
+    TestStore, assert_fails_with, assert_success, insert_images, snapshot, stderr, stdout,
+};
 
 #[test]
 fn init_creates_the_tables_once() {
@@ -138,6 +140,7 @@ fn hostile_parameters_stay_literal() {
 #[test]
 fn failed_writes_are_failed_runs_and_change_nothing() {
     let store = TestStore::initialised();
+    insert_images(&store, &["d/i1", "d/i2"]);
     let ok = store.vlmdb(&[
         "sql",
         "INSERT INTO captions (caption_id, image_id, dataset, text, source, run_id) \
@@ -160,9 +163,9 @@ fn failed_writes_are_failed_runs_and_change_nothing() {
          FROM runs WHERE kind = 'sql' ORDER BY started_at",
     );
     let lines: Vec<&str> = runs.lines().collect();
-    assert_eq!(lines.len(), 3, "{runs}");
-    assert!(lines[1].starts_with("finished,false,true,"), "{runs}");
-    assert!(lines[2].starts_with("failed,true,true,"), "{runs}");
+    assert_eq!(lines.len(), 4, "{runs}");
+    assert!(lines[2].starts_with("finished,false,true,"), "{runs}");
+    assert!(lines[3].starts_with("failed,true,true,"), "{runs}");
     // The caption row and its run are joined by id.
     assert_eq!(
         store.csv("SELECT r.status FROM captions c JOIN runs r ON c.run_id = r.run_id"),

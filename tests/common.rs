@@ -60,6 +60,20 @@ impl TestStore {
     }
 }
 
+/// Store placeholder image rows `ids` (dataset `d`) through SQL, so captions inserted by SQL have images to
+/// describe (a caption's `image_id` must be a stored image).
+pub fn insert_images(store: &TestStore, ids: &[&str]) {
+    let rows: Vec<String> = ids
+        .iter()
+        .map(|id| format!("('{id}', 'd', X'00', 1, 1, 'png', '0', $run_id)"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO images (image_id, dataset, data, width, height, format, sha256, run_id) VALUES {}",
+        rows.join(", ")
+    );
+    assert_success(&store.vlmdb(&["sql", &sql]));
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -1,6 +1,6 @@
 //! Integrity (issue 21): what SQL may touch, what ingest and export refuse, what concurrent writers get.
 
-use crate::common::{TestStore, assert_success, stderr};
+use crate::common::{TestStore, assert_success, insert_images, stderr};
 
 #[test]
 fn sql_cannot_write_or_read_the_store_files() {
@@ -425,6 +425,7 @@ fn concurrent_sql_writers_all_land() {
 #[test]
 fn a_truncated_manifest_is_an_error_naming_the_table() {
     let store = TestStore::initialised();
+    insert_images(&store, &["d/i"]);
     for id in ["d/1", "d/2"] {
         let sql = format!(
             "INSERT INTO captions (caption_id, image_id, dataset, text, source, run_id) \

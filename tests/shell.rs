@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdout, Stdio};
 
-use crate::common::{TestStore, assert_success, stderr, stdout};
+use crate::common::{TestStore, assert_success, insert_images, stderr, stdout};
 
 fn shell(store: &TestStore, input: &str) -> std::process::Output {
     let mut child = store
@@ -181,6 +181,7 @@ fn sees_tables_and_rows_written_by_another_process() {
 
     // Another process creates the tables and writes a row.
     assert_success(&store.vlmdb(&["init"]));
+    insert_images(&store, &["d/i1", "d/i2"]);
     assert_success(&store.vlmdb(&[
         "sql",
         "INSERT INTO captions (caption_id, image_id, dataset, text, source, run_id) \

@@ -2,7 +2,8 @@
 //! obey the rules the CLI's writers obey:
 //!
 //! - `INSERT` checks every row first and writes nothing when one fails: keys unique among the new rows and not
-//!   in the table yet, vectors of `emb_` tables finite (their width is the column's type). The rows then go in
+//!   in the table yet, references the schema files declare (`ref`: a caption's image, a pair's reference and
+//!   target images) present, vectors of `emb_` tables finite (their width is the column's type). The rows then go in
 //!   by key, as one version.
 //! - `DELETE … [WHERE …]` and `UPDATE … SET … [WHERE …]` run through Lance's own delete and update, one version
 //!   each. They do not cascade: deleting images leaves their captions and vectors (delete those too).
@@ -115,6 +116,7 @@ async fn insert(
         return Ok(0);
     }
     check_keys(store, &spec, &rows).await?;
+    check_refs(store, &spec, &rows).await?;
     if name.starts_with(SPACE_PREFIX) {
         check_vectors(name, &rows)?;
     }
@@ -183,6 +185,46 @@ async fn check_keys(store: &Store, spec: &TableSpec, rows: &RecordBatch) -> Resu
                     ),
                 });
             }
+        }
+    }
+    Ok(())
+}
+
+/// Every non-NULL value of a referencing column (`ref` in the schema file) is in the table it references.
+async fn check_refs(store: &Store, spec: &TableSpec, rows: &RecordBatch) -> Result<()> {
+    for reference in &spec.refs {
+        let values = strings(rows, &reference.column)?;
+        let wanted: HashSet<&str> = values.iter().flatten().map(String::as_str).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let mut found = HashSet::new();
+        let filter =
+            col(reference.target.as_str()).in_list(wanted.iter().map(|v| lit(*v)).collect(), false);
+        for batch in store
+            .scan_if_exists(&reference.table, &[reference.target.as_str()], Some(filter))
+            .await?
+        {
+            found.extend(strings(&batch, &reference.target)?.into_iter().flatten());
+        }
+        if let Some((r, missing)) = values
+            .iter()
+            .enumerate()
+            .find_map(|(r, v)| v.as_deref().filter(|v| !found.contains(*v)).map(|v| (r, v)))
+        {
+            return Err(Error::SchemaMismatch {
+                table: spec.name.clone(),
+                message: format!(
+                    "row {}: {} '{missing}' is not in {} ({}.{} references {}.{}); nothing was written",
+                    r + 1,
+                    reference.column,
+                    reference.table,
+                    spec.name,
+                    reference.column,
+                    reference.table,
+                    reference.target
+                ),
+            });
         }
     }
     Ok(())

@@ -74,6 +74,16 @@ pub struct TableSpec {
     pub columns: Vec<ColumnSpec>,
     /// Schema-level metadata the table is created with (an embedding space's model id, revision, width, …).
     pub metadata: std::collections::HashMap<String, String>,
+    /// Columns whose non-NULL values must be keys of another table (checked on SQL `INSERT`).
+    pub refs: Vec<Reference>,
+}
+
+/// `ref <column> -> <table>.<column>`: every non-NULL value of `column` is a value of `table.target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub column: String,
+    pub table: String,
+    pub target: String,
 }
 
 impl TableSpec {
@@ -168,6 +178,7 @@ pub fn parse(file: &str, text: &str, vars: &HashMap<&str, String>) -> Result<Tab
     };
     let mut name = None;
     let mut key = Vec::new();
+    let mut refs = Vec::new();
     let mut columns: Vec<ColumnSpec> = Vec::new();
     let mut doc = Vec::new();
     for (index, raw) in text.lines().enumerate() {
@@ -198,6 +209,33 @@ pub fn parse(file: &str, text: &str, vars: &HashMap<&str, String>) -> Result<Tab
                     return Err(err(line_no, format!("bad key list '{rest}'")));
                 }
             }
+            "ref" => {
+                let parsed = rest.split_once("->").and_then(|(column, target)| {
+                    let (table, target) = target.trim().split_once('.')?;
+                    Some(Reference {
+                        column: column.trim().to_string(),
+                        table: table.trim().to_string(),
+                        target: target.trim().to_string(),
+                    })
+                });
+                match parsed {
+                    Some(r)
+                        if ![&r.column, &r.table, &r.target]
+                            .iter()
+                            .any(|p| p.is_empty()) =>
+                    {
+                        refs.push(r)
+                    }
+                    _ => {
+                        return Err(err(
+                            line_no,
+                            format!(
+                                "bad reference '{rest}' (expected `ref <column> -> <table>.<column>`)"
+                            ),
+                        ));
+                    }
+                }
+            }
             column => {
                 let (type_text, nullable) = match rest.strip_suffix("not null") {
                     Some(t) => (t.trim(), false),
@@ -223,12 +261,22 @@ pub fn parse(file: &str, text: &str, vars: &HashMap<&str, String>) -> Result<Tab
     if let Some(missing) = key.iter().find(|k| !columns.iter().any(|c| &c.name == *k)) {
         return Err(err(1, format!("key column '{missing}' is not a column")));
     }
+    if let Some(bad) = refs
+        .iter()
+        .find(|r| !columns.iter().any(|c| c.name == r.column))
+    {
+        return Err(err(
+            1,
+            format!("reference column '{}' is not a column", bad.column),
+        ));
+    }
     Ok(TableSpec {
         name,
         doc: doc.join(" "),
         key,
         columns,
         metadata: HashMap::new(),
+        refs,
     })
 }
 
@@ -371,6 +419,46 @@ mod tests {
         assert_eq!(data.data_type, DataType::LargeBinary);
         assert!(!data.nullable);
         assert!(images.column("split").expect("split").nullable);
+        let pairs = tables.iter().find(|t| t.name == "pairs").expect("pairs");
+        let targets: Vec<(&str, &str, &str)> = pairs
+            .refs
+            .iter()
+            .map(|r| (r.column.as_str(), r.table.as_str(), r.target.as_str()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("reference_id", "images", "image_id"),
+                ("target_id", "images", "image_id")
+            ]
+        );
+        // Every reference points at a key column of a fixed table.
+        for table in &tables {
+            for r in &table.refs {
+                let target = tables.iter().find(|t| t.name == r.table).expect("table");
+                assert_eq!(target.key, [r.target.clone()], "{}.{}", table.name, r.column);
+            }
+        }
+    }
+
+    #[test]
+    fn references_are_checked_when_parsed() {
+        let vars = HashMap::new();
+        let ok = parse("x.schema", "table t
+ref a -> u.id
+a utf8
+", &vars).expect("ref");
+        assert_eq!(ok.refs[0].table, "u");
+        let e = parse("x.schema", "table t
+ref a u.id
+a utf8
+", &vars).unwrap_err();
+        assert!(e.to_string().contains("bad reference"), "{e}");
+        let e = parse("x.schema", "table t
+ref b -> u.id
+a utf8
+", &vars).unwrap_err();
+        assert!(e.to_string().contains("reference column 'b'"), "{e}");
     }
 
     #[test]
