@@ -436,7 +436,13 @@ mod tests {
         for table in &tables {
             for r in &table.refs {
                 let target = tables.iter().find(|t| t.name == r.table).expect("table");
-                assert_eq!(target.key, [r.target.clone()], "{}.{}", table.name, r.column);
+                assert_eq!(
+                    target.key,
+                    std::slice::from_ref(&r.target),
+                    "{}.{}",
+                    table.name,
+                    r.column
+                );
             }
         }
     }
@@ -444,20 +450,35 @@ mod tests {
     #[test]
     fn references_are_checked_when_parsed() {
         let vars = HashMap::new();
-        let ok = parse("x.schema", "table t
+        let ok = parse(
+            "x.schema",
+            "table t
 ref a -> u.id
 a utf8
-", &vars).expect("ref");
+",
+            &vars,
+        )
+        .expect("ref");
         assert_eq!(ok.refs[0].table, "u");
-        let e = parse("x.schema", "table t
+        let e = parse(
+            "x.schema",
+            "table t
 ref a u.id
 a utf8
-", &vars).unwrap_err();
+",
+            &vars,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("bad reference"), "{e}");
-        let e = parse("x.schema", "table t
+        let e = parse(
+            "x.schema",
+            "table t
 ref b -> u.id
 a utf8
-", &vars).unwrap_err();
+",
+            &vars,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("reference column 'b'"), "{e}");
     }
 
