@@ -20,7 +20,7 @@
 //!
 //! The compute lives here, by concept: which images a loop starts from ([`items`]), what each variant captions
 //! ([`variant`]), the rows a hop writes and their ids ([`lineage`]), the hops of one run ([`hop`]), the metrics
-//! ([`similarity`]) and what an interrupted run left ([`resume`]); `vlmdb loop`
+//! ([`similarity`]), the hop vectors kept in the spaces ([`spaces`]) and what an interrupted run left ([`resume`]); `vlmdb loop`
 //! ([`crate::commands::caption_loop`]) opens the runs and ties them together.
 
 pub mod hop;
@@ -28,6 +28,7 @@ pub mod items;
 pub mod lineage;
 pub mod resume;
 pub mod similarity;
+pub mod spaces;
 pub mod variant;
 
 use std::sync::Arc;

@@ -147,6 +147,22 @@ fn every_shipped_sql_file_runs() {
         .and_then(|rest| rest.split(':').next())
         .map(str::to_string)
         .unwrap_or_else(|| panic!("no loop run in {}", stdout(&looped)));
+    let hop_clusters = |hop: &str| {
+        let out = store.vlmdb(&[
+            "cluster",
+            "--model",
+            "fixtures/models/tiny-clip",
+            "--run",
+            &loop_run,
+            "--iteration",
+            hop,
+            "-k",
+            "2",
+        ]);
+        assert_success(&out);
+        run_in_parens(&out)
+    };
+    let (h0, h1) = (hop_clusters("0"), hop_clusters("1"));
     let files: Vec<(&str, Vec<String>)> = vec![
         (
             "sql/cluster/drift.sql",
@@ -171,6 +187,10 @@ fn every_shipped_sql_file_runs() {
             .to_vec(),
         ),
         ("sql/examples/tour.sql", vec!["dataset=shapes".into()]),
+        (
+            "sql/loop/clusters.sql",
+            vec![format!("from_run={h0}"), format!("to_run={h1}")],
+        ),
         ("sql/loop/drift.sql", vec![format!("run={loop_run}")]),
         (
             "sql/mine/diff.sql",
@@ -198,6 +218,10 @@ fn every_shipped_sql_file_runs() {
             vec![format!("clusters={c0}"), "per_cluster=2".into()],
         ),
         (
+            "sql/plot/lineage.sql",
+            vec![format!("run={loop_run}"), "items=2".into()],
+        ),
+        (
             "sql/plot/metrics.sql",
             vec![
                 format!("runs={runs}"),
@@ -209,6 +233,8 @@ fn every_shipped_sql_file_runs() {
             "sql/plot/pca_scatter.sql",
             vec![
                 format!("clusters={c0}"),
+                "run:null=".into(),
+                "iteration:null=".into(),
                 "dataset=shapes".into(),
                 "kind=image".into(),
                 "space=ref".into(),
@@ -231,6 +257,8 @@ fn every_shipped_sql_file_runs() {
             "sql/plot/tsne_scatter.sql",
             vec![
                 format!("clusters={c0}"),
+                "run:null=".into(),
+                "iteration:null=".into(),
                 "dataset=shapes".into(),
                 "kind=image".into(),
                 "space=ref".into(),

@@ -468,3 +468,196 @@ fn caption_and_generate_image_in_sql() {
     ]);
     assert_fails_with(&out, "seed");
 }
+
+/// The loop's hops are analysable like any embedded data (issue 23 item 3): every hop's images and captions are in
+/// the measuring space (hop 0: the dataset images), the space functions and `cluster` / `plot scatter` take a run
+/// and a hop, `cluster -k 2,3` makes one linked run per k, `sql/loop/clusters.sql` follows the clusters from hop to
+/// hop through the items' lineage, and `plot lineage` draws one row per item, hop by hop, captions under images.
+#[test]
+fn a_loops_hops_are_clustered_projected_and_drawn() {
+    let store = shapes_store();
+    let args = loop_args("4", "2", false);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = store.vlmdb(&args);
+    assert_success(&out);
+    let run = run_ids(&stdout(&out))[0].1.clone();
+    for hop in 0..=2 {
+        for kind in ["image", "caption"] {
+            assert_eq!(
+                one_number(
+                    &store,
+                    &format!(
+                        "SELECT count(*) FROM vectors('{SPACE}', NULL, NULL, '{kind}', '{run}', {hop})"
+                    )
+                ),
+                4,
+                "{kind}s of hop {hop}"
+            );
+        }
+    }
+    assert_eq!(
+        one_number(
+            &store,
+            &format!("SELECT count(*) FROM vectors('{SPACE}', NULL, NULL, NULL, '{run}')")
+        ),
+        4 * 3 * 2,
+        "every hop's images and captions"
+    );
+    // Embedding the dataset afterwards finds the loop's hop-0 images already there.
+    let embed = store.vlmdb(&["embed", "--model", SPACE, "--images", "--dataset", "shapes"]);
+    assert_success(&embed);
+    assert!(
+        stdout(&embed).contains("embedded 26 image"),
+        "{}",
+        stdout(&embed)
+    );
+
+    let cluster = |hop: &str, k: &str| -> Vec<String> {
+        let out = store.vlmdb(&[
+            "cluster",
+            "--model",
+            SPACE,
+            "--run",
+            &run,
+            "--iteration",
+            hop,
+            "-k",
+            k,
+        ]);
+        assert_success(&out);
+        stdout(&out)
+            .lines()
+            .map(|line| {
+                assert!(line.contains("on 4 items"), "{line}");
+                line.rsplit_once("(run ")
+                    .and_then(|(_, r)| r.split(')').next())
+                    .expect("run id")
+                    .to_string()
+            })
+            .collect()
+    };
+    let hop1 = cluster("1", "2,3");
+    assert_eq!(hop1.len(), 2, "one run per k");
+    for id in &hop1 {
+        let config = store.csv(&format!("SELECT config FROM runs WHERE run_id = '{id}'"));
+        assert!(config.contains("\"\"k_sweep\"\":[2,3]"), "{config}");
+        assert!(
+            config.contains(&format!("\"\"run\"\":\"\"{run}\"\"")),
+            "{config}"
+        );
+    }
+    let hop2 = cluster("2", "2");
+    let tracked = store.vlmdb(&[
+        "run",
+        "sql/loop/clusters.sql",
+        "--param",
+        &format!("from_run={}", hop1[0]),
+        "--param",
+        &format!("to_run={}", hop2[0]),
+        "--format",
+        "csv",
+    ]);
+    assert_success(&tracked);
+    let text = stdout(&tracked);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    let followed: i64 = rows
+        .iter()
+        .map(|r| r[6].parse::<i64>().expect("followed"))
+        .sum();
+    let sizes: i64 = rows
+        .iter()
+        .map(|r| r[4].parse::<i64>().expect("size"))
+        .sum();
+    assert_eq!(sizes, 4, "{text}");
+    assert!(followed <= 4, "{text}");
+
+    for sql in [
+        format!(
+            "SELECT count(*) FROM kmeans('{SPACE}', 2, 10, 0, NULL, NULL, 'image', NULL, '{run}', 1)"
+        ),
+        format!("SELECT count(*) FROM pca('{SPACE}', 2, NULL, NULL, 'caption', '{run}', 2)"),
+        format!(
+            "SELECT count(*) FROM tsne('{SPACE}', 1.0, 250, 0, NULL, NULL, 'image', NULL, '{run}', 0)"
+        ),
+    ] {
+        assert_eq!(one_number(&store, &sql), 4, "{sql}");
+    }
+
+    let scatter = store.path().join("hop1.png");
+    let out = store.vlmdb(&[
+        "plot",
+        "scatter",
+        "--model",
+        SPACE,
+        "--run",
+        &run,
+        "--iteration",
+        "1",
+        "--clusters",
+        &hop1[0],
+        "--out",
+        scatter.to_str().expect("path"),
+    ]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("4 points in 2 clusters"),
+        "{}",
+        stdout(&out)
+    );
+
+    let sheet = store.path().join("lineage.png");
+    let out = store.vlmdb(&[
+        "plot",
+        "lineage",
+        "--run",
+        &run,
+        "--thumb",
+        "64",
+        "--lines",
+        "3",
+        "--out",
+        sheet.to_str().expect("path"),
+    ]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("4 items, 12 images"),
+        "{}",
+        stdout(&out)
+    );
+    let png = image::open(&sheet).expect("sheet").to_rgb8();
+    let geometry = vlmdb::plot::contact_sheet::Geometry {
+        thumb: 64,
+        columns: 3,
+        rows: 4,
+        caption_lines: 3,
+    };
+    assert_eq!(png.dimensions(), geometry.size());
+    // Hop 0 of the first item is its dataset image.
+    let first = store.csv(&format!(
+        "SELECT image_id FROM captions WHERE run_id = '{run}' AND iteration = 0 ORDER BY image_id LIMIT 1"
+    ));
+    let image_id = first.lines().nth(1).expect("an item");
+    let data = store.csv(&format!(
+        "SELECT path FROM images WHERE image_id = '{image_id}'"
+    ));
+    let path = data.lines().nth(1).expect("path");
+    let source = image::open(format!("fixtures/datasets/karpathy/images/{path}"))
+        .expect("source")
+        .to_rgb8();
+    let (x, y) = geometry.cell(0, 0);
+    let (dx, dy, w, h) = geometry.fit(source.width(), source.height());
+    let centre = png.get_pixel(x + dx + w / 2, y + dy + h / 2);
+    let want = image::imageops::resize(&source, w, h, image::imageops::FilterType::Triangle);
+    let expected = want.get_pixel(w / 2, h / 2);
+    for c in 0..3 {
+        assert!(
+            (i32::from(centre[c]) - i32::from(expected[c])).abs() <= 16,
+            "hop 0 of {image_id}: {centre:?} vs {expected:?}"
+        );
+    }
+}

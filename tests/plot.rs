@@ -193,6 +193,7 @@ fn contact_sheet_cells_carry_their_own_images_dominant_colour() {
         thumb: 48,
         columns: rows.iter().map(|r| r.1.len().min(5)).max().expect("rows") as u32,
         rows: rows.len() as u32,
+        caption_lines: 0,
     };
     assert_eq!(png.dimensions(), geometry.size());
     let mut colours = std::collections::HashSet::new();

@@ -1,6 +1,6 @@
 //! The hops of one run: each hop draws the next images from the previous captions (hop 0 is the dataset's images),
-//! captions them by the variant's rule, writes both with lineage, then its similarity metrics — last, in one
-//! commit, so a hop counts as done exactly when its metrics are stored.
+//! captions them by the variant's rule, writes both with lineage, their vectors into the measuring spaces, then its
+//! similarity metrics — last, in one commit, so a hop counts as done exactly when its metrics are stored.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::lineage::{caption_row_id, generation_seed, image_row_id, write_captions, write_images};
 use super::resume::{completed_hops, load_hops};
 use super::variant::{caption_source, hop_captions};
-use super::{HopState, Item, Models, RunConfig, RunReport, similarity};
+use super::{HopState, Item, Models, RunConfig, RunReport, similarity, spaces};
 use crate::error::{Error, Result};
 use crate::models::diffusion::GenerateOptions;
 use crate::progress::Progress;
@@ -117,6 +117,17 @@ pub async fn execute(
         hops.push(states);
         let metrics =
             similarity::hop_metrics(store, models, items, &hops, hop, &mut vectors).await?;
+        spaces::write(
+            store,
+            models,
+            run_id,
+            options,
+            items,
+            &hops[hop],
+            hop,
+            &vectors.at(hop),
+        )
+        .await?;
         crate::store::metrics::write(store, run_id, &metrics).await?;
         report.metrics_written += metrics.len();
         if let Some(bar) = bar {

@@ -54,15 +54,20 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
         .sum()
 }
 
-/// Each hop's image vectors (image space) and caption vectors (text space), computed once per process run: hop h
-/// needs its own, hop 0's and hop h − 1's.
-#[derive(Default)]
-pub(super) struct HopVectors {
-    hops: Vec<Option<(Vectors, Vectors)>>,
+/// One hop's vectors, one per item: images in the image space, captions in the text space, and captions in the
+/// image space (its text tower, for image–caption similarity).
+#[derive(Clone, Default)]
+pub(super) struct HopSet {
+    pub image: Vec<Vec<f32>>,
+    pub text: Vec<Vec<f32>>,
+    pub joint_text: Vec<Vec<f32>>,
 }
 
-/// One vector per item.
-type Vectors = Vec<Vec<f32>>;
+/// Each hop's vectors, computed once per process run: hop h needs its own, hop 0's and hop h − 1's.
+#[derive(Default)]
+pub(super) struct HopVectors {
+    hops: Vec<Option<HopSet>>,
+}
 
 impl HopVectors {
     /// Compute the vectors of `hop` unless they are known.
@@ -77,19 +82,19 @@ impl HopVectors {
             self.hops.resize(hop + 1, None);
         }
         if self.hops[hop].is_none() {
-            let image = vectors(store, &models.image_space, Modality::Image, &hops[hop]).await?;
-            let text = vectors(store, &models.text_space, Modality::Text, &hops[hop]).await?;
-            self.hops[hop] = Some((image, text));
+            let states = &hops[hop];
+            self.hops[hop] = Some(HopSet {
+                image: vectors(store, &models.image_space, Modality::Image, states).await?,
+                text: vectors(store, &models.text_space, Modality::Text, states).await?,
+                joint_text: vectors(store, &models.image_space, Modality::Text, states).await?,
+            });
         }
         Ok(())
     }
 
-    /// The (image, text) vectors of a hop [`fill`](Self::fill) computed; empty when it did not.
-    fn at(&self, hop: usize) -> (&[Vec<f32>], &[Vec<f32>]) {
-        match self.hops.get(hop) {
-            Some(Some((image, text))) => (image, text),
-            _ => (&[], &[]),
-        }
+    /// The vectors of a hop [`fill`](Self::fill) computed; empty when it did not.
+    pub(super) fn at(&self, hop: usize) -> HopSet {
+        self.hops.get(hop).cloned().flatten().unwrap_or_default()
     }
 }
 
@@ -105,28 +110,19 @@ pub(super) async fn hop_metrics(
     for h in [0, hop.saturating_sub(1), hop] {
         cache.fill(store, models, hops, h).await?;
     }
-    let (image, text) = cache.at(hop);
-    let joint_text = vectors(store, &models.image_space, Modality::Text, &hops[hop]).await?;
+    let now = cache.at(hop);
+    let pairwise = |a: &[Vec<f32>], b: &[Vec<f32>]| -> Vec<f64> {
+        a.iter().zip(b).map(|(x, y)| dot(x, y)).collect()
+    };
     let mut per_name: Vec<(&str, Vec<f64>)> = Vec::new();
     if hop > 0 {
-        let (image_0, text_0) = cache.at(0);
-        let (image_prev, text_prev) = cache.at(hop - 1);
-        let pairwise = |a: &[Vec<f32>], b: &[Vec<f32>]| -> Vec<f64> {
-            a.iter().zip(b).map(|(x, y)| dot(x, y)).collect()
-        };
-        per_name.push((NAMES[0], pairwise(image, image_0)));
-        per_name.push((NAMES[1], pairwise(image, image_prev)));
-        per_name.push((NAMES[2], pairwise(text, text_0)));
-        per_name.push((NAMES[3], pairwise(text, text_prev)));
+        let (first, prev) = (cache.at(0), cache.at(hop - 1));
+        per_name.push((NAMES[0], pairwise(&now.image, &first.image)));
+        per_name.push((NAMES[1], pairwise(&now.image, &prev.image)));
+        per_name.push((NAMES[2], pairwise(&now.text, &first.text)));
+        per_name.push((NAMES[3], pairwise(&now.text, &prev.text)));
     }
-    per_name.push((
-        NAMES[4],
-        image
-            .iter()
-            .zip(&joint_text)
-            .map(|(x, y)| dot(x, y))
-            .collect(),
-    ));
+    per_name.push((NAMES[4], pairwise(&now.image, &now.joint_text)));
     let mut metrics = Vec::new();
     for (name, values) in per_name {
         for (item, value) in items.iter().zip(&values) {

@@ -130,8 +130,21 @@ pub enum PlotWhat {
     /// A 2-D PCA or t-SNE view of a space's items, coloured by the clusters of a clustering run
     /// (sql/plot/pca_scatter.sql, sql/plot/tsne_scatter.sql).
     Scatter {
-        #[command(flatten)]
-        on: SpaceOnDataset,
+        /// The space: the model that made it (alias, hf: id, directory), or its name (imported spaces).
+        #[arg(long)]
+        model: String,
+        /// Only items of this dataset (default: every item of the kind; with --run, the run's items).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Only items of this split.
+        #[arg(long)]
+        split: Option<String>,
+        /// Only the items a `vlmdb loop` run wrote (its hop images and captions, and the images it started from).
+        #[arg(long)]
+        run: Option<String>,
+        /// Only the items of this loop hop (0: the images the loop started from and their captions).
+        #[arg(long)]
+        iteration: Option<i32>,
         /// The kind of item drawn: image, caption, pair_text.
         #[arg(long, default_value = "image")]
         kind: String,
@@ -165,6 +178,22 @@ pub enum PlotWhat {
         /// Histogram bins.
         #[arg(long, default_value_t = 40)]
         bins: usize,
+    },
+    /// The lineage sheet of a `vlmdb loop` run: one row per item, hop 0 … N images left to right, each hop's
+    /// caption under its image (sql/plot/lineage.sql).
+    Lineage {
+        /// The loop run (or one of its baselines).
+        #[arg(long)]
+        run: String,
+        /// How many items (rows), the first by id.
+        #[arg(long, default_value_t = 8)]
+        items: usize,
+        /// Thumbnail size in pixels.
+        #[arg(long, default_value_t = 128)]
+        thumb: u32,
+        /// Caption lines under each image (longer captions end in an ellipsis).
+        #[arg(long, default_value_t = 5)]
+        lines: u32,
     },
     /// A grid of each cluster's most typical images, one row per cluster (sql/plot/contact_sheet.sql).
     ContactSheet {
@@ -466,8 +495,19 @@ pub enum ImportWhat {
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
-    #[command(flatten)]
-    pub on: SpaceOnDataset,
+    /// The space: the model that made it (alias, hf: id, directory), or its name (imported spaces).
+    #[arg(long)]
+    pub model: String,
+    /// Only items of this dataset (default: every item of the kind; with --run, the run's items).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Only items of this split.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Only the items a `vlmdb loop` run wrote (its hop images and captions, and the dataset images it started
+    /// from); with it, --iteration also selects the hop clustered.
+    #[arg(long)]
+    pub run: Option<String>,
     /// Run again even when a finished run did exactly this over the same space (a deliberate replicate); without
     /// it that run is reported and nothing is written.
     #[arg(long)]
@@ -475,9 +515,9 @@ pub struct ClusterArgs {
     /// The kind of item clustered: image, caption, pair_text, text.
     #[arg(long, default_value = "image")]
     pub kind: String,
-    /// Number of clusters.
-    #[arg(short = 'k', long = "k")]
-    pub k: usize,
+    /// Number of clusters; several (`-k 5,10,15`) make one run each, linked by `k_sweep` in their configuration.
+    #[arg(short = 'k', long = "k", value_delimiter = ',', required = true)]
+    pub k: Vec<usize>,
     /// Seed of the run's RNG (k-means++ seeding): the same seed gives the same clusters.
     #[arg(long, default_value_t = KMeansOptions::default().seed)]
     pub seed: u64,
@@ -490,7 +530,8 @@ pub struct ClusterArgs {
     /// l2 (squared Euclidean, as scikit-learn) or cosine (spherical k-means).
     #[arg(long, default_value = "l2")]
     pub metric: String,
-    /// The tracking iteration recorded on every row (clusters of iteration i are compared with i - 1).
+    /// The tracking iteration recorded on every row (clusters of iteration i are compared with i - 1); with --run,
+    /// also the loop hop whose items are clustered (0: the dataset images the loop started from).
     #[arg(long, default_value_t = 0)]
     pub iteration: i32,
 }

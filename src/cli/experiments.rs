@@ -268,7 +268,11 @@ pub async fn plot(
             x: Some(XAxis::Iteration),
         },
         PlotWhat::Scatter {
-            on,
+            model,
+            dataset,
+            split,
+            run,
+            iteration,
             kind,
             method,
             clusters,
@@ -276,9 +280,11 @@ pub async fn plot(
             tsne_iterations,
             seed,
         } => Request::Scatter {
-            model: on.model,
-            dataset: on.dataset,
-            split: on.split,
+            model,
+            dataset,
+            split,
+            run,
+            iteration,
             kind,
             layout: match method.as_str() {
                 "pca" => Layout::Pca,
@@ -307,6 +313,17 @@ pub async fn plot(
             negatives,
             seed,
             bins,
+        },
+        PlotWhat::Lineage {
+            run,
+            items,
+            thumb,
+            lines,
+        } => Request::Lineage {
+            run,
+            items,
+            thumb,
+            lines,
         },
         PlotWhat::ContactSheet {
             clusters,
@@ -518,33 +535,41 @@ pub async fn cluster(
     device: DeviceChoice,
     out: &mut dyn Write,
 ) -> Result<u8> {
-    let options = crate::commands::cluster::ClusterOptions {
-        model: args.on.model,
-        dataset: Some(args.on.dataset),
-        split: args.on.split,
-        kind: args.kind,
-        k: args.k,
-        iterations: args.iterations,
-        seed: args.seed,
-        inits: args.inits,
-        metric: args.metric.parse()?,
-        iteration: args.iteration,
-        device,
-        again: args.again,
-    };
-    let s = crate::commands::cluster::cluster(store, &options).await?;
-    writeln!(
-        out,
-        "k-means k={} on {} items of {}: inertia {:.6} after {} steps, sizes {:?} (run {}){}",
-        s.k,
-        s.items,
-        s.table,
-        s.inertia,
-        s.lloyd_steps,
-        s.sizes,
-        s.run_id,
-        reused(s.reused)
-    )?;
+    if let Some(zero) = args.k.iter().find(|k| **k == 0) {
+        return Err(Error::Usage(format!("-k {zero}: k must be at least 1")));
+    }
+    let metric = args.metric.parse()?;
+    for &k in &args.k {
+        let options = crate::commands::cluster::ClusterOptions {
+            model: args.model.clone(),
+            dataset: args.dataset.clone(),
+            split: args.split.clone(),
+            kind: args.kind.clone(),
+            k,
+            iterations: args.iterations,
+            seed: args.seed,
+            inits: args.inits,
+            metric,
+            iteration: args.iteration,
+            run: args.run.clone(),
+            k_sweep: args.k.clone(),
+            device,
+            again: args.again,
+        };
+        let s = crate::commands::cluster::cluster(store, &options).await?;
+        writeln!(
+            out,
+            "k-means k={} on {} items of {}: inertia {:.6} after {} steps, sizes {:?} (run {}){}",
+            s.k,
+            s.items,
+            s.table,
+            s.inertia,
+            s.lloyd_steps,
+            s.sizes,
+            s.run_id,
+            reused(s.reused)
+        )?;
+    }
     Ok(0)
 }
 

@@ -36,8 +36,12 @@ pub struct ClusterOptions {
     pub seed: u64,
     pub inits: usize,
     pub metric: Metric,
-    /// The tracking iteration recorded on every row (seed S0's rounds).
+    /// The tracking iteration recorded on every row (seed S0's rounds); with `run`, the hop clustered.
     pub iteration: i32,
+    /// Only the items this loop run wrote (at hop `iteration`).
+    pub run: Option<String>,
+    /// Every k of a sweep this run is one of (recorded to link the runs; empty for a single k).
+    pub k_sweep: Vec<usize>,
     pub device: DeviceChoice,
     /// Run even when a finished cluster run did exactly this over the same space version.
     pub again: bool,
@@ -153,6 +157,31 @@ async fn write(
     Ok(())
 }
 
+/// A cluster run's configuration. `run` and `k_sweep` appear only when given, so the configuration of a plain run
+/// is what it always was (a re-run still finds its finished twin).
+fn config(options: &ClusterOptions, table: &str, km: &KMeansOptions) -> serde_json::Value {
+    let mut config = serde_json::json!({
+        "model": options.model,
+        "space": table,
+        "dataset": options.dataset,
+        "split": options.split,
+        "kind": options.kind,
+        "k": km.k,
+        "iterations": km.iterations,
+        "inits": km.inits,
+        "metric": format!("{:?}", km.metric).to_lowercase(),
+        "iteration": options.iteration,
+        "seed": options.seed,
+    });
+    if let Some(run) = &options.run {
+        config["run"] = serde_json::json!(run);
+    }
+    if options.k_sweep.len() > 1 {
+        config["k_sweep"] = serde_json::json!(options.k_sweep);
+    }
+    config
+}
+
 /// Cluster under a `cluster` run.
 pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterSummary> {
     store.ensure_writable("cluster")?;
@@ -160,6 +189,10 @@ pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterS
         Some(&options.kind),
         options.dataset.as_deref(),
         options.split.as_deref(),
+    )
+    .lineage(
+        options.run.as_deref(),
+        options.run.as_ref().map(|_| options.iteration),
     );
     let (table, data) = load_named(store, &options.model, &filter).await?;
     let km = KMeansOptions {
@@ -189,19 +222,7 @@ pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterS
     let run_spec = RunSpec {
         kind: "cluster".into(),
         name: format!("k-means k={} on {table}", km.k),
-        config: serde_json::json!({
-            "model": options.model,
-            "space": table,
-            "dataset": options.dataset,
-            "split": options.split,
-            "kind": options.kind,
-            "k": km.k,
-            "iterations": km.iterations,
-            "inits": km.inits,
-            "metric": format!("{:?}", km.metric).to_lowercase(),
-            "iteration": options.iteration,
-            "seed": options.seed,
-        }),
+        config: config(options, &table, &km),
         seed: Some(options.seed as i64),
     };
     let mut inputs = Inputs::default();

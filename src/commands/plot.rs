@@ -73,8 +73,12 @@ pub enum Request {
     /// A 2-D view of a space's items, coloured by the clusters of a clustering run.
     Scatter {
         model: String,
-        dataset: String,
+        dataset: Option<String>,
         split: Option<String>,
+        /// Only the items of this loop run …
+        run: Option<String>,
+        /// … at this hop.
+        iteration: Option<i32>,
         kind: String,
         layout: Layout,
         clusters: Option<String>,
@@ -87,6 +91,13 @@ pub enum Request {
         negatives: usize,
         seed: u64,
         bins: usize,
+    },
+    /// A loop run's items, hop by hop, with their captions.
+    Lineage {
+        run: String,
+        items: usize,
+        thumb: u32,
+        lines: u32,
     },
     /// Thumbnails of each cluster's most typical members.
     ContactSheet {
@@ -129,6 +140,7 @@ const PCA_SCATTER_SQL: &str = include_str!("../../sql/plot/pca_scatter.sql");
 const TSNE_SCATTER_SQL: &str = include_str!("../../sql/plot/tsne_scatter.sql");
 const SIMILARITY_SQL: &str = include_str!("../../sql/plot/similarity.sql");
 const CONTACT_SHEET_SQL: &str = include_str!("../../sql/plot/contact_sheet.sql");
+const LINEAGE_SQL: &str = include_str!("../../sql/plot/lineage.sql");
 
 /// A plot ready to run: its SQL, parameters, title and the tables it needs.
 struct Prepared {
@@ -189,6 +201,32 @@ fn dataset_label(dataset: &str, split: Option<&str>) -> String {
     split.map_or_else(|| dataset.to_string(), |s| format!("{dataset}, {s}"))
 }
 
+/// What a scatter's items are: dataset and split, loop run and hop, as far as they are given.
+fn items_label(
+    dataset: Option<&str>,
+    split: Option<&str>,
+    run: Option<&str>,
+    iteration: Option<i32>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(dataset) = dataset {
+        parts.push(dataset_label(dataset, split));
+    } else if let Some(split) = split {
+        parts.push(format!("split {split}"));
+    }
+    if let Some(run) = run {
+        parts.push(format!("run {run}"));
+    }
+    if let Some(i) = iteration {
+        parts.push(format!("hop {i}"));
+    }
+    if parts.is_empty() {
+        "every item".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 async fn prepare(store: &Store, engine: &Engine, request: &Request) -> Result<Prepared> {
     let mut params = Params::default();
     let own = |file: &str, sql: &str| (format!("sql/plot/{file}"), sql.to_string());
@@ -236,15 +274,22 @@ async fn prepare(store: &Store, engine: &Engine, request: &Request) -> Result<Pr
             model,
             dataset,
             split,
+            run,
+            iteration,
             kind,
             layout,
             clusters,
         } => {
             let table = resolve(store, model).await?;
             params.set("space", text(&table))?;
-            params.set("dataset", text(dataset))?;
+            params.set("dataset", optional(dataset.as_deref()))?;
             params.set("split", optional(split.as_deref()))?;
             params.set("kind", text(kind))?;
+            params.set("run", optional(run.as_deref()))?;
+            params.set(
+                "iteration",
+                iteration.map_or(ParamValue::Null, |i| ParamValue::Int(i64::from(i))),
+            )?;
             params.set("clusters", optional(clusters.as_deref()))?;
             if let Some(id) = clusters {
                 run_name(engine, id).await?;
@@ -272,7 +317,12 @@ async fn prepare(store: &Store, engine: &Engine, request: &Request) -> Result<Pr
                 params,
                 title: format!(
                     "{method} of {table} ({kind}s of {}){colouring}",
-                    dataset_label(dataset, split.as_deref())
+                    items_label(
+                        dataset.as_deref(),
+                        split.as_deref(),
+                        run.as_deref(),
+                        *iteration
+                    )
                 ),
                 space: Some(table),
                 run_names: Vec::new(),
@@ -306,6 +356,23 @@ async fn prepare(store: &Store, engine: &Engine, request: &Request) -> Result<Pr
                 ),
                 space: Some(table),
                 run_names: Vec::new(),
+            })
+        }
+        Request::Lineage { run, items, .. } => {
+            if *items == 0 {
+                return Err(Error::Usage("--items must be at least 1".into()));
+            }
+            let name = run_name(engine, run).await?;
+            params.set("run", text(run))?;
+            params.set("items", ParamValue::Int(*items as i64))?;
+            let (file, sql) = own("lineage.sql", LINEAGE_SQL);
+            Ok(Prepared {
+                file,
+                sql,
+                params,
+                title: format!("{name} (run {run}): hop 0 … N, left to right"),
+                space: None,
+                run_names: vec![(run.clone(), name)],
             })
         }
         Request::ContactSheet {
@@ -583,6 +650,58 @@ fn render(
                 .join("; ");
             Ok((canvas, description))
         }
+        Request::Lineage {
+            run, thumb, lines, ..
+        } => {
+            let (items, hops, ids, images, captions) = (
+                strings(result, "item")?,
+                numbers(result, "hop")?,
+                strings(result, "image_id")?,
+                bytes(result, "image")?,
+                strings(result, "caption")?,
+            );
+            let mut sheet: Vec<Row> = Vec::new();
+            for (r, image) in images.into_iter().enumerate() {
+                let item = required_text(&items, "item", r)?;
+                let hop = required(&hops, "hop", r)? as i64;
+                let item_id = required_text(&ids, "image_id", r)?;
+                let image = image.ok_or_else(|| {
+                    Error::Usage(format!(
+                        "the image of item {item} at hop {hop} has no bytes"
+                    ))
+                })?;
+                let cell = Cell {
+                    item_id,
+                    image,
+                    caption: captions[r].clone(),
+                };
+                match sheet.last_mut() {
+                    Some(row) if row.label == item => {
+                        row.cells.push(cell);
+                        row.detail = format!("hops 0–{hop}");
+                    }
+                    _ => sheet.push(Row {
+                        label: item,
+                        detail: format!("hop {hop}"),
+                        cells: vec![cell],
+                    }),
+                }
+            }
+            if sheet.is_empty() {
+                return Err(Error::Usage(format!(
+                    "run {run} has no loop images or captions (is it a `vlmdb loop` run?)"
+                )));
+            }
+            let canvas = contact_sheet::draw(
+                &prepared.title,
+                &sheet,
+                *thumb,
+                *lines,
+                "lower --items, --thumb or --lines",
+            )?;
+            let cells: usize = sheet.iter().map(|r| r.cells.len()).sum();
+            Ok((canvas, format!("{} items, {cells} images", sheet.len())))
+        }
         Request::ContactSheet { thumb, .. } => {
             let (clusters, sizes, items, images) = (
                 numbers(result, "cluster")?,
@@ -600,12 +719,17 @@ fn render(
                         "item {item_id} of cluster {cluster} has no image (neither an image nor a caption of one)"
                     ))
                 })?;
-                let cell = Cell { item_id, image };
+                let cell = Cell {
+                    item_id,
+                    image,
+                    caption: None,
+                };
+                let label = format!("cluster {cluster}");
                 match sheet.last_mut() {
-                    Some(row) if row.cluster == cluster => row.cells.push(cell),
+                    Some(row) if row.label == label => row.cells.push(cell),
                     _ => sheet.push(Row {
-                        cluster,
-                        size,
+                        label,
+                        detail: format!("{size} {}", if size == 1 { "item" } else { "items" }),
                         cells: vec![cell],
                     }),
                 }
@@ -619,7 +743,13 @@ fn render(
                         .map_or("?", |(id, _)| id.as_str())
                 )));
             }
-            let canvas = contact_sheet::draw(&prepared.title, &sheet, *thumb)?;
+            let canvas = contact_sheet::draw(
+                &prepared.title,
+                &sheet,
+                *thumb,
+                0,
+                "lower --per-cluster or --thumb, or cluster with fewer clusters",
+            )?;
             let cells: usize = sheet.iter().map(|r| r.cells.len()).sum();
             Ok((canvas, format!("{} clusters, {cells} images", sheet.len())))
         }

@@ -2,7 +2,7 @@
 //! one kind/dataset/split into memory, L2-normalised (scores are cosine similarities, as CLIP_benchmark defines them)
 //! and sorted by item id (the order ties are broken in).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type};
@@ -13,6 +13,7 @@ use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use crate::error::{Error, Result};
 use crate::models::hub::{ALIASES, ModelFiles};
 use crate::store::Store;
+use crate::store::columns::strings;
 
 /// The prefix of every space table.
 pub const SPACE_PREFIX: &str = "emb_";
@@ -96,6 +97,12 @@ pub struct Filter {
     pub kind: Option<String>,
     pub dataset: Option<String>,
     pub split: Option<String>,
+    /// Only the items a run wrote (a loop run: its hop images and captions, and the dataset images it started
+    /// from), found through the `run_id` / `iteration` lineage of `images` and `captions`.
+    pub run: Option<String>,
+    /// Only the items of this iteration (a loop hop; 0 = the dataset images the loop started from and their
+    /// captions).
+    pub iteration: Option<i32>,
 }
 
 impl Filter {
@@ -104,7 +111,71 @@ impl Filter {
             kind: kind.map(str::to_string),
             dataset: dataset.map(str::to_string),
             split: split.map(str::to_string),
+            ..Filter::default()
         }
+    }
+
+    /// The same filter, restricted to run `run` and iteration `iteration` (each when given).
+    pub fn lineage(mut self, run: Option<&str>, iteration: Option<i32>) -> Filter {
+        self.run = run.map(str::to_string);
+        self.iteration = iteration;
+        self
+    }
+
+    /// The item ids the run/iteration part selects (`None`: no such part, every item).
+    pub async fn lineage_ids(&self, store: &Store) -> Result<Option<HashSet<String>>> {
+        if self.run.is_none() && self.iteration.is_none() {
+            return Ok(None);
+        }
+        let part = || -> Option<Expr> {
+            let mut parts = Vec::new();
+            if let Some(run) = &self.run {
+                parts.push(col("run_id").eq(lit(run.as_str())));
+            }
+            match self.iteration {
+                Some(i) => parts.push(col("iteration").eq(lit(i))),
+                None => parts.push(col("iteration").is_not_null()),
+            }
+            parts.into_iter().reduce(Expr::and)
+        };
+        let mut ids = HashSet::new();
+        let wants = |kind: &str| self.kind.as_deref().is_none_or(|k| k == kind);
+        let mut collect = |batches: Vec<RecordBatch>, column: &str| -> Result<()> {
+            for batch in &batches {
+                ids.extend(strings(batch, column)?.into_iter().flatten());
+            }
+            Ok(())
+        };
+        if wants("image") {
+            // Generated images carry the run and hop; hop 0 is the dataset images the run's hop-0 captions describe.
+            collect(
+                store
+                    .scan_if_exists("images", &["image_id"], part())
+                    .await?,
+                "image_id",
+            )?;
+            if self.iteration.is_none_or(|i| i == 0) {
+                let mut hop0 = col("iteration").eq(lit(0));
+                if let Some(run) = &self.run {
+                    hop0 = hop0.and(col("run_id").eq(lit(run.as_str())));
+                }
+                collect(
+                    store
+                        .scan_if_exists("captions", &["image_id"], Some(hop0))
+                        .await?,
+                    "image_id",
+                )?;
+            }
+        }
+        if wants("caption") {
+            collect(
+                store
+                    .scan_if_exists("captions", &["caption_id"], part())
+                    .await?,
+                "caption_id",
+            )?;
+        }
+        Ok(Some(ids))
     }
 
     /// The filter as a LanceDB predicate (values are literals in an expression tree, never spliced into text).
@@ -267,6 +338,7 @@ pub async fn load(store: &Store, table: &str, filter: &Filter) -> Result<Vectors
         query = query.only_if_expr(predicate);
     }
     let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
+    let lineage = filter.lineage_ids(store).await?;
     let mut rows = Vec::new();
     for batch in &batches {
         let ids = arrow::compute::cast(
@@ -282,6 +354,12 @@ pub async fn load(store: &Store, table: &str, filter: &Filter) -> Result<Vectors
             .as_fixed_size_list();
         for r in 0..batch.num_rows() {
             if ids.is_null(r) || vectors.is_null(r) {
+                continue;
+            }
+            if lineage
+                .as_ref()
+                .is_some_and(|keep| !keep.contains(ids.value(r)))
+            {
                 continue;
             }
             let values = vectors.value(r);

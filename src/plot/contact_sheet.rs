@@ -1,5 +1,7 @@
-//! Contact sheets (seed S0): one row per cluster, its most typical members' thumbnails side by side, so what a
-//! cluster is about can be seen at a glance. The geometry is public so that a sheet can be read back cell by cell.
+//! Contact sheets (seed S0): rows of thumbnails with a label on the left and, where given, a caption wrapped under
+//! each image. One row per cluster with its most typical members (what a cluster is about, at a glance), or one row
+//! per item of a loop run with its hops left to right, each hop's caption under its image (the lineage sheet). The
+//! geometry is public so that a sheet can be read back cell by cell.
 
 use image::imageops::FilterType;
 use plotters::prelude::*;
@@ -7,20 +9,24 @@ use plotters::prelude::*;
 use super::{Canvas, FONT, MAX_SIDE};
 use crate::error::{Error, Result};
 
-/// One cell: the item and its image bytes.
+/// One cell: the item, its image bytes, and the caption written under it.
 #[derive(Debug, Clone)]
 pub struct Cell {
     pub item_id: String,
     pub image: Vec<u8>,
+    pub caption: Option<String>,
 }
 
-/// One row: a cluster, its member count, and the cells shown.
+/// One row: its label (e.g. `cluster 3`), a detail line under it (e.g. `12 items`), and the cells shown.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub cluster: i64,
-    pub size: i64,
+    pub label: String,
+    pub detail: String,
     pub cells: Vec<Cell>,
 }
+
+/// Height of one line of caption text, in pixels.
+pub const LINE_HEIGHT: u32 = 13;
 
 /// Gap between cells, in pixels.
 pub const PAD: u32 = 6;
@@ -31,29 +37,77 @@ pub const TITLE_HEIGHT: u32 = 36;
 /// Background of a cell around a thumbnail that does not fill it.
 pub const CELL_BACKGROUND: [u8; 3] = [238, 238, 238];
 
-/// Where things are on a sheet of `rows` × `columns` cells of `thumb` pixels.
+/// Where things are on a sheet of `rows` × `columns` cells of `thumb` pixels, with `caption_lines` lines of text
+/// under each thumbnail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
     pub thumb: u32,
     pub columns: u32,
     pub rows: u32,
+    pub caption_lines: u32,
 }
 
 impl Geometry {
+    /// The height of one row: the thumbnail, its caption lines, the gap.
+    fn row_height(&self) -> u32 {
+        self.thumb + self.caption_lines * LINE_HEIGHT + PAD
+    }
+
     /// The sheet's width and height.
     pub fn size(&self) -> (u32, u32) {
         (
             LABEL_WIDTH + self.columns * (self.thumb + PAD) + PAD,
-            TITLE_HEIGHT + self.rows * (self.thumb + PAD) + PAD,
+            TITLE_HEIGHT + self.rows * self.row_height() + PAD,
         )
     }
 
-    /// Top-left corner of cell (row, column).
+    /// Top-left corner of cell (row, column) (its thumbnail; the caption is below it).
     pub fn cell(&self, row: u32, column: u32) -> (u32, u32) {
         (
             LABEL_WIDTH + PAD + column * (self.thumb + PAD),
-            TITLE_HEIGHT + PAD + row * (self.thumb + PAD),
+            TITLE_HEIGHT + PAD + row * self.row_height(),
         )
+    }
+
+    /// `text` in at most `caption_lines` lines of a thumbnail's width (words kept whole where they fit; a cut
+    /// ends in an ellipsis).
+    pub fn wrap(&self, text: &str) -> Vec<String> {
+        // The caption font's average glyph is about 6 px wide.
+        let width = (self.thumb / 6).max(4) as usize;
+        let mut lines: Vec<String> = Vec::new();
+        let mut current = String::new();
+        for word in text.split_whitespace() {
+            let mut word = word.to_string();
+            while word.chars().count() > width {
+                let head: String = word.chars().take(width).collect();
+                word = word.chars().skip(width).collect();
+                if !current.is_empty() {
+                    lines.push(std::mem::take(&mut current));
+                }
+                lines.push(head);
+            }
+            let needed =
+                current.chars().count() + usize::from(!current.is_empty()) + word.chars().count();
+            if needed > width && !current.is_empty() {
+                lines.push(std::mem::take(&mut current));
+            }
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(&word);
+        }
+        if !current.is_empty() {
+            lines.push(current);
+        }
+        let max = self.caption_lines as usize;
+        if lines.len() > max {
+            lines.truncate(max);
+            if let Some(last) = lines.last_mut() {
+                let kept: String = last.chars().take(width.saturating_sub(1)).collect();
+                *last = format!("{kept}…");
+            }
+        }
+        lines
     }
 
     /// Where an image of `width` × `height` lands inside its cell: scaled (down or up) to fit the `thumb` square
@@ -66,8 +120,15 @@ impl Geometry {
     }
 }
 
-/// Draw the sheet: its size follows from the rows, the widest row and `thumb`.
-pub fn draw(title: &str, rows: &[Row], thumb: u32) -> Result<Canvas> {
+/// Draw the sheet: its size follows from the rows, the widest row, `thumb` and `caption_lines` (0: no captions).
+/// `fewer` says how to make a sheet that would be too large smaller.
+pub fn draw(
+    title: &str,
+    rows: &[Row],
+    thumb: u32,
+    caption_lines: u32,
+    fewer: &str,
+) -> Result<Canvas> {
     if !(8..=1024).contains(&thumb) {
         return Err(Error::Usage(format!(
             "--thumb {thumb} px is out of range (8 to 1024)"
@@ -77,12 +138,13 @@ pub fn draw(title: &str, rows: &[Row], thumb: u32) -> Result<Canvas> {
         thumb,
         columns: rows.iter().map(|r| r.cells.len()).max().unwrap_or(0).max(1) as u32,
         rows: rows.len().max(1) as u32,
+        caption_lines,
     };
     let (width, height) = geometry.size();
     if width > MAX_SIDE || height > MAX_SIDE {
         return Err(Error::Usage(format!(
-            "a contact sheet of {} clusters × {} images at {thumb} px would be {width} × {height} px (at most \
-             {MAX_SIDE}): lower --per-cluster or --thumb, or cluster with fewer clusters",
+            "a contact sheet of {} rows × {} images at {thumb} px would be {width} × {height} px (at most \
+             {MAX_SIDE}): {fewer}",
             geometry.rows, geometry.columns
         )));
     }
@@ -91,8 +153,8 @@ pub fn draw(title: &str, rows: &[Row], thumb: u32) -> Result<Canvas> {
         for (c, cell) in row.cells.iter().enumerate() {
             let decoded = image::load_from_memory(&cell.image).map_err(|e| {
                 Error::Usage(format!(
-                    "contact sheet: the image of item {} (cluster {}) does not decode: {e}",
-                    cell.item_id, row.cluster
+                    "contact sheet: the image of item {} ({}) does not decode: {e}",
+                    cell.item_id, row.label
                 ))
             })?;
             let (x, y) = geometry.cell(r as u32, c as u32);
@@ -110,18 +172,29 @@ pub fn draw(title: &str, rows: &[Row], thumb: u32) -> Result<Canvas> {
         ))?;
         for (r, row) in rows.iter().enumerate() {
             let (_, y) = geometry.cell(r as u32, 0);
-            let style = (FONT, 14).into_font().color(&BLACK);
             area.draw(&Text::new(
-                format!("cluster {}", row.cluster),
+                row.label.clone(),
                 (PAD as i32 + 4, y as i32 + 4),
-                style.clone(),
+                (FONT, 14).into_font().color(&BLACK),
             ))?;
-            let noun = if row.size == 1 { "item" } else { "items" };
             area.draw(&Text::new(
-                format!("{} {noun}", row.size),
+                row.detail.clone(),
                 (PAD as i32 + 4, y as i32 + 24),
                 (FONT, 12).into_font().color(&RGBColor(90, 90, 90)),
             ))?;
+            for (c, cell) in row.cells.iter().enumerate() {
+                let Some(caption) = &cell.caption else {
+                    continue;
+                };
+                let (x, y) = geometry.cell(r as u32, c as u32);
+                for (l, line) in geometry.wrap(caption).into_iter().enumerate() {
+                    area.draw(&Text::new(
+                        line,
+                        (x as i32, (y + thumb + 2 + l as u32 * LINE_HEIGHT) as i32),
+                        (FONT, 11).into_font().color(&RGBColor(40, 40, 40)),
+                    ))?;
+                }
+            }
         }
         Ok(())
     })?;
@@ -138,11 +211,33 @@ mod tests {
             thumb: 96,
             columns: 3,
             rows: 2,
+            caption_lines: 0,
         };
         assert_eq!(g.fit(64, 48), (0, 12, 96, 72));
         assert_eq!(g.fit(48, 64), (12, 0, 72, 96));
         assert_eq!(g.fit(500, 500), (0, 0, 96, 96));
         assert_eq!(g.size(), (120 + 3 * 102 + 6, 36 + 2 * 102 + 6));
         assert_eq!(g.cell(1, 2), (120 + 6 + 204, 36 + 6 + 102));
+        let captioned = Geometry {
+            caption_lines: 3,
+            ..g
+        };
+        assert_eq!(captioned.cell(1, 0).1, 36 + 6 + 96 + 3 * LINE_HEIGHT + 6);
+    }
+
+    #[test]
+    fn captions_wrap_at_words_and_are_cut_with_an_ellipsis() {
+        let g = Geometry {
+            thumb: 60,
+            columns: 1,
+            rows: 1,
+            caption_lines: 2,
+        };
+        assert_eq!(g.wrap("a red circle"), ["a red", "circle"]);
+        assert_eq!(g.wrap(""), Vec::<String>::new());
+        let cut = g.wrap("one two three four five six");
+        assert_eq!(cut.len(), 2);
+        assert!(cut[1].ends_with('…'), "{cut:?}");
+        assert_eq!(g.wrap("abcdefghijklmn"), ["abcdefghij", "klmn"]);
     }
 }

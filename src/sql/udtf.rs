@@ -313,7 +313,27 @@ impl<'a> Args<'a> {
             kind: self
                 .text(first + 2, "kind")?
                 .or_else(|| default_kind.map(str::to_string)),
+            ..Filter::default()
         })
+    }
+
+    /// [`Args::filter`], plus the optional `run, iteration` arguments at `lineage` and `lineage + 1` (a loop
+    /// run's items, one hop of it).
+    pub fn filter_with_lineage(
+        &self,
+        first: usize,
+        default_kind: Option<&str>,
+        lineage: usize,
+    ) -> Result<Filter> {
+        let iteration = match self.count(lineage + 1, "iteration")? {
+            Some(i) => Some(
+                i32::try_from(i).map_err(|_| self.bad("iteration", format!("{i} is too large")))?,
+            ),
+            None => None,
+        };
+        Ok(self
+            .filter(first, default_kind)?
+            .lineage(self.text(lineage, "run")?.as_deref(), iteration))
     }
 
     /// A numeric argument (integer or float); `None` when absent or NULL.

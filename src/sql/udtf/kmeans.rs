@@ -12,8 +12,7 @@ use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::cluster::kmeans::{KMeansOptions, kmeans};
 use crate::eval::space::load_named;
 
-const SIGNATURE: &str =
-    "kmeans(space, k, iterations, seed [, dataset [, split [, kind [, metric]]]])";
+const SIGNATURE: &str = "kmeans(space, k, iterations, seed [, dataset [, split [, kind [, metric [, run [, iteration]]]]]])";
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -32,6 +31,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("split", "Only items of this split (NULL: all).")
     .with_argument("kind", "The kind of item clustered (default image).")
     .with_argument("metric", "'l2' (default, scikit-learn's objective) or 'cosine' (spherical k-means).")
+    .with_argument("run", "Only the items this run wrote (a loop run: its hop images and captions, and the dataset images it started from; NULL: all).")
+    .with_argument("iteration", "Only the items of this iteration (a loop hop; 0: the starting images and their captions; NULL: all).")
     .with_sql_example("> SELECT cluster, count(*) FROM kmeans('tiny_clip_c94a344', 3, 20, 0, 'shapes') GROUP BY cluster;")
     .build()
 });
@@ -53,7 +54,7 @@ pub struct KMeansFunction(pub Context);
 
 impl TableFunctionImpl for KMeansFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let args = Args::new("kmeans", SIGNATURE, &args, 4, 8).map_err(df)?;
+        let args = Args::new("kmeans", SIGNATURE, &args, 4, 10).map_err(df)?;
         let space = args.required_text(0, "space").map_err(df)?;
         let options = KMeansOptions {
             k: args.required_count(1, "k").map_err(df)?,
@@ -65,7 +66,7 @@ impl TableFunctionImpl for KMeansFunction {
             },
             ..KMeansOptions::default()
         };
-        let filter = args.filter(4, Some("image")).map_err(df)?;
+        let filter = args.filter_with_lineage(4, Some("image"), 8).map_err(df)?;
         let context = self.0.clone();
         Ok(Computed::table(
             schema(),

@@ -12,7 +12,8 @@ use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::cluster::pca::{Pca, pca};
 use crate::eval::space::{Filter, load_named};
 
-const SIGNATURE: &str = "pca(space, components [, dataset [, split [, kind]]])";
+const SIGNATURE: &str =
+    "pca(space, components [, dataset [, split [, kind [, run [, iteration]]]]])";
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -27,6 +28,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("dataset", "Only items of this dataset (NULL: all).")
     .with_argument("split", "Only items of this split (NULL: all).")
     .with_argument("kind", "The kind of item (default image).")
+    .with_argument("run", "Only the items this run wrote (a loop run: its hop images and captions, and the dataset images it started from; NULL: all).")
+    .with_argument("iteration", "Only the items of this iteration (a loop hop; 0: the starting images and their captions; NULL: all).")
     .with_sql_example("> SELECT item_id, pc1, pc2 FROM pca('tiny_clip_c94a344', 2, 'shapes') LIMIT 3;")
     .build()
 });
@@ -58,7 +61,7 @@ impl PcaCall {
         Ok(PcaCall {
             space: args.required_text(0, "space")?,
             components,
-            filter: args.filter(2, Some("image"))?,
+            filter: args.filter_with_lineage(2, Some("image"), 5)?,
         })
     }
 
@@ -81,7 +84,7 @@ pub struct PcaFunction(pub Context);
 
 impl TableFunctionImpl for PcaFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let args = Args::new("pca", SIGNATURE, &args, 2, 5).map_err(df)?;
+        let args = Args::new("pca", SIGNATURE, &args, 2, 7).map_err(df)?;
         let call = PcaCall::parse(&args).map_err(df)?;
         let context = self.0.clone();
         Ok(Computed::table(

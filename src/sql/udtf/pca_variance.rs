@@ -11,7 +11,8 @@ use datafusion::logical_expr::Documentation;
 use super::pca::PcaCall;
 use super::{Args, Computed, Context, DOC_SECTION, df};
 
-const SIGNATURE: &str = "pca_variance(space, components [, dataset [, split [, kind]]])";
+const SIGNATURE: &str =
+    "pca_variance(space, components [, dataset [, split [, kind [, run [, iteration]]]]])";
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -26,6 +27,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("dataset", "Only items of this dataset (NULL: all).")
     .with_argument("split", "Only items of this split (NULL: all).")
     .with_argument("kind", "The kind of item (default image).")
+    .with_argument("run", "Only the items this run wrote (a loop run: its hop images and captions, and the dataset images it started from; NULL: all).")
+    .with_argument("iteration", "Only the items of this iteration (a loop hop; 0: the starting images and their captions; NULL: all).")
     .with_sql_example("> SELECT * FROM pca_variance('tiny_clip_c94a344', 5, 'shapes');")
     .build()
 });
@@ -47,7 +50,7 @@ pub struct PcaVariance(pub Context);
 
 impl TableFunctionImpl for PcaVariance {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let args = Args::new("pca_variance", SIGNATURE, &args, 2, 5).map_err(df)?;
+        let args = Args::new("pca_variance", SIGNATURE, &args, 2, 7).map_err(df)?;
         let call = PcaCall::parse(&args).map_err(df)?;
         let context = self.0.clone();
         Ok(Computed::table(

@@ -12,8 +12,7 @@ use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::cluster::tsne::{Method, TsneOptions, tsne};
 use crate::eval::space::load_named;
 
-const SIGNATURE: &str =
-    "tsne(space, perplexity, iterations, seed [, dataset [, split [, kind [, method]]]])";
+const SIGNATURE: &str = "tsne(space, perplexity, iterations, seed [, dataset [, split [, kind [, method [, run [, iteration]]]]]])";
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -35,6 +34,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "method",
         "'auto' (default: exact up to 1,000 items, Barnes-Hut above), 'exact' or 'barnes_hut'.",
     )
+    .with_argument("run", "Only the items this run wrote (a loop run: its hop images and captions, and the dataset images it started from; NULL: all).")
+    .with_argument("iteration", "Only the items of this iteration (a loop hop; 0: the starting images and their captions; NULL: all).")
     .with_sql_example("> SELECT t.item_id, t.x, t.y, k.cluster FROM tsne('tiny_clip_c94a344', 10, 500, 0, 'shapes') t\n  JOIN kmeans('tiny_clip_c94a344', 3, 20, 0, 'shapes') k USING (item_id);")
     .build()
 });
@@ -56,7 +57,7 @@ pub struct TsneFunction(pub Context);
 
 impl TableFunctionImpl for TsneFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let args = Args::new("tsne", SIGNATURE, &args, 4, 8).map_err(df)?;
+        let args = Args::new("tsne", SIGNATURE, &args, 4, 10).map_err(df)?;
         let space = args.required_text(0, "space").map_err(df)?;
         let options = TsneOptions {
             perplexity: args.number(1, "perplexity").map_err(df)?.unwrap_or(30.0),
@@ -67,7 +68,7 @@ impl TableFunctionImpl for TsneFunction {
                 None => Method::Auto,
             },
         };
-        let filter = args.filter(4, Some("image")).map_err(df)?;
+        let filter = args.filter_with_lineage(4, Some("image"), 8).map_err(df)?;
         let context = self.0.clone();
         Ok(Computed::table(
             schema(),

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::RecordBatch;
+use arrow::array::{BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::error::Result as DfResult;
@@ -14,7 +14,7 @@ use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::eval::space::resolve;
 
-const SIGNATURE: &str = "vectors(space [, dataset [, split [, kind]]])";
+const SIGNATURE: &str = "vectors(space [, dataset [, split [, kind [, run [, iteration]]]]])";
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -28,6 +28,8 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("dataset", "Only items of this dataset (NULL: all).")
     .with_argument("split", "Only items of this split (NULL: all).")
     .with_argument("kind", "Only items of this kind (NULL: all).")
+    .with_argument("run", "Only the items this run wrote (a loop run: its hop images and captions, and the dataset images it started from; NULL: all).")
+    .with_argument("iteration", "Only the items of this iteration (a loop hop; 0: the starting images and their captions; NULL: all).")
     .with_sql_example("> SELECT kind, count(*) FROM vectors('tiny_clip_c94a344', 'shapes') GROUP BY kind;")
     .build()
 });
@@ -55,9 +57,9 @@ pub struct VectorsOf(pub Context);
 
 impl TableFunctionImpl for VectorsOf {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let args = Args::new("vectors", SIGNATURE, &args, 1, 4).map_err(df)?;
+        let args = Args::new("vectors", SIGNATURE, &args, 1, 6).map_err(df)?;
         let space = args.required_text(0, "space").map_err(df)?;
-        let filter = args.filter(1, None).map_err(df)?;
+        let filter = args.filter_with_lineage(1, None, 4).map_err(df)?;
         let context = self.0.clone();
         Ok(Computed::table(
             schema(),
@@ -74,6 +76,7 @@ impl TableFunctionImpl for VectorsOf {
                         query = query.only_if_expr(predicate);
                     }
                     let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
+                    let lineage = filter.lineage_ids(&context.store).await?;
                     let target = schema();
                     let mut out = Vec::with_capacity(batches.len());
                     for batch in batches {
@@ -90,7 +93,16 @@ impl TableFunctionImpl for VectorsOf {
                                 Ok(arrow::compute::cast(c, f.data_type())?)
                             })
                             .collect::<crate::Result<Vec<_>>>()?;
-                        out.push(RecordBatch::try_new(target.clone(), columns)?);
+                        let mut rows = RecordBatch::try_new(target.clone(), columns)?;
+                        if let Some(keep) = &lineage {
+                            let ids = crate::store::columns::strings(&rows, "item_id")?;
+                            let mask: BooleanArray = ids
+                                .iter()
+                                .map(|id| Some(id.as_ref().is_some_and(|id| keep.contains(id))))
+                                .collect();
+                            rows = arrow::compute::filter_record_batch(&rows, &mask)?;
+                        }
+                        out.push(rows);
                     }
                     Ok(arrow::compute::concat_batches(&target, &out)?)
                 })
