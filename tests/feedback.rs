@@ -587,6 +587,21 @@ fn a_loops_hops_are_clustered_projected_and_drawn() {
     ] {
         assert_eq!(one_number(&store, &sql), 4, "{sql}");
     }
+    // Each hop's captions retrieve among that hop's images (hop 0: the dataset images), and back.
+    for hop in [0, 2] {
+        let ranks = store.csv(&format!(
+            "SELECT direction, count(*) AS n, max(rank) AS worst FROM retrieval_ranks('{SPACE}', 'shapes/loop', \
+             NULL, NULL, NULL, '{run}', {hop}) GROUP BY direction ORDER BY direction"
+        ));
+        let lines: Vec<&str> = ranks.lines().skip(1).collect();
+        assert_eq!(lines.len(), 2, "hop {hop}: {ranks}");
+        for (line, direction) in lines.iter().zip(["i2t", "t2i"]) {
+            let cells: Vec<&str> = line.split(',').collect();
+            assert_eq!(cells[0], direction, "{ranks}");
+            assert_eq!(cells[1], "4", "hop {hop}: {ranks}");
+            assert!(cells[2].parse::<i64>().expect("rank") <= 4, "{ranks}");
+        }
+    }
 
     let scatter = store.path().join("hop1.png");
     let out = store.vlmdb(&[

@@ -78,6 +78,10 @@ pub struct RankRequest {
     /// MRL: evaluate the first `dim` dimensions, re-normalised.
     pub dim: Option<usize>,
     pub combiner: Combiner,
+    /// Only the items of this loop run (its captions as queries, the images they describe as candidates) …
+    pub run: Option<String>,
+    /// … at this hop.
+    pub iteration: Option<i32>,
 }
 
 /// One positive of one query.
@@ -97,10 +101,13 @@ pub async fn retrieval_ranks(
     request: &RankRequest,
     device: &Device,
 ) -> Result<Vec<RankRow>> {
-    let dataset = Some(request.dataset.as_str());
+    let lineage = request.run.is_some() || request.iteration.is_some();
+    // A loop hop's items span two datasets (hop 0's images are the dataset's own): its lineage selects them.
+    let dataset = (!lineage).then_some(request.dataset.as_str());
     let split = request.split.as_deref();
     let vectors = |kind: &'static str| {
-        let filter = Filter::new(Some(kind), dataset, split);
+        let filter = Filter::new(Some(kind), dataset, split)
+            .lineage(request.run.as_deref(), request.iteration);
         async move { load(store, &request.table, &filter).await }
     };
     let mut images = vectors("image").await?;
@@ -131,7 +138,14 @@ pub async fn retrieval_ranks(
         ))
     };
 
-    let truth = caption_truth(store, &request.dataset, split).await?;
+    let mut truth = caption_truth(store, &request.dataset, split).await?;
+    if let Some(keep) = Filter::default()
+        .lineage(request.run.as_deref(), request.iteration)
+        .lineage_ids(store)
+        .await?
+    {
+        truth.retain(|(caption, _)| keep.contains(caption));
+    }
     if !truth.is_empty() {
         let text_index = captions.index();
         let image_index = images.index();
@@ -180,7 +194,11 @@ pub async fn retrieval_ranks(
         }
     }
 
-    let pairs = pair_truth(store, &request.dataset, split).await?;
+    let pairs = if lineage {
+        Vec::new() // a loop writes no pairs
+    } else {
+        pair_truth(store, &request.dataset, split).await?
+    };
     let pairs: Vec<PairTruth> = pairs.into_iter().filter(|p| p.target.is_some()).collect();
     if !pairs.is_empty() {
         let image_index = images.index();

@@ -325,15 +325,21 @@ impl<'a> Args<'a> {
         default_kind: Option<&str>,
         lineage: usize,
     ) -> Result<Filter> {
-        let iteration = match self.count(lineage + 1, "iteration")? {
+        let (run, iteration) = self.lineage(lineage)?;
+        Ok(self
+            .filter(first, default_kind)?
+            .lineage(run.as_deref(), iteration))
+    }
+
+    /// The optional `run, iteration` arguments at `at` and `at + 1`.
+    pub fn lineage(&self, at: usize) -> Result<(Option<String>, Option<i32>)> {
+        let iteration = match self.count(at + 1, "iteration")? {
             Some(i) => Some(
                 i32::try_from(i).map_err(|_| self.bad("iteration", format!("{i} is too large")))?,
             ),
             None => None,
         };
-        Ok(self
-            .filter(first, default_kind)?
-            .lineage(self.text(lineage, "run")?.as_deref(), iteration))
+        Ok((self.text(at, "run")?, iteration))
     }
 
     /// A numeric argument (integer or float); `None` when absent or NULL.

@@ -1,5 +1,5 @@
-//! `retrieval_ranks(space, dataset [, split [, dim [, combiner]]])`: the rank of every positive of every query,
-//! text→image, image→text and composed.
+//! `retrieval_ranks(space, dataset [, split [, dim [, combiner [, run [, iteration]]]]])`: the rank of every
+//! positive of every query, text→image, image→text and composed (a loop run's hop: its captions and images).
 
 use std::sync::{Arc, LazyLock};
 
@@ -13,7 +13,8 @@ use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::eval::retrieval::{Combiner, RankRequest, RankRow, retrieval_ranks};
 use crate::eval::space::resolve;
 
-const SIGNATURE: &str = "retrieval_ranks(space, dataset [, split [, dim [, combiner]]])";
+const SIGNATURE: &str =
+    "retrieval_ranks(space, dataset [, split [, dim [, combiner [, run [, iteration]]]]])";
 
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -40,6 +41,12 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "How composed queries combine the reference image r and the text t: 'sum' (normalise(r + t), default), \
          'image' (r only) or 'text' (t only).",
     )
+    .with_argument(
+        "run",
+        "Only a loop run's items: its captions (of the dataset, e.g. 'shapes/loop') as queries, the images they \
+         describe as candidates (NULL: the dataset's).",
+    )
+    .with_argument("iteration", "Only the loop hop (NULL: every hop of the run).")
     .with_sql_example(
         "> SELECT direction, avg(CASE WHEN rank <= 5 THEN 1.0 ELSE 0.0 END) AS hit_at_5\n  FROM retrieval_ranks('tiny_clip_c94a344', 'shapes', 'test') GROUP BY direction;",
     )
@@ -88,7 +95,7 @@ pub struct RetrievalRanks(pub Context);
 
 impl TableFunctionImpl for RetrievalRanks {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let args = Args::new("retrieval_ranks", SIGNATURE, &args, 2, 5).map_err(df)?;
+        let args = Args::new("retrieval_ranks", SIGNATURE, &args, 2, 7).map_err(df)?;
         let space = args.required_text(0, "space").map_err(df)?;
         let dataset = args.required_text(1, "dataset").map_err(df)?;
         let split = args.text(2, "split").map_err(df)?;
@@ -97,12 +104,14 @@ impl TableFunctionImpl for RetrievalRanks {
             Some(c) => c.parse().map_err(df)?,
             None => Combiner::default(),
         };
+        let (run, iteration) = args.lineage(5).map_err(df)?;
         let context = self.0.clone();
         Ok(Computed::table(
             schema(),
             Box::new(move |_| {
                 let context = context.clone();
                 let (space, dataset, split) = (space.clone(), dataset.clone(), split.clone());
+                let (run, iteration) = (run.clone(), iteration);
                 Box::pin(async move {
                     let request = RankRequest {
                         table: resolve(&context.store, &space).await?,
@@ -110,6 +119,8 @@ impl TableFunctionImpl for RetrievalRanks {
                         split,
                         dim,
                         combiner,
+                        run,
+                        iteration,
                     };
                     let rows = retrieval_ranks(&context.store, &request, &context.device.device()?)
                         .await?;
