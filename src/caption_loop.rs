@@ -63,6 +63,9 @@ pub struct LoopOptions {
     pub prompt: Option<String>,
     /// The fixed-caption baseline's caption (default: the first item's original caption).
     pub fixed_caption: Option<String>,
+    /// The generator's negative prompt (absent in the configurations of earlier runs: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
 }
 
 /// The stored configuration of one run of the loop.

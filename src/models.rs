@@ -16,6 +16,7 @@ pub mod clip_vision;
 pub mod dense;
 pub mod device;
 pub mod diffusion;
+pub mod euler_ancestral;
 pub mod host_layers;
 pub mod hub;
 pub mod open_clip;

@@ -451,6 +451,14 @@ fn caption_and_generate_image_in_sql() {
     ));
     assert!(same.starts_with("same,other,size\ntrue,false,"), "{same}");
     assert!(same.ends_with(",32\n"), "{same}");
+    let negative = store.csv(&format!(
+        "SELECT generate_image('{GENERATOR}', 'a red circle', 5, 2, 7.5, 'blurry') = \
+                generate_image('{GENERATOR}', 'a red circle', 5, 2, 7.5) AS same"
+    ));
+    assert_eq!(
+        negative, "same\nfalse\n",
+        "a negative prompt changes the image"
+    );
     let xl = store.csv(
         "SELECT image_size(generate_image('fixtures/models/tiny-sdxl', 'a red circle', 5, 1, 0.0))['width'] AS w",
     );

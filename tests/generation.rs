@@ -120,9 +120,10 @@ fn stable_diffusion_ddim_latent_matches_diffusers() {
     let options = GenerateOptions {
         steps: reference["steps"].as_u64().expect("steps") as usize,
         guidance: reference["guidance_scale"].as_f64().expect("guidance"),
+        negative_prompt: None,
     };
     let latent = generator
-        .denoise(prompt, &initial, options)
+        .denoise(prompt, &initial, &options, &mut no_noise)
         .expect("denoise");
     let got = latent
         .flatten_all()
@@ -149,15 +150,16 @@ fn the_same_seed_gives_identical_png_bytes_and_another_seed_another_image() {
     let options = GenerateOptions {
         steps: 3,
         guidance: 7.5,
+        negative_prompt: None,
     };
     let a = generator
-        .generate("a red circle", 7, options)
+        .generate("a red circle", 7, &options)
         .expect("seed 7");
     let b = generator
-        .generate("a red circle", 7, options)
+        .generate("a red circle", 7, &options)
         .expect("seed 7 again");
     let c = generator
-        .generate("a red circle", 8, options)
+        .generate("a red circle", 8, &options)
         .expect("seed 8");
     assert_eq!(a, b, "same seed, same bytes");
     assert_ne!(a, c, "another seed, another image");
@@ -165,7 +167,7 @@ fn the_same_seed_gives_identical_png_bytes_and_another_seed_another_image() {
     assert_eq!(vlmdb::image::format_name(info.format), "png");
     assert_eq!((image.width(), image.height()), (32, 32));
     let again = generator
-        .generate("a blue square", 7, options)
+        .generate("a blue square", 7, &options)
         .expect("another prompt");
     assert_ne!(a, again, "another prompt, another image");
 }
@@ -201,55 +203,139 @@ fn sdxl_conditioning_and_ddim_latents_match_diffusers() {
     let diff = max_abs_diff(&pooled, &floats(&reference["pooled_prompt_embeds"]));
     assert!(diff < 1e-4, "the pooled projection differs by {diff}");
 
+    // DDIM over SDXL's schedule still matches diffusers' DDIM (the reference swapped its scheduler for DDIM).
+    let mut ddim = sdxl();
+    ddim.sampler = ddim.sampler.as_ddim();
     let initial = initial_latent(&reference);
-    for (key, options) in [
-        (
-            "final_latent",
-            GenerateOptions {
-                steps: 2,
-                guidance: 5.0,
-            },
-        ),
-        (
-            "turbo_latent",
-            GenerateOptions {
-                steps: 1,
-                guidance: 0.0,
-            },
-        ),
-    ] {
-        let latent = generator
-            .denoise(prompt, &initial, options)
+    for (key, steps, guidance) in [("final_latent", 2, 5.0), ("turbo_latent", 1, 0.0)] {
+        let options = GenerateOptions {
+            steps,
+            guidance,
+            negative_prompt: None,
+        };
+        let latent = ddim
+            .denoise(prompt, &initial, &options, &mut no_noise)
             .expect("denoise");
         let got = latent
             .flatten_all()
             .and_then(|t| t.to_vec1::<f32>())
             .expect("values");
-        let expected = floats(&reference[key]);
-        let diff = max_abs_diff(&got, &expected);
+        let diff = max_abs_diff(&got, &floats(&reference[key]));
         assert!(diff < 1e-3, "{key}: differs by {diff}");
     }
-    let a = generator
-        .generate(
+}
+
+/// DDIM draws no noise.
+fn no_noise() -> candle_core::Result<Tensor> {
+    Err(candle_core::Error::Msg("DDIM asked for noise".into()))
+}
+
+/// A negative prompt replaces the empty prompt on the unconditional side of the guidance, as diffusers'
+/// `negative_prompt` does (tiny-sd, DDIM).
+#[test]
+fn a_negative_prompt_steers_as_diffusers_does() {
+    let reference = reference("sampling");
+    let case = &reference["negative"];
+    let generator = generator();
+    assert_eq!(generator.sampler.name(), "DDIMScheduler");
+    let prompt = reference["prompt"].as_str().expect("prompt");
+    let negative = reference["negative_prompt"].as_str().expect("negative");
+    let options = GenerateOptions {
+        steps: case["steps"].as_u64().expect("steps") as usize,
+        guidance: case["guidance_scale"].as_f64().expect("guidance"),
+        negative_prompt: Some(negative.to_string()),
+    };
+    let initial = initial_latent(case);
+    let latent = generator
+        .denoise(prompt, &initial, &options, &mut no_noise)
+        .and_then(|t| {
+            t.flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| vlmdb::Error::Usage(e.to_string()))
+        })
+        .expect("denoise");
+    let diff = max_abs_diff(&latent, &floats(&case["final_latent"]));
+    assert!(diff < 1e-3, "with a negative prompt: differs by {diff}");
+    let plain = generator
+        .denoise(
             prompt,
-            3,
-            GenerateOptions {
-                steps: 1,
-                guidance: 0.0,
+            &initial,
+            &GenerateOptions {
+                negative_prompt: None,
+                ..options
             },
+            &mut no_noise,
         )
-        .expect("turbo");
-    let b = generator
-        .generate(
-            prompt,
-            3,
-            GenerateOptions {
-                steps: 1,
-                guidance: 0.0,
-            },
-        )
-        .expect("again");
+        .and_then(|t| {
+            t.flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| vlmdb::Error::Usage(e.to_string()))
+        })
+        .expect("denoise");
+    assert!(
+        max_abs_diff(&latent, &plain) > 1e-2,
+        "the negative prompt changed nothing"
+    );
+}
+
+/// tiny-sdxl ships EulerAncestralDiscreteScheduler with trailing spacing (as SDXL-Turbo does): vlmdb samples with
+/// it, and given diffusers' own ancestral noise it reaches diffusers' latent — 3 guided steps, with and without a
+/// negative prompt (SDXL then encodes it instead of using zeros), and Turbo's 1 unguided step. With vlmdb's own
+/// noise, the same seed gives the same bytes.
+#[test]
+fn sdxl_euler_ancestral_matches_diffusers_given_its_noise() {
+    let reference = reference("sampling");
+    let generator = sdxl();
+    assert_eq!(generator.sampler.name(), "EulerAncestralDiscreteScheduler");
+    let prompt = reference["prompt"].as_str().expect("prompt");
+    for key in ["euler", "euler_negative", "turbo"] {
+        let case = &reference[key];
+        let options = GenerateOptions {
+            steps: case["steps"].as_u64().expect("steps") as usize,
+            guidance: case["guidance_scale"].as_f64().expect("guidance"),
+            negative_prompt: case["negative_prompt"].as_str().map(str::to_string),
+        };
+        let mut noises = case["noise"]
+            .as_array()
+            .expect("noise")
+            .iter()
+            .map(|n| Tensor::from_vec(floats(n), (1, 4, 16, 16), &Device::Cpu))
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut noise = || {
+            noises.next().unwrap_or_else(|| {
+                Err(candle_core::Error::Msg(
+                    "more noise than diffusers drew".into(),
+                ))
+            })
+        };
+        let latent = generator
+            .denoise(prompt, &initial_latent(case), &options, &mut noise)
+            .expect("denoise");
+        let got = latent
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("values");
+        let expected = floats(&case["final_latent"]);
+        // diffusers keeps σ in float32 and the random UNet takes these latents to |x| ≈ 70: agreement is judged
+        // relative to that scale (a timestep off by one moves σ by 0.3% and the latent by far more).
+        let scale = expected.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let diff = max_abs_diff(&got, &expected);
+        assert!(
+            diff / scale < 5e-5,
+            "{key}: differs by {diff} (scale {scale})"
+        );
+    }
+    let turbo = GenerateOptions {
+        steps: 2,
+        guidance: 0.0,
+        negative_prompt: None,
+    };
+    let a = generator.generate(prompt, 3, &turbo).expect("seed 3");
+    let b = generator.generate(prompt, 3, &turbo).expect("seed 3 again");
+    let c = generator.generate(prompt, 4, &turbo).expect("seed 4");
     assert_eq!(a, b, "same seed, same bytes");
+    assert_ne!(a, c, "another seed, another image");
 }
 
 /// Released pipelines ship OpenAI's `vocab.json` + `merges.txt` without a `tokenizer.json`: the tokenizer built

@@ -55,6 +55,7 @@ pub async fn execute(
     let generate = GenerateOptions {
         steps: options.steps,
         guidance: options.guidance,
+        negative_prompt: options.negative_prompt.clone(),
     };
     let mut vectors = similarity::HopVectors::default();
     for hop in first_hop..=options.iterations {
@@ -76,9 +77,10 @@ pub async fn execute(
                 .map(|(k, state)| (state.caption.clone(), generation_seed(options.seed, k, hop)))
                 .collect();
             let generator = Arc::clone(&models.generator);
+            let generate = generate.clone();
             tokio::task::spawn_blocking(move || {
                 jobs.iter()
-                    .map(|(prompt, seed)| generator.generate(prompt, *seed, generate))
+                    .map(|(prompt, seed)| generator.generate(prompt, *seed, &generate))
                     .collect::<Result<Vec<_>>>()
             })
             .await

@@ -447,6 +447,9 @@ pub struct LoopArgs {
     /// The fixed-caption baseline's caption (default: the first item's original caption).
     #[arg(long)]
     pub fixed_caption: Option<String>,
+    /// What the generator's guidance steers away from (diffusers' negative_prompt).
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
     /// Run again even when a finished run of the same configuration exists (a deliberate replicate; without it,
     /// that run is reported and nothing is written).
     #[arg(long)]

@@ -106,6 +106,7 @@ pub async fn feedback_loop(
         guidance: args.guidance,
         prompt: args.prompt,
         fixed_caption: args.fixed_caption,
+        negative_prompt: args.negative_prompt,
     };
     let summary =
         crate::commands::caption_loop::run(store, &options, device, !args.quiet, args.again)

@@ -10,12 +10,13 @@
 //! numbers `(h, w, 0, 0, h, w)` as added conditioning, and its unconditional embeddings are zeros when the
 //! pipeline sets `force_zeros_for_empty_prompt` (SD's come from the empty prompt).
 //!
-//! Sampling is DDIM with η = 0 over the pipeline's own noise schedule (betas, prediction type, timestep spacing and
-//! offset from `scheduler/scheduler_config.json`, whatever scheduler class the pipeline names: SDXL-Turbo's
-//! EulerAncestral schedule with trailing spacing becomes DDIM with trailing spacing), with classifier-free guidance
-//! `uncond + g·(cond − uncond)` when g > 1. candle cannot seed its CPU generator, so the only noise, the initial
-//! latent, comes from vlmdb's seeded RNG: the same seed gives the same latent, the same pixels, and the same PNG
-//! bytes.
+//! Sampling follows the pipeline's `scheduler/scheduler_config.json` (betas, prediction type, timestep spacing and
+//! offset): `EulerAncestralDiscreteScheduler` with vlmdb's own Euler ancestral ([`super::euler_ancestral`]),
+//! `DDIMScheduler` with candle's DDIM (η = 0), and every other scheduler class with DDIM over the same noise
+//! schedule ([`Sampler`]). Classifier-free guidance is `uncond + g·(cond − uncond)` when g > 1, the unconditional
+//! side being the negative prompt's embeddings when one is given. candle cannot seed its CPU generator, so all
+//! noise (the initial latent, each ancestral step's) comes from vlmdb's RNG seeded by the generation seed: the same
+//! seed gives the same latent, the same pixels, and the same PNG bytes.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -31,6 +32,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::clip_text::{ClipText, ClipTextConfig};
+use super::euler_ancestral::{EulerAncestral, EulerAncestralConfig};
 use super::hub::ModelFiles;
 use super::read_json;
 use super::unet::{Unet, UnetConfig};
@@ -73,6 +75,8 @@ struct VaeConfig {
 
 #[derive(Deserialize)]
 struct SchedulerJson {
+    #[serde(rename = "_class_name")]
+    class_name: Option<String>,
     #[serde(default = "thousand")]
     num_train_timesteps: usize,
     #[serde(default = "beta_start")]
@@ -135,10 +139,13 @@ fn leading() -> String {
 }
 
 /// How one image is generated.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOptions {
     pub steps: usize,
     pub guidance: f64,
+    /// What the guidance steers away from (diffusers' `negative_prompt`); `None` or empty: the empty prompt (or
+    /// zeros, for SDXL pipelines that force them).
+    pub negative_prompt: Option<String>,
 }
 
 impl Default for GenerateOptions {
@@ -146,6 +153,49 @@ impl Default for GenerateOptions {
         GenerateOptions {
             steps: DEFAULT_STEPS,
             guidance: DEFAULT_GUIDANCE,
+            negative_prompt: None,
+        }
+    }
+}
+
+/// How a pipeline samples: the scheduler its `scheduler_config.json` names where vlmdb has it, else DDIM over the
+/// pipeline's noise schedule.
+#[derive(Debug, Clone, Copy)]
+pub enum Sampler {
+    Ddim(DDIMSchedulerConfig),
+    EulerAncestral(EulerAncestralConfig),
+}
+
+impl Sampler {
+    /// diffusers' class name of the scheduler used.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sampler::Ddim(_) => "DDIMScheduler",
+            Sampler::EulerAncestral(_) => "EulerAncestralDiscreteScheduler",
+        }
+    }
+
+    /// DDIM (η = 0) over the same noise schedule.
+    pub fn as_ddim(&self) -> Sampler {
+        match *self {
+            Sampler::Ddim(c) => Sampler::Ddim(c),
+            Sampler::EulerAncestral(c) => Sampler::Ddim(DDIMSchedulerConfig {
+                beta_start: c.beta_start,
+                beta_end: c.beta_end,
+                beta_schedule: c.beta_schedule,
+                eta: 0.0,
+                steps_offset: c.steps_offset,
+                prediction_type: c.prediction_type,
+                train_timesteps: c.train_timesteps,
+                timestep_spacing: c.timestep_spacing,
+            }),
+        }
+    }
+
+    fn train_timesteps(&self) -> usize {
+        match self {
+            Sampler::Ddim(c) => c.train_timesteps,
+            Sampler::EulerAncestral(c) => c.train_timesteps,
         }
     }
 }
@@ -175,7 +225,8 @@ pub struct Generator {
     force_zeros_for_empty_prompt: bool,
     unet: Unet,
     vae: AutoEncoderKL,
-    scheduler: DDIMSchedulerConfig,
+    /// How it samples.
+    pub sampler: Sampler,
     scaling_factor: f64,
     latent_channels: usize,
     /// Pixels per latent cell: 2^(VAE blocks − 1).
@@ -217,7 +268,7 @@ impl Generator {
         let vae_config: VaeConfig = read_json(&mut files, "vae/config.json")?;
         let scheduler_config: SchedulerJson =
             read_json(&mut files, "scheduler/scheduler_config.json")?;
-        let scheduler = ddim_config(&scheduler_config).map_err(&bad)?;
+        let sampler = sampler(&scheduler_config).map_err(&bad)?;
         if vae_config.block_out_channels.is_empty() {
             return Err(bad("vae/config.json has no block_out_channels".into()));
         }
@@ -279,7 +330,7 @@ impl Generator {
             force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(xl),
             unet,
             vae,
-            scheduler,
+            sampler,
             scaling_factor: vae_config.scaling_factor,
             latent_channels: vae_config.latent_channels,
             vae_scale,
@@ -347,42 +398,54 @@ impl Generator {
 
     /// The seeded initial latent: `1 × C × H/f × W/f` standard normals from vlmdb's RNG, row-major.
     pub fn initial_latent(&self, seed: u64) -> Result<Tensor> {
+        self.normal(&mut Rng::new(seed))
+    }
+
+    /// Standard normal values of the latent's shape from `rng`.
+    fn normal(&self, rng: &mut Rng) -> Result<Tensor> {
         let (h, w) = (self.height / self.vae_scale, self.width / self.vae_scale);
         let n = self.latent_channels * h * w;
-        let mut rng = Rng::new(seed);
         let values: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
         Tensor::from_vec(values, (1, self.latent_channels, h, w), &self.device)
             .map_err(|e| self.candle(e))
     }
 
-    /// DDIM from `latent` under `prompt` (guided against the unconditional embeddings when `guidance > 1`): the
-    /// final latent.
+    /// Sample from `latent` under `prompt` with the pipeline's sampler (guided against the negative prompt's
+    /// embeddings, or the unconditional ones, when `guidance > 1`): the final latent. `noise` gives the standard
+    /// normal noise an ancestral sampler adds at each step (a tensor of the latent's shape; DDIM draws none).
     pub fn denoise(
         &self,
         prompt: &str,
         latent: &Tensor,
-        options: GenerateOptions,
+        options: &GenerateOptions,
+        noise: &mut dyn FnMut() -> candle_core::Result<Tensor>,
     ) -> Result<Tensor> {
-        if options.steps == 0 || options.steps > self.scheduler.train_timesteps {
+        let limit = self.sampler.train_timesteps();
+        if options.steps == 0 || options.steps > limit {
             return Err(Error::Usage(format!(
-                "steps must be between 1 and {}, not {}",
-                self.scheduler.train_timesteps, options.steps
+                "steps must be between 1 and {limit}, not {}",
+                options.steps
             )));
         }
         let guided = options.guidance > 1.0;
         let cond = self.encode(&[prompt])?;
-        let run = || -> candle_core::Result<Tensor> {
+        let negative = options.negative_prompt.as_deref().filter(|n| !n.is_empty());
+        let uncond = match negative {
+            Some(text) if guided => Some(self.encode(&[text])?),
+            _ if guided && !(self.xl && self.force_zeros_for_empty_prompt) => {
+                Some(self.encode(&[""])?)
+            }
+            _ => None,
+        };
+        let mut run = || -> candle_core::Result<Tensor> {
             let (context, pooled) = if guided {
-                let (context, pooled) = if self.xl && self.force_zeros_for_empty_prompt {
-                    (
+                // diffusers zeroes the negative side only when no negative prompt is given.
+                let (context, pooled) = match &uncond {
+                    Some(u) => (u.context.clone(), u.pooled.clone()),
+                    None => (
                         cond.context.zeros_like()?,
                         cond.pooled.as_ref().map(Tensor::zeros_like).transpose()?,
-                    )
-                } else {
-                    let empty = self
-                        .encode(&[""])
-                        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-                    (empty.context, empty.pooled)
+                    ),
                 };
                 let both = |u: &Tensor, c: &Tensor| Tensor::cat(&[u, c], 0);
                 (
@@ -408,27 +471,43 @@ impl Generator {
                 (Some(p), Some(t)) => Some((p, t)),
                 _ => None,
             };
-            let mut scheduler = self.scheduler.build(options.steps)?;
-            let mut latents = (latent * scheduler.init_noise_sigma())?;
-            let timesteps = scheduler.timesteps().to_vec();
-            for t in timesteps {
+            let predict = |input: &Tensor, t: f64| -> candle_core::Result<Tensor> {
                 let input = if guided {
-                    Tensor::cat(&[&latents, &latents], 0)?
+                    Tensor::cat(&[input, input], 0)?
                 } else {
-                    latents.clone()
+                    input.clone()
                 };
-                let input = scheduler.scale_model_input(input, t)?;
-                let noise = self.unet.forward(&input, t as f64, &context, added)?;
-                let noise = if guided {
+                let noise = self.unet.forward(&input, t, &context, added)?;
+                if guided {
                     let parts = noise.chunk(2, 0)?;
                     let (uncond, cond) = (&parts[0], &parts[1]);
-                    (uncond + ((cond - uncond)? * options.guidance)?)?
+                    uncond + ((cond - uncond)? * options.guidance)?
                 } else {
-                    noise
-                };
-                latents = scheduler.step(&noise, t, &latents)?;
+                    Ok(noise)
+                }
+            };
+            match &self.sampler {
+                Sampler::Ddim(config) => {
+                    let mut scheduler = config.build(options.steps)?;
+                    let mut latents = (latent * scheduler.init_noise_sigma())?;
+                    for t in scheduler.timesteps().to_vec() {
+                        let input = scheduler.scale_model_input(latents.clone(), t)?;
+                        let eps = predict(&input, t as f64)?;
+                        latents = scheduler.step(&eps, t, &latents)?;
+                    }
+                    Ok(latents)
+                }
+                Sampler::EulerAncestral(config) => {
+                    let schedule = EulerAncestral::new(config, options.steps)?;
+                    let mut latents = (latent * schedule.init_noise_sigma())?;
+                    for (i, &t) in schedule.timesteps().iter().enumerate() {
+                        let input = schedule.scale_model_input(&latents, i)?;
+                        let eps = predict(&input, t)?;
+                        latents = schedule.step(&eps, i, &latents, &noise()?)?;
+                    }
+                    Ok(latents)
+                }
             }
-            Ok(latents)
         };
         run().map_err(|e| self.candle(e))
     }
@@ -442,10 +521,15 @@ impl Generator {
         run().map_err(|e| self.candle(e))
     }
 
-    /// One image for `prompt` from the latent seeded by `seed`, as PNG bytes (8-bit RGB, `round(x · 255)`).
-    pub fn generate(&self, prompt: &str, seed: u64, options: GenerateOptions) -> Result<Vec<u8>> {
-        let latent = self.initial_latent(seed)?;
-        let latent = self.denoise(prompt, &latent, options)?;
+    /// One image for `prompt` from `seed`, as PNG bytes (8-bit RGB, `round(x · 255)`): the initial latent and any
+    /// ancestral noise come from one RNG seeded by `seed`.
+    pub fn generate(&self, prompt: &str, seed: u64, options: &GenerateOptions) -> Result<Vec<u8>> {
+        let mut rng = Rng::new(seed);
+        let latent = self.normal(&mut rng)?;
+        let latent = self.denoise(prompt, &latent, options, &mut || {
+            self.normal(&mut rng)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))
+        })?;
         let pixels = self.decode(&latent)?;
         png(&pixels).map_err(|e| self.candle(e))
     }
@@ -494,8 +578,33 @@ fn png(pixels: &Tensor) -> candle_core::Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
-/// candle's DDIM config from the pipeline's scheduler config.
-fn ddim_config(c: &SchedulerJson) -> std::result::Result<DDIMSchedulerConfig, String> {
+/// The sampler of the pipeline's scheduler config: Euler ancestral for `EulerAncestralDiscreteScheduler`, DDIM for
+/// `DDIMScheduler` and, over the same noise schedule, for every scheduler vlmdb does not have.
+fn sampler(c: &SchedulerJson) -> std::result::Result<Sampler, String> {
+    if c.class_name.as_deref() == Some("EulerAncestralDiscreteScheduler") {
+        let ddim = schedule(c)?;
+        return Ok(Sampler::EulerAncestral(EulerAncestralConfig {
+            beta_start: ddim.beta_start,
+            beta_end: ddim.beta_end,
+            beta_schedule: ddim.beta_schedule,
+            prediction_type: ddim.prediction_type,
+            train_timesteps: ddim.train_timesteps,
+            timestep_spacing: ddim.timestep_spacing,
+            steps_offset: ddim.steps_offset,
+        }));
+    }
+    if c.set_alpha_to_one || c.clip_sample || c.thresholding || c.rescale_betas_zero_snr {
+        return Err(
+            "scheduler/scheduler_config.json: set_alpha_to_one, clip_sample, thresholding and rescale_betas_zero_snr \
+             must be false (candle's DDIM)"
+                .into(),
+        );
+    }
+    Ok(Sampler::Ddim(schedule(c)?))
+}
+
+/// The noise schedule of the pipeline's scheduler config, as candle's DDIM config.
+fn schedule(c: &SchedulerJson) -> std::result::Result<DDIMSchedulerConfig, String> {
     let refuse = |what: String| Err(format!("scheduler/scheduler_config.json: {what}"));
     let beta_schedule = match c.beta_schedule.as_str() {
         "scaled_linear" => BetaSchedule::ScaledLinear,
@@ -515,12 +624,6 @@ fn ddim_config(c: &SchedulerJson) -> std::result::Result<DDIMSchedulerConfig, St
         "trailing" => TimestepSpacing::Trailing,
         other => return refuse(format!("timestep_spacing {other:?} is not supported")),
     };
-    if c.set_alpha_to_one || c.clip_sample || c.thresholding || c.rescale_betas_zero_snr {
-        return refuse(
-            "set_alpha_to_one, clip_sample, thresholding and rescale_betas_zero_snr must be false (candle's DDIM)"
-                .into(),
-        );
-    }
     Ok(DDIMSchedulerConfig {
         beta_start: c.beta_start,
         beta_end: c.beta_end,
@@ -661,13 +764,32 @@ mod tests {
     fn scheduler_options_candle_cannot_honour_are_refused() {
         let config: SchedulerJson =
             serde_json::from_str(r#"{"clip_sample": true}"#).expect("config");
-        let err = ddim_config(&config).expect_err("clip_sample");
+        let err = sampler(&config).expect_err("clip_sample");
         assert!(err.contains("clip_sample"), "{err}");
         let config: SchedulerJson =
             serde_json::from_str(r#"{"prediction_type": "v_prediction", "steps_offset": 1}"#)
                 .expect("config");
-        let ddim = ddim_config(&config).expect("v-prediction");
+        let Ok(Sampler::Ddim(ddim)) = sampler(&config) else {
+            panic!("DDIM expected");
+        };
         assert!(matches!(ddim.prediction_type, PredictionType::VPrediction));
         assert_eq!(ddim.steps_offset, 1);
+    }
+
+    #[test]
+    fn the_scheduler_class_chooses_the_sampler() {
+        let read = |json: &str| {
+            let config: SchedulerJson = serde_json::from_str(json).expect("config");
+            sampler(&config).expect("sampler").name()
+        };
+        assert_eq!(
+            read(
+                r#"{"_class_name": "EulerAncestralDiscreteScheduler", "timestep_spacing": "trailing"}"#
+            ),
+            "EulerAncestralDiscreteScheduler"
+        );
+        assert_eq!(read(r#"{"_class_name": "DDIMScheduler"}"#), "DDIMScheduler");
+        // Schedulers vlmdb lacks sample with DDIM over their noise schedule.
+        assert_eq!(read(r#"{"_class_name": "PNDMScheduler"}"#), "DDIMScheduler");
     }
 }

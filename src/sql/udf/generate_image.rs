@@ -1,4 +1,5 @@
-//! `generate_image(model, prompt, seed [, steps [, guidance]])`: a Stable Diffusion image of a prompt, as PNG bytes.
+//! `generate_image(model, prompt, seed [, steps [, guidance [, negative_prompt]]])`: a Stable Diffusion image of a
+//! prompt, as PNG bytes.
 
 use std::sync::{Arc, LazyLock};
 
@@ -21,12 +22,14 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION,
         "An image of a prompt by a Stable Diffusion pipeline (SD 1.x, 2.x, SDXL, SDXL-Turbo; diffusers layout), as \
-         PNG bytes: DDIM (η = 0) over the pipeline's noise schedule with classifier-free guidance against the \
-         unconditional embeddings (SDXL-Turbo: steps 1, guidance 0), from an \
-         initial latent drawn by vlmdb's seeded RNG, so the same (model, prompt, seed, steps, guidance) gives \
-         identical bytes on every run and another seed a different image. Size: the UNet's sample_size times the \
-         VAE's scale. NULL prompt or seed in, NULL out.",
-        "generate_image(model, prompt, seed [, steps [, guidance]])",
+         PNG bytes: the scheduler the pipeline names (Euler ancestral, as diffusers' EulerAncestralDiscreteScheduler; \
+         DDIM with η = 0 for DDIMScheduler and, over the pipeline's noise schedule, for schedulers vlmdb lacks) with \
+         classifier-free guidance against the negative prompt or the unconditional embeddings (SDXL-Turbo: steps \
+         1, guidance 0). The initial latent and any ancestral noise come from vlmdb's RNG seeded by the row's seed, \
+         so the same (model, prompt, seed, steps, guidance, negative prompt) gives identical bytes on every run and \
+         another seed a different image. Size: the UNet's sample_size times the VAE's scale. NULL prompt or seed \
+         in, NULL out.",
+        "generate_image(model, prompt, seed [, steps [, guidance [, negative_prompt]]])",
     )
     .with_argument(
         "model",
@@ -37,6 +40,10 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("seed", "An integer per row: the initial latent's seed.")
     .with_argument("steps", "Optional integer constant: denoising steps (default 50).")
     .with_argument("guidance", "Optional number constant: guidance scale (default 7.5; ≤ 1 turns guidance off).")
+    .with_argument(
+        "negative_prompt",
+        "Optional text constant: what guidance steers away from (diffusers' negative_prompt; default none).",
+    )
     .with_sql_example(
         "> SELECT caption_id, generate_image('fixtures/models/tiny-sd', text, 7, 10) AS png FROM captions LIMIT 2;",
     )
@@ -63,6 +70,7 @@ pub fn udf(device: DeviceChoice) -> ScalarUDF {
                 TypeSignature::Any(3),
                 TypeSignature::Any(4),
                 TypeSignature::Any(5),
+                TypeSignature::Any(6),
             ],
             Volatility::Immutable,
         ),
@@ -137,7 +145,20 @@ impl AsyncScalarUDFImpl for GenerateImage {
             })?,
             None => DEFAULT_GUIDANCE,
         };
-        let options = GenerateOptions { steps, guidance };
+        let negative_prompt = match args.args.get(5) {
+            Some(arg) => Some(text_constant(
+                "generate_image",
+                6,
+                "the negative prompt",
+                arg,
+            )?),
+            None => None,
+        };
+        let options = GenerateOptions {
+            steps,
+            guidance,
+            negative_prompt,
+        };
         let generator = load_generator(&spec, self.device)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -157,7 +178,7 @@ impl AsyncScalarUDFImpl for GenerateImage {
                 .enumerate()
                 .map(|(row, job)| match job {
                     Some((prompt, seed)) => generator
-                        .generate(&prompt, seed, options)
+                        .generate(&prompt, seed, &options)
                         .map(Some)
                         .map_err(|e| {
                             DataFusionError::Execution(format!("generate_image: row {row}: {e}"))
