@@ -212,6 +212,9 @@ impl Store {
     /// Create the table `spec` describes. Another process creating it at the same moment is not an error.
     pub async fn create_table(&self, spec: &TableSpec) -> Result<Table> {
         self.ensure_writable(&format!("creating table '{}'", spec.name))?;
+        // This machine's writers create tables one at a time, so below, a directory without a version is not one
+        // another vlmdb process here is creating.
+        let _lock = self.write_lock().await?;
         // A table directory Lance finds no version in is damaged (its `_versions` deleted or emptied): starting a
         // fresh table there would silently drop every row it held.
         let directory = self.root.join(format!("{}.lance", spec.name));
@@ -219,6 +222,16 @@ impl Store {
         // (Another process may be creating it this instant: its first version follows the directory at once.)
         if directory.is_dir() && !opens().await {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        if directory.is_dir() && !opens().await && !holds_data(&directory) {
+            // A creation that was killed before its first version: no version and no data file, so nothing was
+            // ever stored there. It goes, and the table is created as if it were not there.
+            std::fs::remove_dir_all(&directory).map_err(|e| Error::io(&directory, e))?;
+            crate::progress::note(&format!(
+                "table '{}': its creation had been interrupted before its first version (no data); creating it \
+                 afresh",
+                spec.name
+            ));
         }
         if directory.is_dir() && !opens().await {
             return Err(Error::DamagedTable {
@@ -267,4 +280,9 @@ impl Store {
         }
         Ok(created)
     }
+}
+
+/// Whether a table directory holds any data file (`data/`, with at least one entry).
+fn holds_data(directory: &std::path::Path) -> bool {
+    std::fs::read_dir(directory.join("data")).is_ok_and(|mut entries| entries.next().is_some())
 }

@@ -625,3 +625,31 @@ fn rerunning_cluster_reports_the_finished_run() {
     assert!(!crate::common::stdout(&store.vlmdb(&replicate)).contains("already finished"));
     assert_eq!(count("cluster"), "3");
 }
+
+/// A table whose creation was killed before its first version (a directory with neither a version nor data, as
+/// kill -9 during `embed`'s first write leaves it) is created afresh by the next write: nothing was ever stored
+/// there, so there is nothing to protect.
+#[test]
+fn a_table_creation_killed_before_its_first_version_is_redone() {
+    let store = TestStore::initialised();
+    let args = shapes_ingest("s", &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_success(&store.vlmdb(&args));
+    let space = vlmdb::models::ModelFiles::resolve("fixtures/models/tiny-clip")
+        .expect("tiny-clip")
+        .space();
+    let directory = store.path().join(format!("emb_{space}.lance"));
+    std::fs::create_dir_all(directory.join("_transactions")).expect("mkdir");
+    std::fs::write(directory.join("_transactions").join("0-x.txn"), b"partial").expect("txn");
+    let out = store.vlmdb(&["embed", "--model", "fixtures/models/tiny-clip", "--images"]);
+    assert_success(&out);
+    assert!(
+        stderr(&out).contains("its creation had been interrupted"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        store.csv(&format!("SELECT count(*) AS n FROM emb_{space}")),
+        "n\n30\n"
+    );
+}
