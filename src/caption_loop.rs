@@ -36,7 +36,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::models::Model;
-use crate::models::blip::Captioner;
+use crate::models::captioner::Captioner;
 use crate::models::diffusion::Generator;
 use variant::Variant;
 
@@ -66,6 +66,9 @@ pub struct LoopOptions {
     /// The generator's negative prompt (absent in the configurations of earlier runs: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negative_prompt: Option<String>,
+    /// The captioner's limit on new tokens (absent in earlier runs' configurations: the captioner's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
 }
 
 /// The stored configuration of one run of the loop.

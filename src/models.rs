@@ -8,6 +8,7 @@
 pub mod bert;
 pub mod bert_encoder;
 pub mod blip;
+pub mod captioner;
 pub mod clip;
 pub mod clip_layer;
 pub mod clip_text;
@@ -19,6 +20,7 @@ pub mod diffusion;
 pub mod euler_ancestral;
 pub mod host_layers;
 pub mod hub;
+pub mod llava;
 pub mod open_clip;
 pub mod preprocess;
 pub mod siglip;
@@ -324,7 +326,8 @@ fn normalize_all(model: &str, vectors: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
 type Loaded<T> = Mutex<HashMap<(String, DeviceChoice), Arc<T>>>;
 
 static LOADED: LazyLock<Loaded<Model>> = LazyLock::new(|| Mutex::new(HashMap::new()));
-static CAPTIONERS: LazyLock<Loaded<blip::Captioner>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+static CAPTIONERS: LazyLock<Loaded<captioner::Captioner>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 static GENERATORS: LazyLock<Loaded<diffusion::Generator>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
@@ -360,12 +363,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(Error::task("loading the model"))?
 }
 
-/// The BLIP captioner for `spec` on `device`, loaded at most once per process (on a blocking thread).
-pub async fn load_captioner(spec: &str, device: DeviceChoice) -> Result<Arc<blip::Captioner>> {
+/// The captioner (BLIP or LLaVA) for `spec` on `device`, loaded at most once per process (on a blocking thread).
+pub async fn load_captioner(spec: &str, device: DeviceChoice) -> Result<Arc<captioner::Captioner>> {
     let spec = spec.to_string();
     blocking(move || {
         cached(&CAPTIONERS, &spec, device, || {
-            blip::Captioner::load(ModelFiles::resolve(&spec)?, device.device()?)
+            captioner::Captioner::load(ModelFiles::resolve(&spec)?, device.device()?)
         })
     })
     .await

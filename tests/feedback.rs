@@ -684,3 +684,69 @@ fn a_loops_hops_are_clustered_projected_and_drawn() {
         );
     }
 }
+
+/// LLaVA captions through every path BLIP's take (issue 23 item 2): `vlmdb caption` with an instruction and a
+/// token limit, `caption(model, image, prompt, max_new_tokens)` in SQL (cached), and as the loop's captioner.
+#[test]
+fn llava_captions_through_the_cli_sql_and_the_loop() {
+    const LLAVA: &str = "fixtures/models/tiny-llava";
+    let store = shapes_store();
+    let out = store.vlmdb(&[
+        "caption",
+        "--model",
+        LLAVA,
+        "--dataset",
+        "shapes",
+        "--split",
+        "test",
+        "--prompt",
+        "What shape is in the picture?",
+        "--max-new-tokens",
+        "4",
+    ]);
+    assert_success(&out);
+    let written = store.csv(
+        "SELECT count(*) AS n, max(array_length(string_to_array(text, ' '))) AS words FROM captions \
+         WHERE source LIKE '%tiny-llava'",
+    );
+    let line = written.lines().nth(1).expect("a row");
+    let (n, words) = line.split_once(',').expect("two cells");
+    assert!(n.parse::<i64>().expect("n") > 0, "{written}");
+    assert!(
+        words.parse::<i64>().unwrap_or(0) <= 4,
+        "at most 4 tokens: {written}"
+    );
+    let config = store.csv("SELECT config FROM runs WHERE kind = 'caption'");
+    assert!(config.contains("\"\"max_new_tokens\"\":4"), "{config}");
+
+    let sql = store.csv(&format!(
+        "SELECT caption('{LLAVA}', data, 'Describe the image.', 3) = caption('{LLAVA}', data, 'Describe the image.', 3) AS same \
+         FROM images WHERE dataset = 'shapes' ORDER BY image_id LIMIT 1"
+    ));
+    assert_eq!(sql, "same\ntrue\n");
+    assert_fails_with(
+        &store.vlmdb(&[
+            "sql",
+            &format!("SELECT caption('{LLAVA}', data, NULL, 0) FROM images LIMIT 1"),
+        ]),
+        "max_new_tokens",
+    );
+
+    let mut args = loop_args("2", "1", false);
+    args[2] = LLAVA.to_string();
+    args.extend(["--max-new-tokens".to_string(), "5".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let looped = store.vlmdb(&args);
+    assert_success(&looped);
+    let run = run_ids(&stdout(&looped))[0].1.clone();
+    assert_eq!(
+        one_number(
+            &store,
+            &format!(
+                "SELECT count(*) AS n FROM captions WHERE run_id = '{run}' AND source LIKE '%tiny-llava'"
+            )
+        ),
+        4,
+        "2 items × hops 0 and 1"
+    );
+}

@@ -5,15 +5,17 @@
 
 use candle_core::{Device, Tensor};
 use vlmdb::models::ModelFiles;
-use vlmdb::models::blip::Captioner;
+use vlmdb::models::blip::Blip;
+use vlmdb::models::captioner::Captioner;
 use vlmdb::models::diffusion::{GenerateOptions, Generator};
+use vlmdb::models::llava::Llava;
 
 use crate::models::{fixture, floats, max_abs_diff, reference};
 
-fn captioner() -> Captioner {
+fn captioner() -> Blip {
     let dir = fixture("models/tiny-blip");
     let files = ModelFiles::resolve(&dir.display().to_string()).expect("tiny-blip resolves");
-    Captioner::load(files, Device::Cpu).expect("tiny-blip loads")
+    Blip::load(files, Device::Cpu).expect("tiny-blip loads")
 }
 
 fn generator() -> Generator {
@@ -71,14 +73,16 @@ fn blip_greedy_captions_equal_transformers_generate() {
             "{}: pixel values differ by {diff}",
             file.display()
         );
-        let got = captioner.caption_ids(&image, prompt).expect("caption ids");
+        let got = captioner
+            .caption_ids(&image, prompt, captioner.max_new_tokens)
+            .expect("caption ids");
         assert_eq!(
             got,
             ids(&case["ids"]),
             "{} with prompt {prompt:?}",
             file.display()
         );
-        let text = captioner.caption(&image, prompt).expect("caption");
+        let text = captioner.decode(&got).expect("caption");
         assert_eq!(
             text,
             case["text"].as_str().expect("text"),
@@ -375,4 +379,51 @@ fn reference_texts() -> Vec<String> {
         texts.push(item["text"].as_str().expect("text").to_string());
     }
     texts
+}
+
+/// LLaVA-1.5 (a tiny `LlavaForConditionalGeneration` written by transformers): the processor's input ids (the
+/// conversation format, `<image>` expanded to one token per patch) and `generate(do_sample=False)`'s greedy ids,
+/// equal for 4 images × 2 instructions; the captioner gives the decoded text.
+#[test]
+fn llava_greedy_captions_equal_transformers_generate() {
+    let reference = reference("tiny-llava");
+    let dir = fixture("models/tiny-llava");
+    let mut files = ModelFiles::resolve(&dir.display().to_string()).expect("tiny-llava resolves");
+    let llava = Llava::load(&mut files, &Device::Cpu).expect("tiny-llava loads");
+    let captioner = Captioner::load(files, Device::Cpu).expect("captioner");
+    assert_eq!(captioner.family(), "llava");
+    let limit = reference["max_new_tokens"].as_u64().expect("limit") as usize;
+    assert_eq!(captioner.default_max_new_tokens(), limit);
+    let cases = reference["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 8);
+    for case in cases {
+        let instruction = case["instruction"].as_str();
+        assert_eq!(
+            Llava::prompt(instruction),
+            case["prompt"].as_str().expect("prompt")
+        );
+        assert_eq!(
+            llava.input_ids(instruction).expect("input ids"),
+            ids(&case["input_ids"]),
+            "{instruction:?}"
+        );
+        let file = fixture(case["file"].as_str().expect("file"));
+        let (image, _) =
+            vlmdb::image::decode(&std::fs::read(&file).expect("image")).expect("decodes");
+        let got = llava
+            .generate(&image, instruction, limit)
+            .expect("generate");
+        assert_eq!(got, ids(&case["ids"]), "{} {instruction:?}", file.display());
+        assert_eq!(
+            captioner
+                .caption(&image, instruction, None)
+                .expect("caption"),
+            case["text"].as_str().expect("text")
+        );
+        let short = captioner
+            .caption_ids(&image, instruction, Some(2))
+            .expect("two tokens");
+        assert_eq!(short, ids(&case["ids"])[..short.len()], "a prefix");
+        assert!(short.len() <= 2);
+    }
 }

@@ -66,6 +66,7 @@ pub async fn hop_captions(
                 &models.captioner,
                 &inputs,
                 options.prompt.as_deref(),
+                options.max_new_tokens,
             )
             .await?
             .into_iter()

@@ -385,16 +385,20 @@ pub struct EmbedArgs {
 
 #[derive(Debug, Args)]
 pub struct CaptionArgs {
-    /// The BLIP captioning model: hf:org/repo[@rev] (e.g. hf:Salesforce/blip-image-captioning-base) or a
-    /// directory.
+    /// The captioning model, BLIP or LLaVA-1.5: hf:org/repo[@rev] (e.g. hf:Salesforce/blip-image-captioning-base,
+    /// hf:llava-hf/llava-1.5-7b-hf) or a directory.
     #[arg(long)]
     pub model: String,
     /// The dataset whose images are captioned.
     #[arg(long)]
     pub dataset: String,
-    /// A conditional prefix the captions continue, e.g. "an engraving depicting".
+    /// BLIP: a conditional prefix the captions continue, e.g. "an engraving depicting"; LLaVA: the instruction
+    /// (default "Describe the image in one sentence.").
     #[arg(long)]
     pub prompt: Option<String>,
+    /// At most this many new tokens per caption (default: the model's generation_config.json, else 20).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
     /// Only this split.
     #[arg(long)]
     pub split: Option<String>,
@@ -405,7 +409,7 @@ pub struct CaptionArgs {
 
 #[derive(Debug, Args)]
 pub struct LoopArgs {
-    /// The captioner (BLIP): hf:org/repo[@rev] or a directory.
+    /// The captioner (BLIP or LLaVA-1.5): hf:org/repo[@rev] or a directory.
     #[arg(long)]
     pub captioner: String,
     /// The generator (Stable Diffusion 1.x/2.x pipeline): hf:org/repo[@rev] or a diffusers directory.
@@ -441,9 +445,12 @@ pub struct LoopArgs {
     /// Classifier-free guidance scale (≤ 1 turns guidance off).
     #[arg(long, default_value_t = crate::models::diffusion::DEFAULT_GUIDANCE)]
     pub guidance: f64,
-    /// A conditional prefix for the captioner.
+    /// The captioner's prompt (BLIP: a conditional prefix; LLaVA: the instruction).
     #[arg(long)]
     pub prompt: Option<String>,
+    /// At most this many new tokens per caption (default: the captioner's own).
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
     /// The fixed-caption baseline's caption (default: the first item's original caption).
     #[arg(long)]
     pub fixed_caption: Option<String>,

@@ -67,6 +67,7 @@ pub async fn caption(
         model: args.model,
         dataset: args.dataset,
         prompt: args.prompt,
+        max_new_tokens: args.max_new_tokens,
         split: args.split,
         device,
         progress: !args.quiet,
@@ -107,6 +108,7 @@ pub async fn feedback_loop(
         prompt: args.prompt,
         fixed_caption: args.fixed_caption,
         negative_prompt: args.negative_prompt,
+        max_new_tokens: args.max_new_tokens,
     };
     let summary =
         crate::commands::caption_loop::run(store, &options, device, !args.quiet, args.again)

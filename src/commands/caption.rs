@@ -11,7 +11,7 @@ use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
 use crate::error::{Error, Result};
 use crate::inference::captions::{caption_id, captions};
-use crate::models::blip::Captioner;
+use crate::models::captioner::Captioner;
 use crate::models::{DeviceChoice, load_captioner};
 use crate::progress::Progress;
 use crate::store::Store;
@@ -27,6 +27,8 @@ pub struct CaptionOptions {
     pub model: String,
     pub dataset: String,
     pub prompt: Option<String>,
+    /// At most this many new tokens per caption (`None`: the model's default).
+    pub max_new_tokens: Option<usize>,
     pub split: Option<String>,
     pub device: DeviceChoice,
     pub progress: bool,
@@ -85,7 +87,9 @@ pub async fn run(store: &Store, options: &CaptionOptions) -> Result<CaptionSumma
             "dataset": options.dataset,
             "split": options.split,
             "prompt": options.prompt,
-            "max_new_tokens": captioner.max_new_tokens,
+            "max_new_tokens": options
+                .max_new_tokens
+                .unwrap_or_else(|| captioner.default_max_new_tokens()),
             "device": options.device.to_string(),
         }),
         seed: None,
@@ -136,13 +140,17 @@ async fn caption_all(
             let splits = strings(&batch, "split")?;
             let data = crate::store::columns::binaries(&batch, "data")?;
             let inputs: Vec<Option<&[u8]>> = data.iter().map(|d| d.as_deref()).collect();
-            let texts = captions(Some(store), captioner, &inputs, prompt)
-                .await
-                .map_err(|e| {
-                    e.naming_input(|i| {
-                        format!("image '{}'", image_ids[i].as_deref().unwrap_or("?"))
-                    })
-                })?;
+            let texts = captions(
+                Some(store),
+                captioner,
+                &inputs,
+                prompt,
+                options.max_new_tokens,
+            )
+            .await
+            .map_err(|e| {
+                e.naming_input(|i| format!("image '{}'", image_ids[i].as_deref().unwrap_or("?")))
+            })?;
             let rows: Vec<(String, Option<String>, String)> = image_ids
                 .iter()
                 .zip(&splits)

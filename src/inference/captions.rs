@@ -1,4 +1,4 @@
-//! Captioning images with a BLIP model: [`captions`] is the one path from image bytes to caption texts for the
+//! Captioning images with a BLIP or LLaVA model: [`captions`] is the one path from image bytes to caption texts for the
 //! `caption(...)` SQL function, `vlmdb caption` and the loop. Each distinct (image, prompt) is looked up in
 //! `model_cache` first and computed once.
 
@@ -7,19 +7,21 @@ use std::sync::Arc;
 
 use super::cache::{distinct, first_misses};
 use crate::error::{Error, Result};
-use crate::models::blip::Captioner;
+use crate::models::captioner::Captioner;
 use crate::store::Store;
 use crate::store::model_cache::{insert_texts, lookup_texts, sha256};
 
-/// Captions of `images` (encoded bytes; `None` in → `None` out), each starting with `prompt` when one is given.
-/// Cached in `store`'s `model_cache`; an image that cannot be decoded is an error naming its position.
+/// Captions of `images` (encoded bytes; `None` in → `None` out) under `prompt` (BLIP: the prefix they start with;
+/// LLaVA: the instruction), at most `max_new_tokens` new tokens each (`None`: the model's default). Cached in
+/// `store`'s `model_cache`; an image that cannot be decoded is an error naming its position.
 pub async fn captions(
     store: Option<&Store>,
     captioner: &Arc<Captioner>,
     images: &[Option<&[u8]>],
     prompt: Option<&str>,
+    max_new_tokens: Option<usize>,
 ) -> Result<Vec<Option<String>>> {
-    let key = captioner.cache_key(prompt);
+    let key = captioner.cache_key(prompt, max_new_tokens);
     let hashes: Vec<Option<String>> = images.iter().map(|i| i.map(sha256)).collect();
     let mut known = match store {
         Some(store) => lookup_texts(store, &key, &distinct(&hashes)).await?,
@@ -45,7 +47,7 @@ pub async fn captions(
                             input: position,
                             message: format!("the image cannot be read: {reason}"),
                         })?;
-                    model.caption(&image, prompt_owned.as_deref())
+                    model.caption(&image, prompt_owned.as_deref(), max_new_tokens)
                 })
                 .collect::<Result<Vec<String>>>()
         })

@@ -109,30 +109,28 @@ struct GenerationConfig {
 }
 
 /// A loaded BLIP captioner.
-pub struct Captioner {
+pub struct Blip {
     pub files: ModelFiles,
     pub device: Device,
     /// The decoder keeps a key/value cache, so one caption is generated at a time.
     model: Mutex<blip::BlipForConditionalGeneration>,
     tokenizer: Tokenizer,
-    processor: ImageProcessor,
+    pub(crate) processor: ImageProcessor,
     bos: u32,
     sep: u32,
     special: Vec<u32>,
     pub max_new_tokens: usize,
 }
 
-impl std::fmt::Debug for Captioner {
+impl std::fmt::Debug for Blip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Captioner")
-            .field("id", &self.files.id)
-            .finish()
+        f.debug_struct("Blip").field("id", &self.files.id).finish()
     }
 }
 
-impl Captioner {
+impl Blip {
     /// Load a BLIP captioning model from its files onto `device`.
-    pub fn load(mut files: ModelFiles, device: Device) -> Result<Captioner> {
+    pub fn load(mut files: ModelFiles, device: Device) -> Result<Blip> {
         let config: Config = read_json(&mut files, "config.json")?;
         if config.model_type.as_deref() != Some("blip") {
             return Err(Error::Model {
@@ -214,7 +212,7 @@ impl Captioner {
         .filter_map(|t| tokenizer.token_to_id(t))
         .chain([t.bos_token_id, t.sep_token_id, t.pad_token_id])
         .collect();
-        Ok(Captioner {
+        Ok(Blip {
             files,
             device,
             model: Mutex::new(model),
@@ -265,7 +263,12 @@ impl Captioner {
 
     /// Greedy caption ids of one image: the starting ids, then the generated ones (ending in `[SEP]` unless
     /// `max_new_tokens` ran out first).
-    pub fn caption_ids(&self, image: &DynamicImage, prompt: Option<&str>) -> Result<Vec<u32>> {
+    pub fn caption_ids(
+        &self,
+        image: &DynamicImage,
+        prompt: Option<&str>,
+        max_new_tokens: usize,
+    ) -> Result<Vec<u32>> {
         let pixels = self.pixels(image)?;
         let mut ids = self.start_ids(prompt)?;
         let mut model = self
@@ -278,7 +281,7 @@ impl Captioner {
             model.reset_kv_cache();
             let embeds = model.vision_model().forward(&pixels)?;
             let mut input = ids.clone();
-            for _ in 0..self.max_new_tokens {
+            for _ in 0..max_new_tokens {
                 let tokens = Tensor::new(input.as_slice(), &self.device)?.unsqueeze(0)?;
                 let logits = model.text_decoder().forward(&tokens, &embeds)?;
                 let last = logits.i((0, input.len() - 1))?.to_dtype(DType::F32)?;
@@ -310,24 +313,6 @@ impl Captioner {
                 model: self.files.spec.clone(),
                 message: format!("cannot decode the caption ids: {e}"),
             })
-    }
-
-    /// The caption of one image, the prompt (when given) at its start.
-    pub fn caption(&self, image: &DynamicImage, prompt: Option<&str>) -> Result<String> {
-        let ids = self.caption_ids(image, prompt)?;
-        self.decode(&ids)
-    }
-
-    /// The key captions are cached under: model id, revision, preprocessing and generation length.
-    pub fn cache_key(&self, prompt: Option<&str>) -> String {
-        format!(
-            "{}@{}|caption|{}|max_new_tokens={}|prompt={:?}",
-            self.files.id,
-            self.files.revision,
-            self.processor.key(),
-            self.max_new_tokens,
-            prompt.unwrap_or("")
-        )
     }
 }
 

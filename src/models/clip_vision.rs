@@ -75,6 +75,19 @@ impl ClipVision {
 
     /// The pooled output (`pooler_output`: the class token after the post-norm) of `pixels` (`batch × 3 × H × W`).
     pub fn forward(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
+        let x = self.hidden_state(pixels, self.layers.len())?;
+        let first = x.narrow(1, 0, 1)?.squeeze(1)?;
+        self.post_norm.forward(&first)
+    }
+
+    /// The number of encoder layers.
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// transformers' `hidden_states[n]`: the class and patch tokens after the pre-norm and the first `n` layers
+    /// (`batch × (1 + patches) × hidden`; `n` = 0 is the embeddings after the pre-norm).
+    pub fn hidden_state(&self, pixels: &Tensor, n: usize) -> candle_core::Result<Tensor> {
         let batch = pixels.dim(0)?;
         let patches = self
             .patch
@@ -85,10 +98,9 @@ impl ClipVision {
         let class = self.class.reshape((1, 1, width))?.repeat((batch, 1, 1))?;
         let mut x = Tensor::cat(&[&class, &patches], 1)?.broadcast_add(&self.positions)?;
         x = self.pre_norm.forward(&x)?;
-        for layer in &self.layers {
+        for layer in self.layers.iter().take(n) {
             x = layer.forward(&x, None)?;
         }
-        let first = x.narrow(1, 0, 1)?.squeeze(1)?;
-        self.post_norm.forward(&first)
+        Ok(x)
     }
 }

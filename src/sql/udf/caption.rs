@@ -1,4 +1,5 @@
-//! `caption(model, image [, prompt])`: a BLIP model's greedy caption of an image given as bytes.
+//! `caption(model, image [, prompt [, max_new_tokens]])`: a BLIP or LLaVA model's greedy caption of an image given
+//! as bytes.
 
 use std::sync::{Arc, LazyLock};
 
@@ -21,23 +22,29 @@ use crate::store::Store;
 static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
         DOC_SECTION,
-        "The greedy caption of an image by a BLIP captioning model (BlipForConditionalGeneration), as transformers' \
-         generate() writes it: at most the model's max_new_tokens (20 unless its generation_config.json says \
-         otherwise), special tokens skipped. With a prompt the caption is conditioned on it and starts with it \
-         (\"an engraving depicting …\"). The model is loaded once per process and captions are cached in \
-         model_cache by (model, revision, preprocessing, prompt, sha256 of the bytes). NULL in, NULL out; bytes \
-         that are not an image are an error naming the row.",
-        "caption(model, image [, prompt])",
+        "The greedy caption of an image by a captioning model, as transformers' generate() writes it: BLIP \
+         (BlipForConditionalGeneration; a prompt is the prefix the caption starts with, \"an engraving depicting …\") \
+         or LLaVA-1.5 (LlavaForConditionalGeneration; the prompt is the instruction in llava-1.5's \"USER: <image>\\n… \
+         ASSISTANT:\" format, default \"Describe the image in one sentence.\", and the caption is the answer). At \
+         most max_new_tokens new tokens (the model's generation_config.json, else 20), special tokens skipped. The \
+         model is loaded once per process and captions are cached in model_cache by (model, revision, \
+         preprocessing, prompt, token limit, sha256 of the bytes). NULL in, NULL out; bytes that are not an image \
+         are an error naming the row.",
+        "caption(model, image [, prompt [, max_new_tokens]])",
     )
     .with_argument(
         "model",
-        "A text constant: hf:org/repo[@rev] (e.g. hf:Salesforce/blip-image-captioning-base) or a local BLIP \
-         model directory.",
+        "A text constant: hf:org/repo[@rev] (e.g. hf:Salesforce/blip-image-captioning-base, \
+         hf:llava-hf/llava-1.5-7b-hf) or a local BLIP or LLaVA model directory.",
     )
     .with_argument("image", "Image bytes, e.g. images.data.")
     .with_argument(
         "prompt",
-        "Optional text constant: the conditional prefix the caption continues.",
+        "Optional text constant: BLIP's conditional prefix, LLaVA's instruction (NULL: none / the default).",
+    )
+    .with_argument(
+        "max_new_tokens",
+        "Optional positive integer constant: at most this many new tokens (default: the model's own).",
     )
     .with_sql_example(
         "> SELECT image_id, caption('fixtures/models/tiny-blip', data, 'an engraving depicting') AS text\n  FROM images LIMIT 3;",
@@ -81,6 +88,7 @@ pub fn udf(store: Option<Store>, device: DeviceChoice) -> ScalarUDF {
             vec![
                 datafusion::logical_expr::TypeSignature::Any(2),
                 datafusion::logical_expr::TypeSignature::Any(3),
+                datafusion::logical_expr::TypeSignature::Any(4),
             ],
             Volatility::Immutable,
         ),
@@ -122,7 +130,19 @@ impl AsyncScalarUDFImpl for Caption {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let spec = text_constant("caption", 1, "the model", &args.args[0])?;
         let prompt = match args.args.get(2) {
-            Some(arg) => Some(text_constant("caption", 3, "the prompt", arg)?),
+            Some(arg) if !is_null(arg) => Some(text_constant("caption", 3, "the prompt", arg)?),
+            _ => None,
+        };
+        let max_new_tokens = match args.args.get(3) {
+            Some(arg) => match super::integer_constant(arg) {
+                Some(n) if n >= 1 => Some(n as usize),
+                _ => {
+                    return Err(DataFusionError::Execution(
+                        "caption: max_new_tokens (argument 4) must be a positive integer constant"
+                            .into(),
+                    ));
+                }
+            },
             None => None,
         };
         let captioner = load_captioner(&spec, self.device)
@@ -137,6 +157,7 @@ impl AsyncScalarUDFImpl for Caption {
             &captioner,
             &inputs,
             prompt.as_deref(),
+            max_new_tokens,
         )
         .await
         .map_err(|e| match e {
@@ -148,4 +169,9 @@ impl AsyncScalarUDFImpl for Caption {
         let out: ArrayRef = Arc::new(StringArray::from(texts));
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// A NULL constant argument (an optional argument left out in the middle).
+fn is_null(arg: &ColumnarValue) -> bool {
+    matches!(arg, ColumnarValue::Scalar(v) if v.is_null())
 }
