@@ -466,7 +466,8 @@ fn image_processor(files: &mut ModelFiles, defaults: ImageProcessor) -> Result<I
     })
 }
 
-/// The weights as f32 on `device`: `model.safetensors`, else `pytorch_model.bin`.
+/// The weights as f32 on `device`: `model.safetensors`, else the shards `model.safetensors.index.json` names, else
+/// `pytorch_model.bin`.
 fn weights(files: &mut ModelFiles, device: &Device) -> Result<VarBuilder<'static>> {
     let spec = files.spec.clone();
     let candle = |source| Error::Candle {
@@ -476,6 +477,23 @@ fn weights(files: &mut ModelFiles, device: &Device) -> Result<VarBuilder<'static
     if let Some(path) = files.optional("model.safetensors")? {
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         return VarBuilder::from_buffered_safetensors(bytes, DType::F32, device).map_err(candle);
+    }
+    if let Some(index) = files.optional("model.safetensors.index.json")? {
+        // Sharded checkpoints (the large LLaVA and CLIP repos): every shard the index names.
+        #[derive(serde::Deserialize)]
+        struct Index {
+            weight_map: HashMap<String, String>,
+        }
+        let index: Index = read_json_path(&files.spec, &index)?;
+        let mut shards: Vec<&String> = index.weight_map.values().collect();
+        shards.sort();
+        shards.dedup();
+        let mut tensors = HashMap::new();
+        for shard in shards {
+            let path = files.require(shard)?;
+            tensors.extend(candle_core::safetensors::load(&path, device).map_err(candle)?);
+        }
+        return Ok(VarBuilder::from_tensors(tensors, DType::F32, device));
     }
     if let Some(path) = files.optional("pytorch_model.bin")? {
         return VarBuilder::from_pth(&path, DType::F32, device).map_err(candle);

@@ -588,3 +588,46 @@ fn openclip_without_a_tokenizer_uses_openais_from_the_hub() {
     assert_success(&out);
     assert!(stdout(&out).contains("embedded"), "{}", stdout(&out));
 }
+
+/// A sharded checkpoint (`model.safetensors.index.json` naming its shards, as large hub repos ship them) loads and
+/// embeds exactly as the single file does.
+#[test]
+fn a_sharded_checkpoint_loads_like_the_single_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = fixture("models/tiny-clip");
+    for entry in std::fs::read_dir(&source).expect("tiny-clip") {
+        let entry = entry.expect("entry");
+        if entry.file_name() != "model.safetensors" {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy");
+        }
+    }
+    let tensors =
+        candle_core::safetensors::load(source.join("model.safetensors"), &candle_core::Device::Cpu)
+            .expect("weights");
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", shard + 1);
+        let subset: std::collections::HashMap<String, candle_core::Tensor> = part
+            .iter()
+            .map(|n| ((*n).clone(), tensors[*n].clone()))
+            .collect();
+        candle_core::safetensors::save(&subset, dir.path().join(&file)).expect("shard");
+        for n in part {
+            weight_map.insert((*n).clone(), Value::String(file.clone()));
+        }
+    }
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": weight_map}).to_string(),
+    )
+    .expect("index");
+    let sharded = load(dir.path());
+    let single = load(&source);
+    let texts = ["a red circle", "two blue squares"];
+    assert_eq!(
+        sharded.text_features(&texts, 2).expect("sharded"),
+        single.text_features(&texts, 2).expect("single")
+    );
+}
