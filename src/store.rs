@@ -283,6 +283,6 @@ impl Store {
 }
 
 /// Whether a table directory holds any data file (`data/`, with at least one entry).
-fn holds_data(directory: &std::path::Path) -> bool {
+pub fn holds_data(directory: &std::path::Path) -> bool {
     std::fs::read_dir(directory.join("data")).is_ok_and(|mut entries| entries.next().is_some())
 }

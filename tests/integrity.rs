@@ -641,6 +641,13 @@ fn a_table_creation_killed_before_its_first_version_is_redone() {
     let directory = store.path().join(format!("emb_{space}.lance"));
     std::fs::create_dir_all(directory.join("_transactions")).expect("mkdir");
     std::fs::write(directory.join("_transactions").join("0-x.txn"), b"partial").expect("txn");
+    let checked = store.vlmdb(&["check"]);
+    assert_success(&checked);
+    assert!(
+        crate::common::stdout(&checked).contains(&format!("emb_{space}: not created yet")),
+        "{}",
+        crate::common::stdout(&checked)
+    );
     let out = store.vlmdb(&["embed", "--model", "fixtures/models/tiny-clip", "--images"]);
     assert_success(&out);
     assert!(

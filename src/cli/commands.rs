@@ -368,6 +368,12 @@ pub async fn check(store: &Store, out: &mut dyn Write) -> Result<u8> {
     let mut damaged = 0;
     for table in &report {
         match &table.damage {
+            None if table.unfinished => writeln!(
+                out,
+                "{}: not created yet (its creation was interrupted before the first version; no data; the next \
+                 write creates it)",
+                table.table
+            )?,
             None => writeln!(
                 out,
                 "{}: ok ({} versions, {} rows)",

@@ -14,6 +14,9 @@ pub struct TableHealth {
     pub rows: Option<usize>,
     /// What is damaged; `None` when every version read.
     pub damage: Option<String>,
+    /// A creation that was killed before the table's first version: no version and no data, so nothing is lost;
+    /// the next write creates the table.
+    pub unfinished: bool,
 }
 
 /// Every table of the store (each `*.lance` directory, whether Lance can open it or not), checked.
@@ -43,9 +46,16 @@ async fn table_health(store: &Store, name: &str) -> TableHealth {
         versions: 0,
         rows: None,
         damage: None,
+        unfinished: false,
     };
     let latest = match store.open_table(name).await {
         Ok(table) => table,
+        Err(Error::UnknownTable { .. })
+            if !crate::store::holds_data(&store.root().join(format!("{name}.lance"))) =>
+        {
+            health.unfinished = true;
+            return health;
+        }
         Err(Error::UnknownTable { .. }) => {
             health.damage = Some(format!(
                 "{name}.lance exists but holds no readable version (was its _versions folder deleted?)"
