@@ -675,17 +675,12 @@ fn render(
                     image,
                     caption: captions[r].clone(),
                 };
-                match sheet.last_mut() {
-                    Some(row) if row.label == item => {
-                        row.cells.push(cell);
-                        row.detail = format!("hops 0–{hop}");
-                    }
-                    _ => sheet.push(Row {
-                        label: item,
-                        detail: format!("hop {hop}"),
-                        cells: vec![cell],
-                    }),
-                }
+                let detail = if hop == 0 {
+                    "hop 0".to_string()
+                } else {
+                    format!("hops 0–{hop}")
+                };
+                contact_sheet::push(&mut sheet, item, detail, cell);
             }
             if sheet.is_empty() {
                 return Err(Error::Usage(format!(
@@ -724,15 +719,8 @@ fn render(
                     image,
                     caption: None,
                 };
-                let label = format!("cluster {cluster}");
-                match sheet.last_mut() {
-                    Some(row) if row.label == label => row.cells.push(cell),
-                    _ => sheet.push(Row {
-                        label,
-                        detail: format!("{size} {}", if size == 1 { "item" } else { "items" }),
-                        cells: vec![cell],
-                    }),
-                }
+                let detail = format!("{size} {}", if size == 1 { "item" } else { "items" });
+                contact_sheet::push(&mut sheet, format!("cluster {cluster}"), detail, cell);
             }
             if sheet.is_empty() {
                 return Err(Error::Usage(format!(

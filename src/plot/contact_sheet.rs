@@ -25,6 +25,22 @@ pub struct Row {
     pub cells: Vec<Cell>,
 }
 
+/// Add `cell` to the row labelled `label`: the last row when it has that label (its detail becomes `detail`),
+/// else a new row. Cells come row by row, as the plot queries order them.
+pub fn push(rows: &mut Vec<Row>, label: String, detail: String, cell: Cell) {
+    match rows.last_mut() {
+        Some(row) if row.label == label => {
+            row.cells.push(cell);
+            row.detail = detail;
+        }
+        _ => rows.push(Row {
+            label,
+            detail,
+            cells: vec![cell],
+        }),
+    }
+}
+
 /// Height of one line of caption text, in pixels.
 pub const LINE_HEIGHT: u32 = 13;
 
