@@ -45,6 +45,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
         Command::Export(args) => commands::export(&store().await?, args, out).await?,
         Command::Embed(args) => experiments::embed(&store().await?, args, device, out).await?,
         Command::Caption(args) => experiments::caption(&store().await?, args, device, out).await?,
+        Command::Augment(args) => experiments::augment(&store().await?, args, device, out).await?,
         Command::Loop(args) => {
             experiments::feedback_loop(&store().await?, *args, device, out).await?
         }
@@ -74,6 +75,13 @@ async fn open_store(path: &std::path::Path, create: bool) -> Result<Store> {
         });
     }
     let store = Store::open(path).await?;
+    let fixed: Vec<String> = crate::store::schema::fixed_tables()?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    store
+        .add_missing_columns(&fixed.iter().map(String::as_str).collect::<Vec<_>>())
+        .await?;
     for id in crate::store::liveness::mark_interrupted(&store).await? {
         crate::progress::note(&format!(
             "run {id} was interrupted (its process ended without closing it)"

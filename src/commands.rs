@@ -3,6 +3,7 @@
 //! Progress goes to the reporter it is handed; nothing here writes to stdout or reads argv. Orchestration that runs
 //! a SQL file (eval, mine, training validation, plots) lives here.
 
+pub mod augment;
 pub mod bench;
 pub mod caption;
 pub mod caption_loop;

@@ -2,6 +2,7 @@
 //! functions and `vlmdb eval` / `vlmdb mine`: spaces loaded into memory ([`space`]), score blocks from Candle matrix
 //! products ([`scores`]), a running top-k ([`topk`], [`knn`]) and positive ranks ([`ranks`], [`retrieval`]).
 
+pub mod augmented;
 pub mod hnsw;
 pub mod knn;
 pub mod nearest;

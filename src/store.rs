@@ -256,6 +256,43 @@ impl Store {
         }
     }
 
+    /// Give the existing fixed tables among `names` the nullable columns their schema files gained since they were
+    /// made (runs' process columns, pairs' provenance, …), all NULL, so stores made by earlier versions keep
+    /// working. A read-only store is left as it is (its readers see the columns it has).
+    pub async fn add_missing_columns(&self, names: &[&str]) -> Result<()> {
+        use lancedb::table::NewColumnTransform;
+        for name in names {
+            let Some(spec) = schema::fixed_table(name)? else {
+                continue;
+            };
+            let table = match self.open_table(name).await {
+                Ok(table) => table,
+                Err(Error::UnknownTable { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let actual = table.schema().await?;
+            let wanted = spec.arrow_schema();
+            let missing: Vec<arrow::datatypes::Field> = wanted
+                .fields()
+                .iter()
+                .filter(|f| f.is_nullable() && actual.field_with_name(f.name()).is_err())
+                .map(|f| f.as_ref().clone())
+                .collect();
+            if missing.is_empty() || self.ensure_table_writable(name, "adding columns").is_err() {
+                continue;
+            }
+            let _lock = self.write_lock().await?;
+            table
+                .add_columns()
+                .transform(NewColumnTransform::AllNulls(std::sync::Arc::new(
+                    arrow::datatypes::Schema::new(missing),
+                )))
+                .execute()
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Open the fixed tables `names`, creating those that are missing (a command about to write to them).
     pub async fn ensure_tables(&self, names: &[&str]) -> Result<()> {
         for name in names {

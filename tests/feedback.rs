@@ -750,3 +750,170 @@ fn llava_captions_through_the_cli_sql_and_the_loop() {
         "2 items × hops 0 and 1"
     );
 }
+
+/// Augmented CIR pairs (issue 23 item 4): a captioner describes each pair's target once per prompt; the new pairs
+/// carry their provenance and stable ids (running again replaces them), embed like any pair, are mined when asked
+/// (`--augmented only`) and left out when not (`exclude`), and leave the dataset's own evaluation unchanged.
+#[test]
+fn augmented_pairs_round_trip_through_embedding_mining_and_eval() {
+    let store = TestStore::initialised();
+    assert_success(&store.vlmdb(&[
+        "ingest",
+        "cirr",
+        "fixtures/datasets/cirr",
+        "--dataset",
+        "cirr",
+    ]));
+    for what in ["--images", "--pairs"] {
+        assert_success(&store.vlmdb(&["embed", "--model", SPACE, what, "--dataset", "cirr"]));
+    }
+    let eval = || {
+        let out = store.vlmdb(&["eval", "--model", SPACE, "--dataset", "cirr", "--again"]);
+        assert_success(&out);
+        // The metrics table (the last line names the run).
+        stdout(&out)
+            .lines()
+            .filter(|l| !l.starts_with("eval run"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = eval();
+    let originals = one_number(
+        &store,
+        "SELECT count(*) AS n FROM pairs WHERE dataset = 'cirr' AND target_id IS NOT NULL",
+    );
+    assert!(originals > 0);
+    let augment = [
+        "augment",
+        "pairs",
+        "--captioner",
+        CAPTIONER,
+        "--dataset",
+        "cirr",
+        "--prompt",
+        "an engraving depicting",
+        "--prompt",
+        "a photo of",
+    ];
+    let out = store.vlmdb(&augment);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains(&format!("{} augmented pairs written", 2 * originals)),
+        "{}",
+        stdout(&out)
+    );
+    let check = store.csv(
+        "SELECT count(*) AS n, count(DISTINCT a.parent_id) AS parents, \
+                sum(CASE WHEN a.reference_id = p.reference_id AND a.target_id = p.target_id THEN 1 ELSE 0 END) AS same, \
+                min(a.source) LIKE '%tiny-blip%' AS source \
+         FROM pairs a JOIN pairs p ON p.pair_id = a.parent_id WHERE a.source IS NOT NULL",
+    );
+    assert_eq!(
+        check,
+        format!(
+            "n,parents,same,source\n{},{originals},{},true\n",
+            2 * originals,
+            2 * originals
+        )
+    );
+    let engraved = one_number(
+        &store,
+        "SELECT count(*) AS n FROM pairs WHERE source LIKE '%|an engraving depicting' AND text LIKE 'an engraving depicting%'",
+    );
+    assert_eq!(
+        engraved, originals,
+        "BLIP's descriptions continue the prompt"
+    );
+    // Again: the same ids, replaced.
+    assert_success(&store.vlmdb(&augment));
+    assert_eq!(
+        one_number(
+            &store,
+            "SELECT count(*) AS n FROM pairs WHERE source IS NOT NULL"
+        ),
+        2 * originals
+    );
+    let embedded = store.vlmdb(&["embed", "--model", SPACE, "--pairs", "--dataset", "cirr"]);
+    assert_success(&embedded);
+    assert!(
+        stdout(&embedded).contains(&format!("embedded {} pair", 2 * originals)),
+        "{}",
+        stdout(&embedded)
+    );
+    let mine = |augmented: &str| -> (i64, i64) {
+        let out = store.vlmdb(&[
+            "mine",
+            "--model",
+            SPACE,
+            "--dataset",
+            "cirr",
+            "--directions",
+            "composed",
+            "-k",
+            "2",
+            "--augmented",
+            augmented,
+            "--again",
+        ]);
+        assert_success(&out);
+        let run = store
+            .csv("SELECT run_id FROM runs WHERE kind = 'mine' ORDER BY started_at DESC LIMIT 1");
+        let run = run.lines().nth(1).expect("run").to_string();
+        let counts = |pattern: &str| {
+            one_number(
+                &store,
+                &format!(
+                    "SELECT count(DISTINCT query_id) AS n FROM hard_negatives WHERE run_id = '{run}' \
+                     AND query_id {pattern} '%/aug/%'"
+                ),
+            )
+        };
+        (counts("LIKE"), counts("NOT LIKE"))
+    };
+    let (augmented, own) = mine("only");
+    assert!(
+        augmented > 0 && own == 0,
+        "only: {augmented} augmented, {own} own"
+    );
+    let (augmented, own) = mine("exclude");
+    assert!(
+        augmented == 0 && own > 0,
+        "exclude: {augmented} augmented, {own} own"
+    );
+    assert_eq!(eval(), before, "eval scores the dataset's own pairs only");
+    // Composed training takes them or not: an epoch is one pass over the pairs it takes.
+    let steps = |augmented: &str| {
+        let out = store.vlmdb(&[
+            "train",
+            "--image-model",
+            SPACE,
+            "--text-model",
+            SPACE,
+            "--dataset",
+            "cirr",
+            "--composed",
+            "--augmented",
+            augmented,
+            "--epochs",
+            "1",
+            "--batch",
+            "2",
+            "--dead-steps",
+            "0",
+            "--quiet",
+            "--loss",
+            "infonce",
+        ]);
+        assert_success(&out);
+        one_number(
+            &store,
+            "SELECT max(step) AS n FROM metrics WHERE name = 'loss' AND run_id = \
+             (SELECT run_id FROM runs WHERE kind = 'train' ORDER BY started_at DESC LIMIT 1)",
+        )
+    };
+    let (own, all) = (steps("exclude"), steps("include"));
+    assert!(
+        all > own,
+        "include trains on more pairs: {all} vs {own} steps"
+    );
+}

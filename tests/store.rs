@@ -264,3 +264,54 @@ async fn the_heartbeat_moves_only_while_the_run_is_open() {
         .contains("finished")
     );
 }
+
+/// A store made before columns were added to the schema files (pairs' provenance, runs' process columns) gets them,
+/// all NULL, and keeps working: what an earlier vlmdb wrote stays readable and writable.
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_of_earlier_stores_gain_the_new_columns() {
+    let (_dir, store) = fresh().await;
+    store.init().await.expect("init");
+    for (table, columns) in [
+        ("pairs", vec!["source", "parent_id"]),
+        ("runs", vec!["host", "pid", "pid_start", "heartbeat_at"]),
+    ] {
+        store
+            .open_table(table)
+            .await
+            .expect("table")
+            .drop_columns(&columns)
+            .await
+            .expect("drop");
+    }
+    let reopened = Store::open(store.root()).await.expect("reopen");
+    reopened
+        .add_missing_columns(&["pairs", "runs", "images"])
+        .await
+        .expect("add columns");
+    for table in ["pairs", "runs"] {
+        let spec = schema::fixed_table(table).expect("spec").expect("fixed");
+        let actual = reopened
+            .open_table(table)
+            .await
+            .expect("table")
+            .schema()
+            .await
+            .expect("schema");
+        check_compatible(&spec, &actual).expect("the schema file's columns");
+    }
+    // And a run opens on it (it writes the process columns).
+    let run = Run::open(
+        &reopened,
+        RunSpec {
+            kind: "test".into(),
+            name: "after the upgrade".into(),
+            config: serde_json::json!({}),
+            seed: None,
+        },
+    )
+    .await
+    .expect("run");
+    run.close(&reopened, Ok::<(), Error>(()))
+        .await
+        .expect("close");
+}

@@ -24,8 +24,11 @@
 --   recall_subset_at_K   composed queries with a candidate set: share whose target is within the first K of the set
 --                 (K = 1, 2, 3; CIRR's Recall_subset)
 
+-- Composed queries are the dataset's own pairs: augmented ones (`vlmdb augment pairs`) are for training and mining.
 CREATE TABLE eval_ranks AS
-SELECT * FROM retrieval_ranks($space, $dataset, $split, $dim, $combiner);
+SELECT * FROM retrieval_ranks($space, $dataset, $split, $dim, $combiner)
+WHERE direction <> 'composed'
+   OR query_id IN (SELECT pair_id FROM pairs WHERE dataset = $dataset AND source IS NULL);
 
 CREATE TABLE eval_queries AS
 SELECT direction,

@@ -12,6 +12,8 @@
 --   $max_positive_similarity  false-negative guard: skip a candidate whose similarity to the positive item
 --                exceeds this (a near-duplicate of the answer; NULL: no guard)
 --   $iteration   the mining round
+--   $augmented   composed queries: 'include' (every pair), 'exclude' (the dataset's own only) or 'only' (the
+--                pairs `vlmdb augment pairs` wrote)
 --   $run_id      bound by vlmdb to the current run
 --
 -- Rows written: one per (query, negative): the query's best-ranked positive with its score and rank, the
@@ -34,7 +36,13 @@ SELECT query_id, positive_id, rank AS positive_rank, score AS positive_score
 FROM (SELECT query_id, positive_id, rank, score,
              row_number() OVER (PARTITION BY query_id ORDER BY rank) AS nth
       FROM retrieval_ranks($space, $dataset, $split)
-      WHERE direction = $direction)
+      WHERE direction = $direction
+        AND ($direction <> 'composed'
+             OR query_id IN (SELECT pair_id FROM pairs
+                             WHERE dataset = $dataset
+                               AND ($augmented = 'include'
+                                    OR ($augmented = 'exclude' AND source IS NULL)
+                                    OR ($augmented = 'only' AND source IS NOT NULL)))))
 WHERE nth = 1;
 
 CREATE TABLE mine_neighbors AS

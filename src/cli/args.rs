@@ -54,6 +54,8 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Caption a dataset's images with a BLIP model into `captions` (source = the model id), under a run.
     Caption(CaptionArgs),
+    /// Write new data from the store's own with a model: `augment pairs` describes each composed pair's target.
+    Augment(AugmentArgs),
     /// The caption→image→caption loop: caption each image, generate the next image from the caption, for N hops,
     /// with lineage and per-hop similarities in the store (plus baselines as linked runs).
     Loop(Box<LoopArgs>),
@@ -408,6 +410,37 @@ pub struct CaptionArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AugmentArgs {
+    #[command(subcommand)]
+    pub what: AugmentWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AugmentWhat {
+    /// Augmented CIR pairs: a captioner describes each pair's target image (once per --prompt); each description
+    /// is a new pair (same reference, target and candidates; source = captioner and prompt, parent_id = the pair).
+    /// Running it again replaces them.
+    Pairs {
+        /// The captioner (BLIP or LLaVA-1.5): hf:org/repo[@rev] or a directory.
+        #[arg(long)]
+        captioner: String,
+        /// The dataset whose pairs are augmented.
+        #[arg(long)]
+        dataset: String,
+        /// Only this split.
+        #[arg(long)]
+        split: Option<String>,
+        /// A prompt (BLIP: a prefix; LLaVA: the instruction); repeat for several augmented pairs per pair
+        /// (default: one unprompted description).
+        #[arg(long = "prompt")]
+        prompts: Vec<String>,
+        /// At most this many new tokens per description.
+        #[arg(long)]
+        max_new_tokens: Option<usize>,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct LoopArgs {
     /// The captioner (BLIP or LLaVA-1.5): hf:org/repo[@rev] or a directory.
     #[arg(long)]
@@ -599,6 +632,10 @@ pub struct MineArgs {
     /// False-negative guard: skip candidates whose similarity to the positive item exceeds this.
     #[arg(long)]
     pub max_positive_similarity: Option<f64>,
+    /// Composed queries from: include (every pair), exclude (the dataset's own), only (the pairs `vlmdb augment
+    /// pairs` wrote).
+    #[arg(long, default_value = "include")]
+    pub augmented: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -726,6 +763,10 @@ pub struct TrainArgs {
     /// FashionIQ) instead of its captions; rounds mine with --directions composed.
     #[arg(long, conflicts_with = "finetune")]
     pub composed: bool,
+    /// With --composed, the training split's pairs: include (every pair), exclude (the dataset's own), only (the
+    /// pairs `vlmdb augment pairs` wrote). Validation uses the dataset's own.
+    #[arg(long, default_value = "include", requires = "composed")]
+    pub augmented: String,
     /// An epoch visits each image once with one of its captions (drawn per epoch), instead of every caption–image
     /// pair.
     #[arg(long)]

@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use super::args::{
-    BenchArgs, BenchWhat, CaptionArgs, ClusterArgs, EmbedArgs, EvalArgs, IndexArgs, LoopArgs,
-    MineArgs, PlotArgs, PlotWhat, SearchArgs, TrainArgs,
+    AugmentArgs, AugmentWhat, BenchArgs, BenchWhat, CaptionArgs, ClusterArgs, EmbedArgs, EvalArgs,
+    IndexArgs, LoopArgs, MineArgs, PlotArgs, PlotWhat, SearchArgs, TrainArgs,
 };
 use super::format::{Format, write_result};
 use crate::commands::embed::{EmbedOptions, Items};
@@ -81,6 +81,41 @@ pub async fn caption(
         s.run_id,
         s.model_id,
         s.revision.chars().take(12).collect::<String>()
+    )?;
+    Ok(0)
+}
+
+/// `vlmdb augment pairs`: augmented composed pairs under one run.
+pub async fn augment(
+    store: &Store,
+    args: AugmentArgs,
+    device: DeviceChoice,
+    out: &mut dyn Write,
+) -> Result<u8> {
+    let AugmentWhat::Pairs {
+        captioner,
+        dataset,
+        split,
+        prompts,
+        max_new_tokens,
+    } = args.what;
+    let options = crate::commands::augment::AugmentOptions {
+        captioner,
+        dataset,
+        split,
+        prompts: if prompts.is_empty() {
+            vec![None]
+        } else {
+            prompts.into_iter().map(Some).collect()
+        },
+        max_new_tokens,
+        device,
+    };
+    let s = crate::commands::augment::augment_pairs(store, &options).await?;
+    writeln!(
+        out,
+        "augmented {} pairs of {}: {} augmented pairs written (run {})",
+        s.pairs, options.dataset, s.written, s.run_id
     )?;
     Ok(0)
 }
@@ -225,6 +260,7 @@ pub async fn mine(
         max_positive_similarity: args.max_positive_similarity,
         device,
         again: args.again,
+        augmented: args.augmented.parse()?,
     };
     let report = crate::commands::mine::mine(store, &options).await?;
     write_result(out, args.format, &report.result)?;
@@ -527,6 +563,7 @@ fn train_options(args: &TrainArgs) -> Result<crate::commands::train::Resumable> 
         rounds: args.rounds,
         mine_k: args.mine_k,
         composed: args.composed,
+        augmented: args.augmented.parse()?,
         fit,
     }))
 }

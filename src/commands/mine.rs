@@ -40,6 +40,8 @@ pub struct MineOptions {
     pub device: DeviceChoice,
     /// Run even when a finished mine run did exactly this over the same inputs.
     pub again: bool,
+    /// Which pairs composed queries come from (the dataset's own, augmented ones, or both).
+    pub augmented: crate::eval::augmented::Augmented,
 }
 
 /// What a mining run did: the file's summary row per direction.
@@ -125,6 +127,10 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
         }),
         seed: None,
     };
+    let mut spec = spec;
+    if options.augmented != crate::eval::augmented::Augmented::default() {
+        spec.config["augmented"] = serde_json::json!(options.augmented.name());
+    }
     let inputs = retrieval_inputs(store, &table).await?;
     if !options.again
         && let Some(id) = finished_twin(store, "mine", &spec.config, &[], &inputs).await?
@@ -168,6 +174,10 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
             params.set("k", ParamValue::Int(options.k as i64))?;
             params.set("depth", ParamValue::Int(depth as i64))?;
             params.set("iteration", ParamValue::Int(options.iteration))?;
+            params.set(
+                "augmented",
+                ParamValue::Text(options.augmented.name().to_string()),
+            )?;
             params.set("margin", optional(options.margin))?;
             params.set("max_ratio", optional(options.max_ratio))?;
             params.set(

@@ -59,6 +59,9 @@ pub struct TrainOptions {
     /// instead of caption–image pairs (seed 004).
     #[serde(default)]
     pub composed: bool,
+    /// With `composed`: which of the training split's pairs (earlier configurations: every pair).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub augmented: crate::eval::augmented::Augmented,
     #[serde(flatten)]
     pub fit: Fit,
 }
@@ -99,8 +102,22 @@ impl TrainData {
         split: &str,
     ) -> Result<TrainData> {
         Ok(if options.composed {
+            // Validation scores the dataset's own pairs, as eval does.
+            let augmented = if split == options.fit.split {
+                options.augmented
+            } else {
+                crate::eval::augmented::Augmented::Exclude
+            };
             TrainData::Composed(
-                load_composed(store, image_table, text_table, &options.fit.dataset, split).await?,
+                load_composed(
+                    store,
+                    image_table,
+                    text_table,
+                    &options.fit.dataset,
+                    split,
+                    augmented,
+                )
+                .await?,
             )
         } else {
             TrainData::Captions(
@@ -665,6 +682,7 @@ async fn train_rounds(
                         max_positive_similarity: None,
                         device: device_choice,
                         again: true,
+                        augmented: options.augmented,
                     },
                 )
                 .await?;
@@ -868,4 +886,8 @@ async fn train_rounds(
         bar.finish();
     }
     Ok(final_loss)
+}
+
+fn is_default(augmented: &crate::eval::augmented::Augmented) -> bool {
+    *augmented == crate::eval::augmented::Augmented::default()
 }

@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use chrono::Utc;
 use datafusion::prelude::{col, lit};
-use lancedb::table::NewColumnTransform;
 
 use super::Store;
 use super::columns::{integers, strings};
@@ -70,39 +68,6 @@ fn start_time(pid: i64) -> Option<i64> {
     // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// The columns of `runs` that record the process; stores made before them get them added, all NULL.
-pub async fn ensure_columns(store: &Store) -> Result<()> {
-    let table = match store.open_table("runs").await {
-        Ok(table) => table,
-        Err(crate::error::Error::UnknownTable { .. }) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let schema = table.schema().await?;
-    let missing: Vec<Field> = [
-        Field::new("host", DataType::Utf8, true),
-        Field::new("pid", DataType::Int64, true),
-        Field::new("pid_start", DataType::Int64, true),
-        Field::new(
-            "heartbeat_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            true,
-        ),
-    ]
-    .into_iter()
-    .filter(|f| schema.field_with_name(f.name()).is_err())
-    .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    store.ensure_table_writable("runs", "adding the run-process columns")?;
-    table
-        .add_columns()
-        .transform(NewColumnTransform::AllNulls(Arc::new(Schema::new(missing))))
-        .execute()
-        .await?;
-    Ok(())
 }
 
 /// The columns [`Process::current`] fills in a run's row, with the heartbeat set to now.

@@ -79,7 +79,7 @@ impl Run {
     /// Open a run whose id was chosen beforehand (e.g. already bound as `$run_id`).
     pub async fn open_with_id(store: &Store, id: String, spec: RunSpec) -> Result<Run> {
         store.ensure_writable(&format!("recording run of `{}`", spec.kind))?;
-        liveness::ensure_columns(store).await?;
+        store.add_missing_columns(&["runs"]).await?;
         let mut run = Run {
             id,
             spec,

@@ -41,14 +41,15 @@ pub struct ComposedSet {
     pub pair_ids: Vec<String>,
 }
 
-/// The pairs of `dataset`/`split` whose reference and target have vectors in `image_table` and whose text has
-/// one in `text_table`.
+/// The pairs of `dataset`/`split` (the ones `augmented` admits) whose reference and target have vectors in
+/// `image_table` and whose text has one in `text_table`.
 pub async fn load_composed(
     store: &Store,
     image_table: &str,
     text_table: &str,
     dataset: &str,
     split: &str,
+    augmented: crate::eval::augmented::Augmented,
 ) -> Result<ComposedSet> {
     let (images, texts) = load_split_vectors(
         store,
@@ -64,11 +65,15 @@ pub async fn load_composed(
         .scan(
             "pairs",
             &["pair_id", "reference_id", "target_id"],
-            Some(
-                col("dataset")
+            Some({
+                let by_split = col("dataset")
                     .eq(lit(dataset.to_string()))
-                    .and(col("split").eq(lit(split.to_string()))),
-            ),
+                    .and(col("split").eq(lit(split.to_string())));
+                match augmented.predicate() {
+                    Some(p) => by_split.and(p),
+                    None => by_split,
+                }
+            }),
         )
         .await?
     {
