@@ -227,6 +227,8 @@ pub struct Generator {
     vae: AutoEncoderKL,
     /// How it samples.
     pub sampler: Sampler,
+    /// The UNet's dtype: float16 on CUDA, float32 on the CPU.
+    pub unet_dtype: DType,
     scaling_factor: f64,
     latent_channels: usize,
     /// Pixels per latent cell: 2^(VAE blocks − 1).
@@ -248,7 +250,18 @@ impl std::fmt::Debug for Generator {
 
 impl Generator {
     /// Load a Stable Diffusion pipeline from its files onto `device`.
-    pub fn load(mut files: ModelFiles, device: Device) -> Result<Generator> {
+    pub fn load(files: ModelFiles, device: Device) -> Result<Generator> {
+        let dtype = if device.is_cuda() {
+            DType::F16
+        } else {
+            DType::F32
+        };
+        Generator::load_in(files, device, dtype)
+    }
+
+    /// Load the pipeline with its UNet computing in `dtype` (the text encoders and the VAE stay in float32: the
+    /// prompt embeddings are computed once, and a half-precision VAE overflows on SDXL's).
+    pub fn load_in(mut files: ModelFiles, device: Device, dtype: DType) -> Result<Generator> {
         let spec = files.spec.clone();
         let bad = |message: String| Error::Model {
             model: spec.clone(),
@@ -296,7 +309,7 @@ impl Generator {
         {
             let config: ClipTextConfig =
                 read_json(&mut files, &format!("{model_dir}/config.json"))?;
-            let vb = component_weights(&mut files, model_dir, &device)?;
+            let vb = component_weights(&mut files, model_dir, &device, DType::F32)?;
             let model = ClipText::new(config, vb).map_err(|e| bad(format!("{model_dir}: {e}")))?;
             let (tokenizer, pad_id) = tokenizer(&mut files, tokenizer_dir)?;
             encoders.push(Encoder {
@@ -305,9 +318,9 @@ impl Generator {
                 pad_id,
             });
         }
-        let unet_vb = component_weights(&mut files, "unet", &device)?;
+        let unet_vb = component_weights(&mut files, "unet", &device, dtype)?;
         let unet = Unet::new(unet_config, unet_vb).map_err(&bad)?;
-        let vae_vb = component_weights(&mut files, "vae", &device)?;
+        let vae_vb = component_weights(&mut files, "vae", &device, DType::F32)?;
         let vae = AutoEncoderKL::new(
             vae_vb,
             vae_config.in_channels,
@@ -325,6 +338,7 @@ impl Generator {
         Ok(Generator {
             files,
             device,
+            unet_dtype: dtype,
             encoders,
             xl,
             force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(xl),
@@ -467,6 +481,13 @@ impl Generator {
             } else {
                 None
             };
+            // The UNet computes in its dtype; the latents and the scheduler's arithmetic stay in float32.
+            let half = |x: &Tensor| x.to_dtype(self.unet_dtype);
+            let (context, pooled, time_ids) = (
+                half(&context)?,
+                pooled.as_ref().map(half).transpose()?,
+                time_ids.as_ref().map(half).transpose()?,
+            );
             let added = match (&pooled, &time_ids) {
                 (Some(p), Some(t)) => Some((p, t)),
                 _ => None,
@@ -477,7 +498,10 @@ impl Generator {
                 } else {
                     input.clone()
                 };
-                let noise = self.unet.forward(&input, t, &context, added)?;
+                let noise = self
+                    .unet
+                    .forward(&half(&input)?, t, &context, added)?
+                    .to_dtype(DType::F32)?;
                 if guided {
                     let parts = noise.chunk(2, 0)?;
                     let (uncond, cond) = (&parts[0], &parts[1]);
@@ -641,16 +665,17 @@ fn component_weights(
     files: &mut ModelFiles,
     dir: &str,
     device: &Device,
+    dtype: DType,
 ) -> Result<VarBuilder<'static>> {
     for name in ["diffusion_pytorch_model.safetensors", "model.safetensors"] {
         if let Some(path) = files.optional(&format!("{dir}/{name}"))? {
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            return VarBuilder::from_buffered_safetensors(bytes, DType::F32, device).map_err(
-                |source| Error::Candle {
+            return VarBuilder::from_buffered_safetensors(bytes, dtype, device).map_err(|source| {
+                Error::Candle {
                     model: files.spec.clone(),
                     source,
-                },
-            );
+                }
+            });
         }
     }
     Err(Error::ModelFile {

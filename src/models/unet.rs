@@ -4,7 +4,7 @@
 //! numbers, through `add_embedding`, added to the timestep embedding). Configurations candle's blocks cannot build
 //! faithfully are refused with the reason, never run approximately.
 
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{Conv2d, GroupNorm, VarBuilder};
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
 use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
@@ -322,15 +322,19 @@ impl Unet {
         } else {
             xs.clone()
         };
-        let timesteps = (Tensor::ones(batch, xs.dtype(), xs.device())? * t)?;
+        // The sinusoidal projections are computed in float32 (as diffusers does) and cast to the UNet's dtype:
+        // in float16, sin/cos of timesteps in the hundreds lose most of their precision.
+        let dtype = xs.dtype();
+        let timesteps = (Tensor::ones(batch, DType::F32, xs.device())? * t)?;
         let mut emb = self
             .time_embedding
-            .forward(&self.time_proj.forward(&timesteps)?)?;
+            .forward(&self.time_proj.forward(&timesteps)?.to_dtype(dtype)?)?;
         match (&self.added, added) {
             (Some(a), Some((text_embeds, time_ids))) => {
                 let time = a
                     .time_proj
-                    .forward(&time_ids.flatten_all()?)?
+                    .forward(&time_ids.flatten_all()?.to_dtype(DType::F32)?)?
+                    .to_dtype(dtype)?
                     .reshape((batch, ()))?;
                 let inputs = Tensor::cat(&[text_embeds, &time], 1)?;
                 emb = (emb + a.embedding.forward(&inputs)?)?;
