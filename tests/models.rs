@@ -587,6 +587,20 @@ fn openclip_without_a_tokenizer_uses_openais_from_the_hub() {
     let out = embed();
     assert_success(&out);
     assert!(stdout(&out).contains("embedded"), "{}", stdout(&out));
+    // The OpenCLIP and LAION-style fixtures through SQL, cached in model_cache like any model.
+    for model in ["fixtures/models/tiny-openclip", "fixtures/models/tiny-clip-gelu"] {
+        let sql = format!(
+            "SELECT array_length(embed_text('{model}', 'a red circle'), 1) AS t, \
+                    array_length(embed_image('{model}', data), 1) AS i \
+             FROM images ORDER BY image_id LIMIT 1"
+        );
+        assert_eq!(store.csv(&sql), "t,i\n16,16\n", "{model}");
+        let cached = store.csv(&format!(
+            "SELECT count(*) > 0 AS cached FROM model_cache WHERE strpos(model_key, '{}') > 0",
+            model.rsplit('/').next().expect("name")
+        ));
+        assert_eq!(cached, "cached\ntrue\n", "{model}");
+    }
 }
 
 /// A sharded checkpoint (`model.safetensors.index.json` naming its shards, as large hub repos ship them) loads and
