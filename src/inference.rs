@@ -68,6 +68,33 @@ pub fn space_spec(model: &Model) -> Result<TableSpec> {
     Ok(spec)
 }
 
+/// Refuse to write `model`'s vectors into a space table that another model made: the table's schema metadata
+/// names the model id it holds (two repos of one name at one revision would otherwise share a table).
+pub async fn check_space_owner(store: &Store, model: &Model) -> Result<()> {
+    let table = format!("{}{}", crate::eval::space::SPACE_PREFIX, model.space());
+    let handle = match store.open_table(&table).await {
+        Ok(handle) => handle,
+        Err(Error::UnknownTable { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let schema = handle.schema().await?;
+    match schema.metadata().get("vlmdb.model_id") {
+        Some(owner) if *owner != model.files.id => Err(Error::Model {
+            model: model.files.spec.clone(),
+            message: format!(
+                "space {table} holds the vectors of model {owner} (revision {}), not of {} at the same revision \
+                 name: embed one of them into another store, or move that table away",
+                schema
+                    .metadata()
+                    .get("vlmdb.revision")
+                    .map_or("?", String::as_str),
+                model.files.id
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The embedding of one query text or image by `model` (named `spec` in errors), through the model cache.
 pub async fn embed_one(
     store: &Store,

@@ -588,7 +588,10 @@ fn openclip_without_a_tokenizer_uses_openais_from_the_hub() {
     assert_success(&out);
     assert!(stdout(&out).contains("embedded"), "{}", stdout(&out));
     // The OpenCLIP and LAION-style fixtures through SQL, cached in model_cache like any model.
-    for model in ["fixtures/models/tiny-openclip", "fixtures/models/tiny-clip-gelu"] {
+    for model in [
+        "fixtures/models/tiny-openclip",
+        "fixtures/models/tiny-clip-gelu",
+    ] {
         let sql = format!(
             "SELECT array_length(embed_text('{model}', 'a red circle'), 1) AS t, \
                     array_length(embed_image('{model}', data), 1) AS i \
@@ -643,5 +646,42 @@ fn a_sharded_checkpoint_loads_like_the_single_file() {
     assert_eq!(
         sharded.text_features(&texts, 2).expect("sharded"),
         single.text_features(&texts, 2).expect("single")
+    );
+}
+
+/// Two repos of one name at one revision (`hf:vlmdb-test/tiny-clip` and `hf:vlmdb-test2/tiny-clip`) would name
+/// the same space table: the second refuses to write into the first's, naming both (issue 25 item 18).
+#[test]
+fn a_space_of_another_model_is_never_written_into() {
+    let store = TestStore::initialised();
+    let cache = store.dir.path().join("hf-cache");
+    let commit = hub_cache(&cache);
+    // The same files again under another organisation, at the same commit.
+    let other = cache.join("models--vlmdb-test2--tiny-clip");
+    std::fs::create_dir_all(other.join("refs")).expect("refs");
+    std::fs::write(other.join("refs").join("main"), commit).expect("ref");
+    let snapshot = other.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).expect("snapshot");
+    for entry in std::fs::read_dir(fixture("models/tiny-clip")).expect("tiny-clip") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), snapshot.join(entry.file_name())).expect("copy");
+    }
+    ingest_shapes(&store, "shapes");
+    let embed = |model: &str| {
+        store
+            .command(&["embed", "--model", model, "--captions", "--quiet"])
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .expect("run vlmdb")
+    };
+    assert_success(&embed("hf:vlmdb-test/tiny-clip"));
+    let out = embed("hf:vlmdb-test2/tiny-clip");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("holds the vectors of model vlmdb-test/tiny-clip")
+            && err.contains("vlmdb-test2/tiny-clip"),
+        "{err}"
     );
 }

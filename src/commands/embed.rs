@@ -119,6 +119,7 @@ pub async fn run(store: &Store, options: &EmbedOptions) -> Result<EmbedSummary> 
         }),
         seed: None,
     };
+    crate::inference::check_space_owner(store, &model).await?;
     let mut run = Run::open_continuing(store, spec).await?;
     run.record_model(&model.files.id, &model.files.revision);
     let outcome = embed_items(store, &model, options, &mut run).await;
