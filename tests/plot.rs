@@ -408,3 +408,24 @@ fn bad_plot_arguments_are_clear_errors_and_store_nothing() {
     }
     assert_eq!(artifacts(), before);
 }
+
+/// t-SNE without --perplexity fits small sets (issue 25 item 16): the 30 shapes images get (30 − 1) / 3, not 30.
+#[test]
+fn a_tsne_scatter_of_a_small_set_needs_no_perplexity() {
+    let store = retrieval_store();
+    let out_path = store.path().join("tsne.png");
+    let out = store.vlmdb(&[
+        "plot",
+        "scatter",
+        "--model",
+        "ref",
+        "--dataset",
+        "shapes",
+        "--method",
+        "tsne",
+        "--out",
+        out_path.to_str().expect("path"),
+    ]);
+    assert_success(&out);
+    assert!(out_path.is_file());
+}

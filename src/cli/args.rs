@@ -156,9 +156,9 @@ pub enum PlotWhat {
         /// The `vlmdb cluster` run whose clusters colour the points (default: one colour).
         #[arg(long)]
         clusters: Option<String>,
-        /// t-SNE perplexity.
-        #[arg(long, default_value_t = TsneOptions::default().perplexity)]
-        perplexity: f64,
+        /// t-SNE perplexity (default: 30, or (n - 1) / 3 on sets of fewer than 91 items).
+        #[arg(long)]
+        perplexity: Option<f64>,
         /// t-SNE gradient steps.
         #[arg(long, default_value_t = TsneOptions::default().iterations)]
         tsne_iterations: usize,

@@ -55,10 +55,17 @@ impl std::str::FromStr for Method {
     }
 }
 
+/// The perplexity when none is given: scikit-learn's 30, lowered on small sets to (n − 1) / 3 (at least 1) so that
+/// every item has 3 · perplexity neighbours to calibrate against (30 items: 9.67).
+pub fn auto_perplexity(n: usize) -> f64 {
+    30f64.min((n.saturating_sub(1) as f64 / 3.0).max(1.0))
+}
+
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TsneOptions {
-    pub perplexity: f64,
+    /// Effective neighbours per item; `None`: [`auto_perplexity`] of the item count.
+    pub perplexity: Option<f64>,
     pub iterations: usize,
     pub seed: u64,
     pub method: Method,
@@ -67,7 +74,7 @@ pub struct TsneOptions {
 impl Default for TsneOptions {
     fn default() -> Self {
         TsneOptions {
-            perplexity: 30.0,
+            perplexity: None,
             iterations: 1000,
             seed: 0,
             method: Method::Auto,
@@ -301,10 +308,10 @@ pub fn tsne(data: &Vectors, options: &TsneOptions) -> Result<Vec<[f64; 2]>> {
             "t-SNE needs at least 2 items; there are {n}"
         )));
     }
-    if options.perplexity.is_nan() || options.perplexity <= 0.0 || options.perplexity >= n as f64 {
+    let perplexity = options.perplexity.unwrap_or_else(|| auto_perplexity(n));
+    if perplexity.is_nan() || perplexity <= 0.0 || perplexity >= n as f64 {
         return Err(Error::Usage(format!(
-            "t-SNE perplexity must be above 0 and below the number of items ({n}), got {}",
-            options.perplexity
+            "t-SNE perplexity must be above 0 and below the number of items ({n}), got {perplexity}"
         )));
     }
     let exact = match options.method {
@@ -319,9 +326,9 @@ pub fn tsne(data: &Vectors, options: &TsneOptions) -> Result<Vec<[f64; 2]>> {
         )));
     }
     let p = if exact {
-        Affinities::Dense(dense_affinities(data, options.perplexity))
+        Affinities::Dense(dense_affinities(data, perplexity))
     } else {
-        Affinities::Sparse(sparse_affinities(data, options.perplexity)?)
+        Affinities::Sparse(sparse_affinities(data, perplexity)?)
     };
     let mut rng = Rng::new(options.seed);
     let mut y: Vec<f64> = (0..2 * n).map(|_| rng.normal() * 1e-4).collect();
@@ -415,7 +422,7 @@ mod tests {
         let data = planted();
         for method in [Method::Exact, Method::BarnesHut] {
             let options = TsneOptions {
-                perplexity: 15.0,
+                perplexity: Some(15.0),
                 iterations: 500,
                 seed: 4,
                 method,
@@ -434,7 +441,7 @@ mod tests {
     fn barnes_hut_scales_past_the_exact_limit() {
         let data = planted_n(MAX_EXACT_POINTS + 5);
         let options = TsneOptions {
-            perplexity: 10.0,
+            perplexity: Some(10.0),
             iterations: 300,
             seed: 1,
             method: Method::Exact,
@@ -529,12 +536,20 @@ mod tests {
     }
 
     #[test]
+    fn the_automatic_perplexity_fits_small_sets() {
+        assert_eq!(auto_perplexity(30), 29.0 / 3.0);
+        assert_eq!(auto_perplexity(1000), 30.0);
+        assert_eq!(auto_perplexity(2), 1.0);
+        assert!(auto_perplexity(2) < 2.0);
+    }
+
+    #[test]
     fn bad_arguments_are_errors() {
         let data = planted();
         let err = tsne(
             &data,
             &TsneOptions {
-                perplexity: 500.0,
+                perplexity: Some(500.0),
                 ..TsneOptions::default()
             },
         )

@@ -52,7 +52,8 @@ pub enum Layout {
     Pca,
     /// A seeded t-SNE view.
     Tsne {
-        perplexity: f64,
+        /// `None`: the automatic perplexity.
+        perplexity: Option<f64>,
         iterations: usize,
         seed: u64,
     },
@@ -301,7 +302,10 @@ async fn prepare(store: &Store, engine: &Engine, request: &Request) -> Result<Pr
                     iterations,
                     seed,
                 } => {
-                    params.set("perplexity", ParamValue::Float(*perplexity))?;
+                    params.set(
+                        "perplexity",
+                        perplexity.map_or(ParamValue::Null, ParamValue::Float),
+                    )?;
                     params.set("iterations", ParamValue::Int(*iterations as i64))?;
                     params.set("seed", ParamValue::Int(*seed as i64))?;
                     ("t-SNE", own("tsne_scatter.sql", TSNE_SCATTER_SQL))

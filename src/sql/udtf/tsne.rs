@@ -24,7 +24,11 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         SIGNATURE,
     )
     .with_argument("space", "A space: emb_ table, space name, or the model that made it.")
-    .with_argument("perplexity", "Effective neighbours per item (typically 5 to 50; below the item count).")
+    .with_argument(
+        "perplexity",
+        "Effective neighbours per item (typically 5 to 50; below the item count). NULL: 30, or (n - 1) / 3 on sets \
+         of fewer than 91 items.",
+    )
     .with_argument("iterations", "Gradient steps (e.g. 1000; the first 250 are exaggerated).")
     .with_argument("seed", "Seed of the RNG.")
     .with_argument("dataset", "Only items of this dataset (NULL: all).")
@@ -60,7 +64,7 @@ impl TableFunctionImpl for TsneFunction {
         let args = Args::new("tsne", SIGNATURE, &args, 4, 10).map_err(df)?;
         let space = args.required_text(0, "space").map_err(df)?;
         let options = TsneOptions {
-            perplexity: args.number(1, "perplexity").map_err(df)?.unwrap_or(30.0),
+            perplexity: args.number(1, "perplexity").map_err(df)?,
             iterations: args.required_count(2, "iterations").map_err(df)?,
             seed: args.required_count(3, "seed").map_err(df)? as u64,
             method: match args.text(7, "method").map_err(df)? {
