@@ -303,6 +303,25 @@ fn hub_cache_hit_and_fast_offline_miss() {
         "{err}"
     );
     assert!(elapsed < 1.0, "offline miss took {elapsed:.2} s");
+
+    // A revision the cache lacks, of a repo it has: the error lists the revisions it has (issue 25 item 19).
+    let out = store
+        .command(&[
+            "embed",
+            "--model",
+            "hf:vlmdb-test/tiny-clip@v9",
+            "--captions",
+        ])
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run vlmdb");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the cache has this repo at {commit}")),
+        "{err}"
+    );
 }
 
 fn ingest_shapes(store: &TestStore, dataset: &str) {

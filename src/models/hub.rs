@@ -310,8 +310,26 @@ impl ModelFiles {
             message,
         };
         if offline() {
+            // A cache holding the repo under other revisions (or without the ref asked for) says which it has.
+            let mut present: Vec<String> = std::fs::read_dir(repo_dir.join("snapshots"))
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            present.sort();
+            let have = if present.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the cache has this repo at {} (use hf:{repo}@<revision>)",
+                    present.join(", ")
+                )
+            };
             return Err(miss(format!(
-                "not in the Hugging Face cache ({}) and HF_HUB_OFFLINE is set, so it is not downloaded",
+                "not in the Hugging Face cache ({}) and HF_HUB_OFFLINE is set, so it is not downloaded{have}",
                 cache.display()
             )));
         }
