@@ -39,19 +39,38 @@ pub async fn embed(
         progress: !args.quiet,
     };
     let s = crate::commands::embed::run(store, &options).await?;
+    let count = |n: usize| format!("{n} {}", items.noun(n));
+    let mut parts = vec![format!("{} computed", s.computed)];
+    if s.from_cache > 0 {
+        parts.push(format!("{} from the model cache", s.from_cache));
+    }
+    if s.duplicates > 0 {
+        parts.push(format!(
+            "{} the same {} as another",
+            s.duplicates,
+            if items == Items::Images {
+                "bytes"
+            } else {
+                "text"
+            }
+        ));
+    }
     writeln!(
         out,
-        "embedded {} {} into {} (run {}, {} {} dim {}): {} already there, {} from the model cache, {} computed",
-        s.embedded,
-        items.kind(),
+        "embedded {} into {} (run {}, {} {} dim {}): {}; {} already there{}",
+        count(s.embedded),
         s.table,
         s.run_id,
         s.model_id,
         s.revision.chars().take(12).collect::<String>(),
         s.dim,
+        parts.join(", "),
         s.already_present,
-        s.from_cache,
-        s.computed
+        if s.no_input > 0 {
+            format!("; {} without input (NULL), skipped", count(s.no_input))
+        } else {
+            String::new()
+        }
     )?;
     Ok(0)
 }

@@ -32,6 +32,20 @@ pub enum Items {
 
 impl Items {
     /// The `kind` written in the space table.
+    /// The item kind, in words and in the plural when `n` is not 1 (`1 image`, `30 images`, `2 pair texts`).
+    pub fn noun(self, n: usize) -> String {
+        let word = match self {
+            Items::Images => "image",
+            Items::Captions => "caption",
+            Items::Pairs => "pair text",
+        };
+        if n == 1 {
+            word.to_string()
+        } else {
+            format!("{word}s")
+        }
+    }
+
     pub fn kind(self) -> &'static str {
         match self {
             Items::Images => "image",
@@ -80,6 +94,10 @@ pub struct EmbedSummary {
     pub already_present: usize,
     pub from_cache: usize,
     pub computed: usize,
+    /// Items whose input (image bytes, text) equals another's of the same chunk: computed once, stored for each.
+    pub duplicates: usize,
+    /// Items with no input (NULL text or bytes): no vector, no row.
+    pub no_input: usize,
 }
 
 /// Rows written per commit (and per progress step).
@@ -187,6 +205,8 @@ async fn project_stored(
         already_present: 0,
         from_cache: 0,
         computed: written,
+        duplicates: 0,
+        no_input: 0,
     })
 }
 
@@ -242,6 +262,8 @@ async fn embed_items(
         already_present: 0,
         from_cache: 0,
         computed: 0,
+        duplicates: 0,
+        no_input: 0,
     };
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0;
@@ -417,6 +439,8 @@ async fn write_chunk(
     )?;
     insert_new(store, space, batch).await?;
     summary.embedded += n;
+    summary.no_input += rows.num_rows() - n;
+    summary.duplicates += n.saturating_sub(stats.cached + stats.computed);
     if let Some(progress) = progress {
         progress.inc(rows.num_rows() as u64);
     }
