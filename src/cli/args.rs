@@ -238,8 +238,10 @@ pub enum BenchWhat {
         /// Images; each has --per-image captions.
         #[arg(long, default_value_t = 5_000)]
         images: usize,
+        /// Captions per image.
         #[arg(long, default_value_t = 5)]
         per_image: usize,
+        /// Vector width.
         #[arg(long, default_value_t = 512)]
         dim: usize,
         /// The Python that runs the peer (needs numpy and torch).
@@ -251,12 +253,16 @@ pub enum BenchWhat {
     },
     /// k-means beside scikit-learn and faiss (every point used), same vectors and threads.
     Kmeans {
+        /// Points.
         #[arg(long, default_value_t = 100_000)]
         n: usize,
+        /// Vector width.
         #[arg(long, default_value_t = 512)]
         dim: usize,
+        /// Clusters.
         #[arg(short = 'k', long = "k", default_value_t = 100)]
         k: usize,
+        /// Lloyd iterations of every side.
         #[arg(long, default_value_t = 20)]
         iterations: usize,
         /// Seed of every side (vlmdb's RNG, scikit-learn's random_state, faiss's seed), to see the spread of
@@ -281,6 +287,7 @@ pub enum BenchWhat {
         /// Width of the input spaces and of the shared space.
         #[arg(long, default_value_t = 512)]
         dim: usize,
+        /// Pairs per training step.
         #[arg(long, default_value_t = 256)]
         batch: usize,
         /// Timed steps (after 3 untimed ones).
@@ -301,6 +308,7 @@ pub enum BenchWhat {
         /// infonce, sanw-debias or sanw-bandpass (CLIPSE's defaults).
         #[arg(long, default_value = "infonce")]
         loss: String,
+        /// Image–caption pairs per step.
         #[arg(long, default_value_t = 32)]
         batch: usize,
         /// Timed steps (after 2 untimed ones).
@@ -321,8 +329,10 @@ pub enum BenchWhat {
         /// Corpus items of the HNSW comparison (1,000 queries).
         #[arg(long, default_value_t = 20_000)]
         hnsw_n: usize,
+        /// Vector width.
         #[arg(long, default_value_t = 512)]
         dim: usize,
+        /// Neighbours per query.
         #[arg(short = 'k', long = "k", default_value_t = 10)]
         k: usize,
         /// The Python that runs the peer (needs numpy and faiss-cpu).
@@ -445,7 +455,8 @@ pub struct LoopArgs {
     /// The captioner (BLIP or LLaVA-1.5): hf:org/repo[@rev] or a directory.
     #[arg(long)]
     pub captioner: String,
-    /// The generator (Stable Diffusion 1.x/2.x pipeline): hf:org/repo[@rev] or a diffusers directory.
+    /// The generator (a Stable Diffusion 1.x, 2.x, SDXL or SDXL-Turbo pipeline): hf:org/repo[@rev] or a diffusers
+    /// directory.
     #[arg(long)]
     pub generator: String,
     /// The dataset whose images are hop 0.
@@ -717,10 +728,13 @@ pub struct TrainArgs {
     /// fine-tuning as CLIPSE).
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// AdamW's first-moment decay (β₁, as torch.optim.AdamW).
     #[arg(long, default_value_t = 0.9)]
     pub beta1: f64,
+    /// AdamW's second-moment decay (β₂).
     #[arg(long, default_value_t = 0.999)]
     pub beta2: f64,
+    /// AdamW's ε added to the second moment's square root.
     #[arg(long, default_value_t = 1e-8)]
     pub eps: f64,
     /// Clip the global gradient norm to this (0: no clipping).
@@ -954,4 +968,36 @@ pub enum RunsAction {
         /// The run id.
         id: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every flag of every command says what it does in `--help` (issue 25 item 12).
+    #[test]
+    fn every_flag_has_a_description() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "vlmdb", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "flags without a description: {missing:?}"
+        );
+    }
 }
