@@ -148,11 +148,18 @@ impl Store {
 
     /// Open a table as it was at `version`. The handle is its own (checking out would move a shared handle).
     pub async fn open_table_at(&self, name: &str, version: u64) -> Result<Table> {
-        let latest = self.open_table(name).await?.version().await?;
-        if version == 0 || version > latest {
-            return Err(Error::Usage(format!(
-                "table '{name}' has versions 1 to {latest}; there is no version {version}"
-            )));
+        match self.open_table(name).await {
+            Ok(table) => {
+                let latest = table.version().await?;
+                if version == 0 || version > latest {
+                    return Err(Error::Usage(format!(
+                        "table '{name}' has versions 1 to {latest}; there is no version {version}"
+                    )));
+                }
+            }
+            // A damaged latest version does not take the undamaged earlier ones with it: try the one asked for.
+            Err(Error::DamagedTable { .. }) if version > 0 => {}
+            Err(e) => return Err(e),
         }
         self.guarded(
             name,
@@ -265,10 +272,10 @@ impl Store {
             let Some(spec) = schema::fixed_table(name)? else {
                 continue;
             };
-            let table = match self.open_table(name).await {
-                Ok(table) => table,
-                Err(Error::UnknownTable { .. }) => continue,
-                Err(e) => return Err(e),
+            // A missing table gets its columns when it is created; a damaged one is reported by what reads it
+            // (`vlmdb check` among others), not here.
+            let Ok(table) = self.open_table(name).await else {
+                continue;
             };
             let actual = table.schema().await?;
             let wanted = spec.arrow_schema();

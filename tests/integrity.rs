@@ -453,6 +453,11 @@ fn a_truncated_manifest_is_an_error_naming_the_table() {
             && !err.contains(".cargo/registry"),
         "{err}"
     );
+    // An undamaged earlier version still reads by time travel (issue 24 item 1): one caption at version 2.
+    assert_eq!(
+        store.csv("SELECT count(*) AS n FROM \"captions@2\""),
+        "n\n1\n"
+    );
 }
 
 #[test]

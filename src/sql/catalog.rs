@@ -83,10 +83,23 @@ impl StoreSchema {
             Some(v) => self.store.open_table_at(base, v).await,
             None => self.store.open_table(base).await,
         };
-        let table = match table {
-            Ok(t) => t,
-            Err(Error::UnknownTable { .. }) => return Ok(None),
-            Err(e) => return Err(e),
+        let table = match (table, version) {
+            (Ok(t), _) => t,
+            (Err(Error::UnknownTable { .. }), _) => return Ok(None),
+            // The latest version is damaged: read the one asked for straight from its own manifest.
+            (Err(damaged @ Error::DamagedTable { .. }), Some(v)) => {
+                return match self.version_only(base, v).await {
+                    Some(provider) => {
+                        self.reads
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(base.to_string(), v);
+                        Ok(Some(provider))
+                    }
+                    None => Err(damaged),
+                };
+            }
+            (Err(e), _) => return Err(e),
         };
         let read_version = match version {
             Some(v) => v,
@@ -98,6 +111,26 @@ impl StoreSchema {
             .insert(base.to_string(), read_version);
         let adapter = BaseTableAdapter::try_new(table.base_table().clone()).await?;
         Ok(Some(Arc::new(adapter)))
+    }
+}
+
+impl StoreSchema {
+    /// Version `version` of table `name` read through Lance alone, from that version's manifest (lancedb opens the
+    /// latest version first); `None` when that version cannot be read either.
+    async fn version_only(&self, name: &str, version: u64) -> Option<Arc<dyn TableProvider>> {
+        use futures::FutureExt;
+        let uri = self.store.root().join(format!("{name}.lance"));
+        let load = lance::dataset::builder::DatasetBuilder::from_uri(uri.to_string_lossy())
+            .with_version(version)
+            .load();
+        match std::panic::AssertUnwindSafe(load).catch_unwind().await {
+            Ok(Ok(dataset)) => Some(Arc::new(lance::datafusion::LanceTableProvider::new(
+                Arc::new(dataset),
+                false,
+                false,
+            ))),
+            _ => None,
+        }
     }
 }
 
