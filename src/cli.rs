@@ -24,6 +24,9 @@ use args::Command;
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
     let store_path = cli.db.unwrap_or_else(|| PathBuf::from(DEFAULT_STORE_DIR));
     let device: DeviceChoice = cli.device.parse()?;
+    if let Some(size) = &cli.memory_limit {
+        crate::sql::memory::set_limit(crate::sql::memory::parse_size(size)?);
+    }
     let access = if cli.no_external_access {
         ExternalAccess::Denied
     } else {

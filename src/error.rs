@@ -225,17 +225,21 @@ pub enum Error {
     },
 }
 
-/// A Lance message without the source location Lance appends (`…, /root/.cargo/registry/…/utils.rs:192:24`):
-/// a path inside vlmdb's dependencies means nothing to a user.
 /// What to do about a DataFusion error whose own message does not say.
 fn sql_hint(error: &DataFusionError) -> &'static str {
-    if error.to_string().contains("non UTF-8") {
+    let text = error.to_string();
+    if text.contains("non UTF-8") {
         " (a binary column such as images.data is not text: byte_length(column) gives its size in bytes)"
+    } else if text.contains("Resources exhausted") {
+        " (the query needs more memory than --memory-limit / VLMDB_MEMORY_LIMIT allows: raise it, or narrow the \
+         query)"
     } else {
         ""
     }
 }
 
+/// A Lance message without the source location Lance appends (`…, /root/.cargo/registry/…/utils.rs:192:24`):
+/// a path inside vlmdb's dependencies means nothing to a user.
 pub fn without_location(message: &str) -> String {
     message
         .split(", ")

@@ -5,6 +5,7 @@ pub mod access;
 pub mod catalog;
 pub mod dml;
 pub mod functions;
+pub mod memory;
 pub mod params;
 pub mod udaf;
 pub mod udf;
@@ -113,7 +114,10 @@ impl Engine {
             .with_information_schema(true)
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_create_default_catalog_and_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(memory::limit(), 1.0)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         let tables = Arc::new(StoreSchema::new(store.clone()));
         tables.refresh().await?;
         let catalog = ctx.catalog(CATALOG).ok_or_else(|| {

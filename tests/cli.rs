@@ -377,3 +377,30 @@ fn a_billion_shard_pattern_is_refused_before_expanding() {
     ]);
     assert_fails_with(&out, "names 1000000000 shards; at most 100000");
 }
+
+/// A query that needs more memory than `--memory-limit` fails with an error naming the limit, exit 2, instead of
+/// the process running out of memory (issue 24 item 5); a bad size is a usage error.
+#[test]
+fn a_query_beyond_the_memory_limit_is_an_error() {
+    let store = TestStore::initialised();
+    let join = "SELECT count(*) AS n FROM generate_series(1, 3000000) a(x) \
+                JOIN generate_series(1, 3000000) b(y) ON a.x = b.y";
+    let out = store.vlmdb(&["--memory-limit", "2M", "sql", join]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Resources exhausted") && err.contains("--memory-limit"),
+        "{err}"
+    );
+    let bad = store.vlmdb(&["--memory-limit", "lots", "sql", "SELECT 1"]);
+    assert_fails_with(&bad, "--memory-limit 'lots'");
+    let fine = store.vlmdb(&[
+        "--memory-limit",
+        "1G",
+        "sql",
+        "SELECT 1 AS one",
+        "--format",
+        "csv",
+    ]);
+    assert_success(&fine);
+}

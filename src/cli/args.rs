@@ -26,6 +26,11 @@ pub struct Cli {
     )]
     pub device: String,
 
+    /// The memory SQL operators (sorts, joins, aggregations) may hold, e.g. 4G or 512M: beyond it a query spills to
+    /// disk where it can, or fails naming the limit. Default: three quarters of the machine's memory.
+    #[arg(long, env = "VLMDB_MEMORY_LIMIT", global = true, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+
     /// Refuse every SQL statement that reads or writes a file (`COPY … TO`, `CREATE EXTERNAL TABLE`): for SQL you
     /// did not write yourself. Files inside the store are refused either way.
     #[arg(long, env = "VLMDB_NO_EXTERNAL_ACCESS", global = true)]
