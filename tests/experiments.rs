@@ -209,6 +209,7 @@ fn every_shipped_sql_file_runs() {
                 "margin=0.0",
                 "max_ratio=10.0",
                 "max_positive_similarity=1.0",
+                "augmented=include",
             ]
             .map(String::from)
             .to_vec(),

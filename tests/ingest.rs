@@ -388,8 +388,10 @@ fn a_decompression_bomb_is_refused_without_allocating_it() {
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid);
     let peak_mb = usage.ru_maxrss as f64 / 1024.0;
+    // Decoded, the image would take 14 GB; the bound leaves room for what the process maps of its own (large,
+    // debug) binary, which counts in the peak RSS and grows with the code.
     assert!(
-        peak_mb < 200.0,
+        peak_mb < 500.0,
         "peak RSS {peak_mb:.0} MB while refusing a 60000x60000 PNG"
     );
     assert_eq!(

@@ -429,7 +429,8 @@ mod tests {
             targets,
             [
                 ("reference_id", "images", "image_id"),
-                ("target_id", "images", "image_id")
+                ("target_id", "images", "image_id"),
+                ("parent_id", "pairs", "pair_id")
             ]
         );
         // Every reference points at a key column of a fixed table.
