@@ -8,8 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray};
-use arrow::array::{ArrayRef, ListBuilder, StringArray, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::prelude::{col, lit};
 
 use crate::error::{Error, Result};
@@ -237,18 +236,6 @@ pub async fn augment_pairs(store: &Store, options: &AugmentOptions) -> Result<Au
             let n = rows.len();
             let text =
                 |values: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(values)) };
-            let mut candidates = ListBuilder::new(StringBuilder::new());
-            for (pair, _) in &rows {
-                match &pair.candidates {
-                    Some(list) => {
-                        for c in list {
-                            candidates.values().append_value(c);
-                        }
-                        candidates.append(true);
-                    }
-                    None => candidates.append(false),
-                }
-            }
             let batch = batch_for(
                 &table,
                 vec![
@@ -288,7 +275,12 @@ pub async fn augment_pairs(store: &Store, options: &AugmentOptions) -> Result<Au
                         "text",
                         text(rows.iter().map(|(_, t)| Some((*t).clone())).collect()),
                     ),
-                    ("candidates", Arc::new(candidates.finish())),
+                    (
+                        "candidates",
+                        crate::store::arrays::text_lists(
+                            rows.iter().map(|(p, _)| p.candidates.as_ref()),
+                        ),
+                    ),
                     ("run_id", crate::store::arrays::repeated(&run_id, n)),
                     ("source", crate::store::arrays::repeated(&source, n)),
                     (

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, LargeBinaryArray, ListBuilder, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Int32Array, LargeBinaryArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow::compute::filter_record_batch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -289,18 +289,11 @@ impl<'a> DatasetWriter<'a> {
         }
         let table = spec("pairs")?;
         let n = pairs.len();
-        let mut candidates = ListBuilder::new(StringBuilder::new());
-        for pair in &pairs {
-            match &pair.candidates {
-                Some(list) => {
-                    for c in list {
-                        candidates.values().append_value(self.id(c));
-                    }
-                    candidates.append(true);
-                }
-                None => candidates.append(false),
-            }
-        }
+        let candidates = crate::store::arrays::text_lists(pairs.iter().map(|p| {
+            p.candidates
+                .as_ref()
+                .map(|list| list.iter().map(|c| self.id(c)).collect::<Vec<_>>())
+        }));
         let batch = batch_for(
             &table,
             vec![
@@ -331,7 +324,7 @@ impl<'a> DatasetWriter<'a> {
                     ),
                 ),
                 ("text", text(pairs.iter().map(|p| p.text.clone()).collect())),
-                ("candidates", Arc::new(candidates.finish())),
+                ("candidates", candidates),
                 ("run_id", text(vec![self.run_id.clone(); n])),
             ],
         )?;
