@@ -464,6 +464,24 @@ fn a_half_precision_unet_stays_close_to_float32() {
         diff / scale < 4e-2,
         "float16 UNet: differs by {diff} (scale {scale})"
     );
+    assert_eq!(
+        half.vae_dtype,
+        candle_core::DType::F16,
+        "SD's VAE runs in half precision too"
+    );
+    let decoded = half
+        .decode(&latent)
+        .and_then(|t| {
+            t.flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| vlmdb::Error::Usage(e.to_string()))
+        })
+        .expect("decode");
+    let pixels = max_abs_diff(&decoded, &floats(&reference["decoded"]));
+    assert!(
+        pixels < 0.1,
+        "the float16 VAE's image differs by {pixels} (of 1)"
+    );
     let a = half.generate(prompt, 5, &options).expect("png");
     let b = half.generate(prompt, 5, &options).expect("png again");
     assert_eq!(a, b);

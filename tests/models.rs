@@ -707,3 +707,25 @@ fn a_space_of_another_model_is_never_written_into() {
         "{err}"
     );
 }
+
+/// An OpenCLIP checkpoint whose weights are open_clip's pickle (`open_clip_pytorch_model.bin`, written by
+/// `save_for_hf(..., safe_serialization=False)`) embeds exactly as its safetensors twin.
+#[test]
+fn an_openclip_pickle_loads_like_its_safetensors() {
+    let safetensors = load(&fixture("models/tiny-openclip"));
+    let pickle = load(&fixture("models/tiny-openclip-bin"));
+    let texts = ["a red circle", "two blue squares next to a triangle"];
+    assert_eq!(
+        pickle.text_features(&texts, 2).expect("pickle"),
+        safetensors.text_features(&texts, 2).expect("safetensors")
+    );
+    let image = image::open(fixture("datasets/karpathy/images/scene_002.png")).expect("image");
+    assert_eq!(
+        pickle
+            .image_features(std::slice::from_ref(&image), 1)
+            .expect("pickle"),
+        safetensors
+            .image_features(&[image], 1)
+            .expect("safetensors")
+    );
+}

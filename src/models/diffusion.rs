@@ -71,6 +71,10 @@ struct VaeConfig {
     use_quant_conv: bool,
     #[serde(default = "yes")]
     use_post_quant_conv: bool,
+    /// diffusers upcasts a half-precision VAE to float32 for SDXL pipelines when this is set (SDXL's VAE overflows
+    /// in float16).
+    #[serde(default = "yes")]
+    force_upcast: bool,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +233,8 @@ pub struct Generator {
     pub sampler: Sampler,
     /// The UNet's dtype: float16 on CUDA, float32 on the CPU.
     pub unet_dtype: DType,
+    /// The VAE's: the UNet's, or float32 for an SDXL VAE that must be upcast.
+    pub vae_dtype: DType,
     scaling_factor: f64,
     latent_channels: usize,
     /// Pixels per latent cell: 2^(VAE blocks − 1).
@@ -259,8 +265,9 @@ impl Generator {
         Generator::load_in(files, device, dtype)
     }
 
-    /// Load the pipeline with its UNet computing in `dtype` (the text encoders and the VAE stay in float32: the
-    /// prompt embeddings are computed once, and a half-precision VAE overflows on SDXL's).
+    /// Load the pipeline with its UNet and VAE computing in `dtype` (the text encoders stay in float32: the prompt
+    /// embeddings are computed once; an SDXL pipeline's VAE too when its config sets `force_upcast`, as diffusers
+    /// does, since SDXL's VAE overflows in float16).
     pub fn load_in(mut files: ModelFiles, device: Device, dtype: DType) -> Result<Generator> {
         let spec = files.spec.clone();
         let bad = |message: String| Error::Model {
@@ -320,7 +327,12 @@ impl Generator {
         }
         let unet_vb = component_weights(&mut files, "unet", &device, dtype)?;
         let unet = Unet::new(unet_config, unet_vb).map_err(&bad)?;
-        let vae_vb = component_weights(&mut files, "vae", &device, DType::F32)?;
+        let vae_dtype = if xl && vae_config.force_upcast {
+            DType::F32
+        } else {
+            dtype
+        };
+        let vae_vb = component_weights(&mut files, "vae", &device, vae_dtype)?;
         let vae = AutoEncoderKL::new(
             vae_vb,
             vae_config.in_channels,
@@ -339,6 +351,7 @@ impl Generator {
             files,
             device,
             unet_dtype: dtype,
+            vae_dtype,
             encoders,
             xl,
             force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(xl),
@@ -539,7 +552,8 @@ impl Generator {
     /// The VAE's image of a latent, as diffusers post-processes it: `(x / 2 + 0.5).clamp(0, 1)`, `1 × 3 × H × W`.
     pub fn decode(&self, latent: &Tensor) -> Result<Tensor> {
         let run = || -> candle_core::Result<Tensor> {
-            let image = self.vae.decode(&(latent / self.scaling_factor)?)?;
+            let scaled = (latent / self.scaling_factor)?.to_dtype(self.vae_dtype)?;
+            let image = self.vae.decode(&scaled)?.to_dtype(DType::F32)?;
             ((image / 2.0)? + 0.5)?.clamp(0f32, 1f32)
         };
         run().map_err(|e| self.candle(e))
