@@ -452,6 +452,11 @@ fn embed_search_and_the_cache_across_processes() {
         "csv",
     ]);
     assert_success(&out);
+    assert!(
+        stdout(&out).starts_with("rank,item_id,kind,dataset,split,content,score"),
+        "{}",
+        stdout(&out)
+    );
     let rows: Vec<String> = stdout(&out).lines().skip(1).map(str::to_string).collect();
     assert_eq!(rows.len(), 3, "{rows:?}");
     let scores: Vec<f32> = rows
@@ -480,6 +485,8 @@ fn embed_search_and_the_cache_across_processes() {
     assert_success(&out);
     let row = stdout(&out).lines().nth(1).expect("a result").to_string();
     assert!(row.contains("scene_002"), "{row}");
+    // Each result says what it is (issue 25 item 10): an image's path and size.
+    assert!(row.contains("scene_002.png (64×48)"), "{row}");
     let score: f32 = row
         .rsplit(',')
         .next()
