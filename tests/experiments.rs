@@ -381,7 +381,7 @@ fn metrics_import_round_trips_a_csv_and_a_json_log() {
         "import",
         "metrics",
         json.to_str().unwrap_or_default(),
-        "--json",
+        // The format follows from the extension (issue 25 item 12).
         "--run-name",
         "dashverse",
     ]);
@@ -409,4 +409,14 @@ fn metrics_import_round_trips_a_csv_and_a_json_log() {
     ]);
     assert_fails_with(&out, "row 2, column 'loss'");
     assert_eq!(store.csv("SELECT count(*) FROM metrics"), before);
+    let text = store.dir.path().join("log.txt");
+    std::fs::write(&text, "epoch,loss\n1,0.5\n").expect("write txt");
+    let out = store.vlmdb(&[
+        "import",
+        "metrics",
+        text.to_str().unwrap_or_default(),
+        "--run-name",
+        "unknown",
+    ]);
+    assert_fails_with(&out, "name it .csv or .json, or pass --csv or --json");
 }

@@ -536,12 +536,11 @@ pub enum ImportWhat {
         model_id: Option<String>,
     },
     /// A training log (per-epoch CSV, metrics.json) into `metrics` under a new run.
-    #[command(group(clap::ArgGroup::new("log_format").required(true).args(["csv", "json"])))]
     Metrics {
-        /// The log file.
+        /// The log file (its format from the extension, .csv or .json, unless --csv or --json says).
         file: PathBuf,
         /// The file is CSV with a header row.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         csv: bool,
         /// The file is JSON: an array of rows, or an object of series / values.
         #[arg(long)]

@@ -337,11 +337,24 @@ pub async fn import(store: &Store, args: ImportArgs, out: &mut dyn Write) -> Res
         ImportWhat::Metrics {
             file,
             csv,
-            json: _,
+            json,
             run_name,
         } => {
             use crate::commands::import::metrics::{LogFormat, import};
-            let format = if csv { LogFormat::Csv } else { LogFormat::Json };
+            let extension = file
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            let format = match (csv, json, extension.as_deref()) {
+                (true, _, _) | (false, false, Some("csv")) => LogFormat::Csv,
+                (_, true, _) | (false, false, Some("json")) => LogFormat::Json,
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "cannot tell the format of {}: name it .csv or .json, or pass --csv or --json",
+                        file.display()
+                    )));
+                }
+            };
             let s = import(store, &file, format, &run_name).await?;
             writeln!(
                 out,
