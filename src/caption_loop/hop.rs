@@ -27,6 +27,10 @@ pub async fn execute(
     bar: Option<&Progress>,
 ) -> Result<RunReport> {
     let options = &config.options;
+    // The hops' vectors go into the measuring spaces: refuse, before any hop, a table another model made.
+    for model in [&models.image_space, &models.text_space] {
+        crate::inference::check_space_owner(store, model).await?;
+    }
     let done = if resumed {
         completed_hops(store, run_id).await?
     } else {
@@ -127,7 +131,7 @@ pub async fn execute(
             items,
             &hops[hop],
             hop,
-            &vectors.at(hop),
+            vectors.at(hop),
         )
         .await?;
         crate::store::metrics::write(store, run_id, &metrics).await?;

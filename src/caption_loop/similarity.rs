@@ -56,7 +56,7 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 
 /// One hop's vectors, one per item: images in the image space, captions in the text space, and captions in the
 /// image space (its text tower, for image–caption similarity).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct HopSet {
     pub image: Vec<Vec<f32>>,
     pub text: Vec<Vec<f32>>,
@@ -93,8 +93,13 @@ impl HopVectors {
     }
 
     /// The vectors of a hop [`fill`](Self::fill) computed; empty when it did not.
-    pub(super) fn at(&self, hop: usize) -> HopSet {
-        self.hops.get(hop).cloned().flatten().unwrap_or_default()
+    pub(super) fn at(&self, hop: usize) -> &HopSet {
+        const NONE: &HopSet = &HopSet {
+            image: Vec::new(),
+            text: Vec::new(),
+            joint_text: Vec::new(),
+        };
+        self.hops.get(hop).and_then(Option::as_ref).unwrap_or(NONE)
     }
 }
 

@@ -32,7 +32,6 @@ async fn insert(store: &Store, model: &Model, run_id: &str, rows: &[Row<'_>]) ->
     if rows.is_empty() {
         return Ok(());
     }
-    crate::inference::check_space_owner(store, model).await?;
     let spec = space_spec(model)?;
     let dim = model.dim();
     let text = |f: &dyn Fn(&Row) -> Option<String>| -> ArrayRef {

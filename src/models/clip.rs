@@ -274,7 +274,6 @@ impl Encoder for Clip {
         let mut checkpoint = Checkpoint::open(files, device)?;
         let vb = checkpoint.var_builder(files, device)?;
         let spec = files.spec.clone();
-        let text_shape = checkpoint.text_shape(&spec)?;
         let vision_shape = checkpoint.vision_shape(&spec)?;
         let (t, v) = (
             &checkpoint.config.text_config,
@@ -293,7 +292,6 @@ impl Encoder for Clip {
             eos_token_id: t.eos_token_id.unwrap_or(2),
             projection_dim: Some(dim),
         };
-        debug_assert_eq!(text_shape.hidden, t.hidden_size);
         let vision_shape = VisionShape {
             layer: vision_shape,
             layers: v.num_hidden_layers,
