@@ -458,7 +458,8 @@ fn a_half_precision_unet_stays_close_to_float32() {
     let expected = floats(&reference["final_latent"]);
     let scale = expected.iter().fold(1f32, |m, v| m.max(v.abs()));
     let diff = max_abs_diff(&got, &expected);
-    // diffusers' own float16 UNet moves this latent by 0.224 from its float32 one (2.8% of the scale: the random
+    // diffusers' own float16 UNet moves this latent by 0.224 from its float32 one (fixtures/models/
+    // measure_fp16_drift.py; 2.8% of the scale: the random
     // UNet's activations and guidance 7.5 amplify float16's rounding); vlmdb's moves it by about as much.
     assert!(
         diff / scale < 4e-2,
