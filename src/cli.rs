@@ -5,9 +5,12 @@
 
 pub mod args;
 pub mod commands;
+pub mod completion;
+pub mod display;
 pub mod experiments;
 pub mod format;
 pub mod meta;
+pub mod report;
 pub mod shell;
 
 use std::io::Write;
@@ -83,7 +86,7 @@ async fn open_store(path: &std::path::Path, create: bool) -> Result<Store> {
         .map(|t| t.name)
         .collect();
     store
-        .add_missing_columns(&fixed.iter().map(String::as_str).collect::<Vec<_>>())
+        .upgrade_tables(&fixed.iter().map(String::as_str).collect::<Vec<_>>())
         .await?;
     for id in crate::store::liveness::mark_interrupted(&store).await? {
         crate::progress::note(&format!(

@@ -79,6 +79,11 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// The user interrupted a running statement (Ctrl-C in the shell); a write is either committed whole or not
+    /// at all.
+    #[error("cancelled (Ctrl-C)")]
+    Cancelled,
+
     /// No embedding space by this name (nor a model whose space exists).
     #[error("unknown space '{name}'{}", known_spaces(.known))]
     UnknownSpace { name: String, known: Vec<String> },

@@ -75,6 +75,21 @@ pub fn decode(bytes: &[u8]) -> Result<(DynamicImage, ImageInfo), String> {
     Ok((image, info))
 }
 
+/// Format and size from the header alone (no pixels decoded): what a shell shows for a binary cell. `None` for
+/// bytes that are not an image of a known format.
+pub fn header(bytes: &[u8]) -> Option<ImageInfo> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?;
+    let format = reader.format()?;
+    let (width, height) = reader.into_dimensions().ok()?;
+    Some(ImageInfo {
+        width,
+        height,
+        format,
+    })
+}
+
 /// True when a JPEG's last scan is followed by its end-of-image marker (`FF D9`). The JPEG decoder fills a cut
 /// scan with grey and reports nothing; Pillow refuses such a file ("image file is truncated"), and so do we.
 /// Bytes after the marker (data some cameras append) are allowed, as Pillow allows them.

@@ -89,7 +89,7 @@ pub struct IngestOptions {
 }
 
 /// What an ingest did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IngestSummary {
     pub run_id: String,
     /// Accepted images, and how many of them were new or changed (the rest were already stored as they are).
@@ -239,11 +239,17 @@ pub async fn ingest(store: &Store, options: IngestOptions) -> Result<IngestSumma
         config,
         seed,
     };
-    let run = Run::open_continuing(store, spec).await?;
+    let mut run = Run::open_continuing(store, spec).await?;
     let run_id = run.id().to_string();
     let before = writer::versions(store).await;
     let outcome = match before {
         Ok(before) => {
+            // The stored rows it compares with are read at these versions, before the first write.
+            for (table, version) in &before {
+                if writer::READS.contains(&table.as_str()) {
+                    run.record_input(table, *version);
+                }
+            }
             let result = write(store, &options, collected, &run_id).await;
             if result.is_err() {
                 // Leave no row of this ingest behind; the write error is what the user needs to see.

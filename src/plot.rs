@@ -174,6 +174,107 @@ fn hsl(hue: f64, saturation: f64, lightness: f64) -> RGBColor {
     RGBColor(byte(r), byte(g), byte(b))
 }
 
+/// How a legend entry is marked: a short line (curves) or a dot (points).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Line,
+    Dot,
+}
+
+/// One entry of a legend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegendEntry {
+    pub label: String,
+    pub colour: RGBColor,
+    pub mark: Mark,
+}
+
+/// Height of one legend row, in pixels.
+const LEGEND_ROW: i32 = 18;
+/// The label font's size.
+const LEGEND_FONT: u32 = 12;
+
+/// The width of a legend column beside the data for `entries` (at most a third of `area`'s width).
+pub fn legend_width(area: &Area<'_>, entries: &[LegendEntry]) -> u32 {
+    use plotters::style::{IntoFont, TextStyle};
+    let style = TextStyle::from((FONT, LEGEND_FONT).into_font());
+    let widest = entries
+        .iter()
+        .filter_map(|e| area.estimate_text_size(&e.label, &style).ok())
+        .map(|(w, _)| w)
+        .max()
+        .unwrap_or(0);
+    (widest + 44).min(area.dim_in_pixel().0 / 3)
+}
+
+/// Draw `entries` top-down in `area` (a column beside the data, so the legend never covers it), starting `top`
+/// pixels down; entries that do not fit are counted in a last line.
+pub fn draw_legend(area: &Area<'_>, entries: &[LegendEntry], top: i32) -> DrawResult {
+    use plotters::element::{Circle, PathElement, Text};
+    use plotters::style::{Color, IntoFont};
+    let font = (FONT, LEGEND_FONT).into_font();
+    let (width, height) = area.dim_in_pixel();
+    let rows = ((height as i32 - top) / LEGEND_ROW).max(1) as usize;
+    let shown = if entries.len() > rows {
+        rows - 1
+    } else {
+        entries.len()
+    };
+    for (i, entry) in entries.iter().take(shown).enumerate() {
+        let y = top + i as i32 * LEGEND_ROW;
+        match entry.mark {
+            Mark::Line => area.draw(&PathElement::new(
+                vec![(6, y), (26, y)],
+                entry.colour.stroke_width(2),
+            ))?,
+            Mark::Dot => area.draw(&Circle::new((16, y), 4, entry.colour.filled()))?,
+        }
+        let room = width.saturating_sub(36) as usize / 6;
+        let label: String = if entry.label.chars().count() > room {
+            let cut: String = entry.label.chars().take(room.saturating_sub(1)).collect();
+            format!("{cut}…")
+        } else {
+            entry.label.clone()
+        };
+        area.draw(&Text::new(label, (32, y - 7), font.clone()))?;
+    }
+    if shown < entries.len() {
+        let y = top + shown as i32 * LEGEND_ROW;
+        area.draw(&Text::new(
+            format!("… {} more", entries.len() - shown),
+            (32, y - 7),
+            font,
+        ))?;
+    }
+    Ok(())
+}
+
+/// A tick label: up to four significant digits, no trailing zeros.
+pub fn tick_label(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs();
+    if (1e-4..1e6).contains(&magnitude) {
+        let decimals = (3 - magnitude.log10().floor() as i32).max(0) as usize;
+        let text = format!("{v:.decimals$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+/// How many tick labels an axis of whole numbers (steps, epochs, hops) over `range` gets, so that no tick falls
+/// between two numbers.
+pub fn whole_number_ticks(range: &std::ops::Range<f64>) -> usize {
+    let whole = (range.end.floor() - range.start.ceil()).max(0.0) as usize + 1;
+    whole.clamp(1, 10)
+}
+
 /// A range that covers `values` with a margin of `pad` of its span on each side (a unit span around a single value).
 pub fn padded_range(values: impl Iterator<Item = f64>, pad: f64) -> std::ops::Range<f64> {
     let (lo, hi) = values
@@ -194,6 +295,18 @@ pub fn padded_range(values: impl Iterator<Item = f64>, pad: f64) -> std::ops::Ra
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(0.001), "0.001");
+        assert_eq!(tick_label(3.16227766), "3.162");
+        assert_eq!(tick_label(1000.0), "1000");
+        assert_eq!(tick_label(0.00095), "0.00095");
+        assert_eq!(tick_label(2e-5), "2.00e-5");
+        assert_eq!(whole_number_ticks(&(-0.06..3.06)), 4);
+        assert_eq!(whole_number_ticks(&(-0.5..0.5)), 1);
+        assert_eq!(whole_number_ticks(&(0.0..1000.0)), 10);
+    }
 
     #[test]
     fn palette_colours_are_distinct() {

@@ -7,6 +7,7 @@ pub mod dml;
 pub mod functions;
 pub mod memory;
 pub mod params;
+pub mod reads;
 pub mod udaf;
 pub mod udf;
 pub mod udtf;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement as SqlStatement};
@@ -27,6 +30,7 @@ use crate::store::Store;
 pub use access::ExternalAccess;
 use catalog::StoreSchema;
 pub use params::{ParamValue, Params};
+pub use reads::ReadLog;
 
 /// The catalog and schema the store's tables are registered under (the session's defaults, so bare names work).
 const CATALOG: &str = "vlmdb";
@@ -95,6 +99,7 @@ pub struct Engine {
     ctx: SessionContext,
     store: Store,
     tables: Arc<StoreSchema>,
+    reads: ReadLog,
     access: ExternalAccess,
 }
 
@@ -118,7 +123,8 @@ impl Engine {
             .with_memory_limit(memory::limit(), 1.0)
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let tables = Arc::new(StoreSchema::new(store.clone()));
+        let reads = ReadLog::default();
+        let tables = Arc::new(StoreSchema::new(store.clone(), reads.clone()));
         tables.refresh().await?;
         let catalog = ctx.catalog(CATALOG).ok_or_else(|| {
             Error::Usage(format!("DataFusion session has no catalog '{CATALOG}'"))
@@ -134,11 +140,12 @@ impl Engine {
         for function in udaf::functions() {
             ctx.register_udaf(function);
         }
-        udtf::register(&ctx, &store, device);
+        udtf::register(&ctx, &store, device, reads.clone());
         Ok(Engine {
             ctx,
             store,
             tables,
+            reads,
             access: ExternalAccess::default(),
         })
     }
@@ -166,9 +173,10 @@ impl Engine {
         &self.store
     }
 
-    /// Versions of the store tables read so far in this session (for run records).
+    /// Versions of the store tables read so far in this session, by its statements and its table functions (for
+    /// run records).
     pub fn reads(&self) -> BTreeMap<String, u64> {
-        self.tables.reads()
+        self.reads.tables()
     }
 
     /// Split `sql` into statements.
@@ -195,11 +203,16 @@ impl Engine {
                 "'{name}' is a table of the store; store tables are not dropped from SQL"
             )));
         }
+        let read_before = self.reads.tables();
         let state = self.ctx.state();
         let plan = state
             .statement_to_plan(statement)
             .await
             .map_err(Error::from_datafusion)?;
+        if let Some(target) = unread_insert_target(&plan) {
+            self.reads
+                .restore(&target, read_before.get(&target).copied());
+        }
         if let Some(result) =
             dml::execute(&self.ctx, &self.store, &self.tables.store_names(), &plan).await?
         {
@@ -247,6 +260,31 @@ impl Engine {
         }
         Ok(results)
     }
+}
+
+/// The table an `INSERT` writes when the statement does not also read it: planning opened it as it opens a table
+/// that is read, but only the rows of the `SELECT` / `VALUES` are read (a session view that reads it was noted
+/// when it was defined).
+fn unread_insert_target(plan: &LogicalPlan) -> Option<String> {
+    let LogicalPlan::Dml(dml) = plan else {
+        return None;
+    };
+    if !matches!(dml.op, WriteOp::Insert(_)) {
+        return None;
+    }
+    let target = dml.table_name.table();
+    let mut read = false;
+    // The closure never fails, so neither does the walk.
+    let _ = dml.input.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && catalog::split_version(scan.table_name.table()).0 == target
+        {
+            read = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    (!read).then(|| target.to_string())
 }
 
 /// True when the statement changes a store table (as opposed to reading, or defining session views).

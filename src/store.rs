@@ -263,11 +263,12 @@ impl Store {
         }
     }
 
-    /// Give the existing fixed tables among `names` the nullable columns their schema files gained since they were
-    /// made (runs' process columns, pairs' provenance, …), all NULL, so stores made by earlier versions keep
-    /// working. A read-only store is left as it is (its readers see the columns it has).
-    pub async fn add_missing_columns(&self, names: &[&str]) -> Result<()> {
-        use lancedb::table::NewColumnTransform;
+    /// Bring the existing fixed tables among `names` up to their schema files, so stores made by earlier versions
+    /// keep working: columns renamed since (`renamed` lines: `clusters.cluster` is now `cluster_id`) get their new
+    /// name, and the nullable columns added since (runs' process columns, pairs' provenance, …) are added, all
+    /// NULL. A read-only store is left as it is (its readers see the columns it has).
+    pub async fn upgrade_tables(&self, names: &[&str]) -> Result<()> {
+        use lancedb::table::{ColumnAlteration, NewColumnTransform};
         for name in names {
             let Some(spec) = schema::fixed_table(name)? else {
                 continue;
@@ -277,25 +278,43 @@ impl Store {
             let Ok(table) = self.open_table(name).await else {
                 continue;
             };
-            let actual = table.schema().await?;
-            let wanted = spec.arrow_schema();
-            let missing: Vec<arrow::datatypes::Field> = wanted
-                .fields()
-                .iter()
-                .filter(|f| f.is_nullable() && actual.field_with_name(f.name()).is_err())
-                .map(|f| f.as_ref().clone())
-                .collect();
-            if missing.is_empty() || self.ensure_table_writable(name, "adding columns").is_err() {
+            let pending = TableUpgrade::of(&spec, table.schema().await?.as_ref());
+            if pending.is_empty() {
+                continue;
+            }
+            if self
+                .ensure_table_writable(name, "upgrading its columns")
+                .is_err()
+            {
+                for r in &pending.renames {
+                    crate::progress::note(&format!(
+                        "table '{name}' is read-only and keeps its old column '{}' (now '{}'): query it by the \
+                         old name",
+                        r.from, r.to
+                    ));
+                }
                 continue;
             }
             let _lock = self.write_lock().await?;
-            table
-                .add_columns()
-                .transform(NewColumnTransform::AllNulls(std::sync::Arc::new(
-                    arrow::datatypes::Schema::new(missing),
-                )))
-                .execute()
-                .await?;
+            // Another process may have upgraded it while this one waited for the lock.
+            let upgrade = TableUpgrade::of(&spec, table.schema().await?.as_ref());
+            if !upgrade.renames.is_empty() {
+                let renames: Vec<ColumnAlteration> = upgrade
+                    .renames
+                    .iter()
+                    .map(|r| ColumnAlteration::new(r.from.clone()).rename(r.to.clone()))
+                    .collect();
+                table.alter_columns(&renames).await?;
+            }
+            if !upgrade.missing.is_empty() {
+                table
+                    .add_columns()
+                    .transform(NewColumnTransform::AllNulls(std::sync::Arc::new(
+                        arrow::datatypes::Schema::new(upgrade.missing),
+                    )))
+                    .execute()
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -323,6 +342,40 @@ impl Store {
             }
         }
         Ok(created)
+    }
+}
+
+/// What a table written by an earlier version lacks against its schema file.
+struct TableUpgrade {
+    /// Columns still under their old name.
+    renames: Vec<schema::Rename>,
+    /// Nullable columns it does not have (under either name).
+    missing: Vec<arrow::datatypes::Field>,
+}
+
+impl TableUpgrade {
+    fn of(spec: &TableSpec, actual: &arrow::datatypes::Schema) -> TableUpgrade {
+        let has = |column: &str| actual.field_with_name(column).is_ok();
+        let renames: Vec<schema::Rename> = spec
+            .renames
+            .iter()
+            .filter(|r| has(&r.from) && !has(&r.to))
+            .cloned()
+            .collect();
+        let missing = spec
+            .arrow_schema()
+            .fields()
+            .iter()
+            .filter(|f| {
+                f.is_nullable() && !has(f.name()) && !renames.iter().any(|r| r.to == *f.name())
+            })
+            .map(|f| f.as_ref().clone())
+            .collect();
+        TableUpgrade { renames, missing }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.renames.is_empty() && self.missing.is_empty()
     }
 }
 

@@ -35,7 +35,8 @@ fn every_output_format() {
     assert_success(&table);
     assert_eq!(
         stdout(&table),
-        "+---+-----+---+\n| n | s   | z |\n+---+-----+---+\n| 1 | a,b |   |\n+---+-----+---+\n"
+        "+---+-----+------+\n| n | s   | z    |\n+---+-----+------+\n| 1 | a,b | NULL |\n+---+-----+------+\n",
+        "NULL is shown apart from ''"
     );
     let csv = store.vlmdb(&["sql", sql, "--format", "csv"]);
     assert_eq!(stdout(&csv), "n,s,z\n1,\"a,b\",\n");
@@ -53,6 +54,34 @@ fn every_output_format() {
     assert_eq!(stdout(&empty), "caption_id\n");
     let empty_json = store.vlmdb(&["sql", "SELECT caption_id FROM captions", "--format", "json"]);
     assert_eq!(stdout(&empty_json), "[]\n");
+}
+
+/// Tables show floats at six significant digits (CSV and JSON keep every digit); the results of several
+/// statements in CSV are separated by an empty line, so each parses on its own (issue 25).
+#[test]
+fn readable_floats_and_separated_results() {
+    let store = TestStore::initialised();
+    let sql = "SELECT 1.0 / 3 AS third, CAST(0.1 AS FLOAT) AS tenth, 1e-7 AS tiny";
+    let table = store.vlmdb(&["sql", sql]);
+    assert_success(&table);
+    assert!(
+        stdout(&table).contains("| 0.333333 | 0.1   | 1e-7 |"),
+        "{}",
+        stdout(&table)
+    );
+    let csv = store.vlmdb(&["sql", sql, "--format", "csv"]);
+    assert_eq!(
+        stdout(&csv),
+        "third,tenth,tiny\n0.3333333333333333,0.1,1e-7\n"
+    );
+    let several = store.vlmdb(&[
+        "sql",
+        "SELECT 1 AS a; SELECT 2 AS b, 3 AS c",
+        "--format",
+        "csv",
+    ]);
+    assert_success(&several);
+    assert_eq!(stdout(&several), "a\n1\n\nb,c\n2,3\n");
 }
 
 #[test]
@@ -75,7 +104,10 @@ fn several_statements_run_in_order_from_a_file() {
         "csv",
     ]);
     assert_success(&out);
-    assert_eq!(stdout(&out), "count\n1\ncount\n1\nname,total\nloss,3.0\n");
+    assert_eq!(
+        stdout(&out),
+        "count\n1\n\ncount\n1\n\nname,total\nloss,3.0\n"
+    );
     // Both rows carry the run id of the one `sql` run that wrote them.
     let runs = store.csv(
         "SELECT count(DISTINCT m.run_id) AS runs, min(r.status) AS status, min(r.kind) AS kind \

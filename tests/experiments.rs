@@ -420,3 +420,23 @@ fn metrics_import_round_trips_a_csv_and_a_json_log() {
     ]);
     assert_fails_with(&out, "name it .csv or .json, or pass --csv or --json");
 }
+
+/// A bad cell of an imported log is named as the user wrote it, not as Rust debug text (issue 25 item 12).
+#[test]
+fn a_bad_log_cell_is_named_plainly() {
+    let store = TestStore::initialised();
+    let log = store.dir.path().join("log.csv");
+    std::fs::write(&log, "step,loss\n1,2.0\n2,oops\n").expect("log");
+    let out = store.vlmdb(&[
+        "import",
+        "metrics",
+        log.to_str().unwrap_or_default(),
+        "--run-name",
+        "x",
+    ]);
+    assert_fails_with(
+        &out,
+        "row 2, column 'loss': 'oops' is not a number (the column's other values are)",
+    );
+    assert!(!stderr(&out).contains("Text("), "{}", stderr(&out));
+}

@@ -9,7 +9,7 @@ use vlmdb::plot::contact_sheet::Geometry;
 use vlmdb::plot::palette;
 
 use crate::common::{
-    TestStore, assert_fails_with, assert_success, retrieval_store, run_in_parens, stdout,
+    TestStore, assert_fails_with, assert_success, retrieval_store, run_in_parens, stderr, stdout,
 };
 
 /// Cluster the shapes images of space `ref` (k = 4, seed 1) and return the run id.
@@ -178,7 +178,7 @@ fn contact_sheet_cells_carry_their_own_images_dominant_colour() {
         &["contact-sheet", "--per-cluster", "5", "--thumb", "48"],
     );
     let members = store.csv(&format!(
-        "SELECT \"cluster\", item_id FROM clusters WHERE run_id = '{run}' ORDER BY \"cluster\", distance, item_id"
+        "SELECT cluster_id, item_id FROM clusters WHERE run_id = '{run}' ORDER BY cluster_id, distance, item_id"
     ));
     let mut rows: Vec<(i64, Vec<String>)> = Vec::new();
     for line in members.lines().skip(1) {
@@ -396,16 +396,20 @@ fn bad_plot_arguments_are_clear_errors_and_store_nothing() {
                 "--out",
                 png,
             ],
-            "the plot query returned no column 'cluster'",
-        ),
-        (
-            vec!["plot", "metrics", "--run", &run],
-            "plot needs --out FILE.png",
+            "the plot query returned no column 'cluster_id'",
         ),
     ] {
         assert_fails_with(&store.vlmdb(&args), error);
         assert!(!Path::new(png).exists(), "{args:?} wrote a file");
     }
+    // --out is required, and said so by the usage line.
+    let missing = store.vlmdb(&["plot", "metrics", "--run", &run]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("Usage: vlmdb plot metrics --out <FILE.png> --run <RUNS>"),
+        "{}",
+        stderr(&missing)
+    );
     assert_eq!(artifacts(), before);
 }
 
@@ -428,4 +432,112 @@ fn a_tsne_scatter_of_a_small_set_needs_no_perplexity() {
     ]);
     assert_success(&out);
     assert!(out_path.is_file());
+}
+
+/// `plot metrics` draws one panel per metric sharing the x axis (a loss of 4 and a learning rate of 0.001 each on
+/// their own y axis), `--panels single` puts them on one axis, and `--log-y` refuses values ≤ 0 (issue 25).
+#[test]
+fn metric_panels_and_a_log_axis() {
+    let store = TestStore::initialised();
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("log.csv");
+    std::fs::write(
+        &log,
+        "step,loss,lr\n1,4.0,0.001\n2,3.0,0.001\n3,2.5,0.0005\n",
+    )
+    .expect("log");
+    let import = store.vlmdb(&[
+        "import",
+        "metrics",
+        log.to_str().unwrap_or_default(),
+        "--run-name",
+        "old",
+        "--format",
+        "json",
+    ]);
+    assert_success(&import);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&import)).expect("json");
+    let run = report["run_id"].as_str().expect("run id").to_string();
+
+    let png_path = dir.path().join("panels.png");
+    let out = store.vlmdb(&[
+        "plot",
+        "metrics",
+        "--run",
+        &run,
+        "--out",
+        png_path.to_str().unwrap_or_default(),
+    ]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("2 series in 2 panels, 6 points"),
+        "{}",
+        stdout(&out)
+    );
+    let png = image::open(&png_path).expect("png").to_rgb8();
+    let (width, height) = png.dimensions();
+    let in_rows = |colour: plotters::style::RGBColor, rows: std::ops::Range<u32>| {
+        rows.flat_map(|y| (0..width).map(move |x| (x, y)))
+            .filter(|&(x, y)| png.get_pixel(x, y).0 == [colour.0, colour.1, colour.2])
+            .count()
+    };
+    // The loss (colour 0) is drawn in the upper panel only, the learning rate (colour 1) in the lower one too.
+    assert_eq!(in_rows(palette(0), height / 2 + 10..height), 0);
+    assert!(in_rows(palette(1), height / 2 + 10..height) > 50);
+
+    let single = store.vlmdb(&[
+        "plot",
+        "metrics",
+        "--run",
+        &run,
+        "--panels",
+        "single",
+        "--log-y",
+        "--out",
+        png_path.to_str().unwrap_or_default(),
+        "--format",
+        "json",
+    ]);
+    assert_success(&single);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&single)).expect("json");
+    assert!(
+        report["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("2 series in 1 panel,")),
+        "{report}"
+    );
+    let config = store.csv(&format!(
+        "SELECT key, value FROM run_configs('{}') WHERE key IN ('config.single_axis', 'config.log_y') ORDER BY key",
+        report["run_id"].as_str().expect("run id")
+    ));
+    assert_eq!(
+        config,
+        "key,value\nconfig.log_y,true\nconfig.single_axis,true\n"
+    );
+
+    std::fs::write(&log, "step,delta\n1,0.5\n2,0.0\n").expect("log");
+    let import = store.vlmdb(&[
+        "import",
+        "metrics",
+        log.to_str().unwrap_or_default(),
+        "--run-name",
+        "zero",
+        "--format",
+        "json",
+    ]);
+    assert_success(&import);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&import)).expect("json");
+    let refused = store.vlmdb(&[
+        "plot",
+        "metrics",
+        "--run",
+        report["run_id"].as_str().expect("run id"),
+        "--log-y",
+        "--out",
+        png_path.to_str().unwrap_or_default(),
+    ]);
+    assert_fails_with(
+        &refused,
+        "--log-y: 'delta' is 0 at step 2; a log axis needs values above 0",
+    );
 }

@@ -6,13 +6,16 @@ use crate::common::{
     write_parquet,
 };
 
-/// `vlmdb eval … --format json` as (direction, name, dim) -> value.
+/// The rows of `vlmdb eval … --format json` (the run's report with its metric rows) as (direction, name, dim,
+/// value).
 fn eval_json(store: &TestStore, args: &[&str]) -> Vec<(String, String, i64, f64)> {
     let mut full = vec!["eval", "--format", "json"];
     full.extend_from_slice(args);
     let out = store.vlmdb(&full);
     assert_success(&out);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).expect("eval JSON");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("eval JSON");
+    assert!(report["run_id"].is_string(), "{report}");
+    let rows = report["rows"].as_array().expect("rows");
     rows.iter()
         .map(|r| {
             (
@@ -507,7 +510,7 @@ fn cluster_writes_clusters_centroids_and_inertia_reproducibly() {
     again.extend(["--iteration", "1"]);
     assert_success(&store.vlmdb(&again));
     let csv = store.csv(
-        "SELECT iteration, count(*), count(DISTINCT cluster), sum(CASE WHEN distance >= 0 THEN 1 ELSE 0 END) \
+        "SELECT iteration, count(*), count(DISTINCT cluster_id), sum(CASE WHEN distance >= 0 THEN 1 ELSE 0 END) \
          FROM clusters GROUP BY iteration ORDER BY iteration",
     );
     assert_eq!(
@@ -518,7 +521,7 @@ fn cluster_writes_clusters_centroids_and_inertia_reproducibly() {
     // The same seed gives the same assignment; centroid sizes add up; inertia never rises over the steps.
     let csv = store.csv(
         "SELECT count(*) FROM clusters a JOIN clusters b ON a.item_id = b.item_id \
-         WHERE a.iteration = 0 AND b.iteration = 1 AND a.cluster <> b.cluster",
+         WHERE a.iteration = 0 AND b.iteration = 1 AND a.cluster_id <> b.cluster_id",
     );
     assert_eq!(csv.lines().nth(1), Some("0"), "{csv}");
     let csv = store.csv(
@@ -529,6 +532,22 @@ fn cluster_writes_clusters_centroids_and_inertia_reproducibly() {
         ["0,30,4,16", "1,30,4,16"],
         "{csv}"
     );
+    // The cluster number is `cluster_id`, which needs no quotes (`cluster` is a SQL keyword; issue 25).
+    let csv =
+        store.csv("SELECT item_id, cluster_id FROM clusters WHERE iteration = 0 ORDER BY item_id");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "item_id,cluster_id", "{csv}");
+    assert_eq!(rows.len(), 31, "{csv}");
+    assert!(
+        rows[1..].iter().all(|r| r.starts_with("shapes/")
+            && matches!(
+                r.rsplit_once(',').map(|(_, c)| c),
+                Some("0" | "1" | "2" | "3")
+            )),
+        "{csv}"
+    );
+    let csv = store.csv("SELECT cluster_id FROM centroids WHERE iteration = 0 ORDER BY cluster_id");
+    assert_eq!(csv, "cluster_id\n0\n1\n2\n3\n");
     let csv = store.csv(
         "SELECT count(*) FROM metrics a JOIN metrics b ON a.run_id = b.run_id AND b.step = a.step + 1 \
          WHERE a.name = 'inertia' AND b.name = 'inertia' AND b.value > a.value + 1e-9",
@@ -638,7 +657,7 @@ fn drift_tracking_reports_a_planted_shift() {
     );
     // The moved group's cluster in iteration 1, from the stored assignment of scene_021.
     let csv = store.csv(&format!(
-        "SELECT cluster FROM clusters WHERE run_id = '{}' AND item_id = 'shapes/scene_021'",
+        "SELECT cluster_id FROM clusters WHERE run_id = '{}' AND item_id = 'shapes/scene_021'",
         runs[1]
     ));
     let moved = csv.lines().nth(1).unwrap_or_default().to_string();

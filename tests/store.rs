@@ -285,7 +285,7 @@ async fn tables_of_earlier_stores_gain_the_new_columns() {
     }
     let reopened = Store::open(store.root()).await.expect("reopen");
     reopened
-        .add_missing_columns(&["pairs", "runs", "images"])
+        .upgrade_tables(&["pairs", "runs", "images"])
         .await
         .expect("add columns");
     for table in ["pairs", "runs"] {
@@ -314,4 +314,129 @@ async fn tables_of_earlier_stores_gain_the_new_columns() {
     run.close(&reopened, Ok::<(), Error>(()))
         .await
         .expect("close");
+}
+
+/// Write `clusters` and `centroids` at `store` as vlmdb wrote them before the column `cluster` (a SQL keyword)
+/// became `cluster_id`: run `old`, three items in two clusters.
+async fn old_cluster_tables(store: &std::path::Path) {
+    use arrow::array::{Int32Array, Int64Array, ListArray};
+    use arrow::datatypes::{Float32Type, Schema};
+    let conn = lancedb::connect(store.to_str().expect("utf8"))
+        .execute()
+        .await
+        .expect("connect");
+    let clusters = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("iteration", DataType::Int32, false),
+            Field::new("item_id", DataType::Utf8, false),
+            Field::new("cluster", DataType::Int32, false),
+            Field::new("distance", DataType::Float32, false),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["old"; 3])) as ArrayRef,
+            Arc::new(Int32Array::from(vec![0; 3])),
+            Arc::new(StringArray::from(vec!["a", "b", "c"])),
+            Arc::new(Int32Array::from(vec![0, 1, 1])),
+            Arc::new(Float32Array::from(vec![0.5, 0.25, 0.125])),
+        ],
+    )
+    .expect("clusters batch");
+    let vector = Field::new_list_field(DataType::Float32, true);
+    let centroids = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("iteration", DataType::Int32, false),
+            Field::new("cluster", DataType::Int32, false),
+            Field::new("size", DataType::Int64, false),
+            Field::new("vector", DataType::List(Arc::new(vector)), false),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["old"; 2])) as ArrayRef,
+            Arc::new(Int32Array::from(vec![0; 2])),
+            Arc::new(Int32Array::from(vec![0, 1])),
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>([
+                Some([Some(1.0), Some(0.0)]),
+                Some([Some(0.0), Some(1.0)]),
+            ])),
+        ],
+    )
+    .expect("centroids batch");
+    for (name, batch) in [("clusters", clusters), ("centroids", centroids)] {
+        conn.drop_table(name, &[]).await.expect("drop");
+        conn.create_table(name, batch)
+            .execute()
+            .await
+            .expect("create the old layout");
+    }
+}
+
+/// A store written before `clusters.cluster` and `centroids.cluster` became `cluster_id` (issue 25): the first
+/// command renames the columns, keeping the rows, so SQL reads them unquoted, the cluster-tracking functions
+/// read them, and the tables match the schema files again.
+#[test]
+fn cluster_columns_of_earlier_stores_are_renamed_on_open() {
+    let store = crate::common::TestStore::initialised();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(old_cluster_tables(&store.path()));
+    assert_eq!(
+        store.csv("SELECT item_id, cluster_id, distance FROM clusters ORDER BY item_id"),
+        "item_id,cluster_id,distance\na,0,0.5\nb,1,0.25\nc,1,0.125\n"
+    );
+    assert_eq!(
+        store.csv("SELECT cluster_id, size FROM centroids ORDER BY cluster_id"),
+        "cluster_id,size\n0,1\n1,2\n"
+    );
+    assert_eq!(
+        store.csv("SELECT from_cluster, to_cluster, from_size FROM cluster_matching('old', 'old')"),
+        "from_cluster,to_cluster,from_size\n0,0,1\n1,1,2\n"
+    );
+    assert_eq!(
+        store.csv("SELECT items, ari FROM cluster_agreement('old', 'old')"),
+        "items,ari\n3,1.0\n"
+    );
+    runtime.block_on(async {
+        let reopened = Store::open(&store.path()).await.expect("open");
+        for table in ["clusters", "centroids"] {
+            let spec = schema::fixed_table(table).expect("spec").expect("fixed");
+            let actual = reopened
+                .open_table(table)
+                .await
+                .expect("table")
+                .schema()
+                .await
+                .expect("schema");
+            check_compatible(&spec, &actual).expect("the schema file's columns");
+        }
+    });
+}
+
+/// A read-only store keeps its old column name: it still opens, the rows read under the old name, and a note
+/// says why the new one is missing.
+#[test]
+fn a_read_only_earlier_store_keeps_its_cluster_column() {
+    use std::os::unix::fs::PermissionsExt;
+    let store = crate::common::TestStore::initialised();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(old_cluster_tables(&store.path()));
+    std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    let out = store.vlmdb(&[
+        "sql",
+        "SELECT count(\"cluster\") AS n FROM clusters",
+        "--format",
+        "csv",
+    ]);
+    std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod back");
+    crate::common::assert_success(&out);
+    assert_eq!(crate::common::stdout(&out), "n\n3\n");
+    let notes = crate::common::stderr(&out);
+    assert!(
+        notes.contains(
+            "table 'clusters' is read-only and keeps its old column 'cluster' (now 'cluster_id')"
+        ),
+        "{notes}"
+    );
 }

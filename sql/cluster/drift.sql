@@ -23,15 +23,15 @@ FROM drift_matched
 UNION ALL
 SELECT 'centroid_similarity', concat('cluster:', CAST(to_cluster AS VARCHAR)), similarity FROM drift_matched
 UNION ALL
-SELECT 'cluster_size', concat('cluster:', CAST(cluster AS VARCHAR)), CAST(size AS DOUBLE)
+SELECT 'cluster_size', concat('cluster:', CAST(cluster_id AS VARCHAR)), CAST(size AS DOUBLE)
 FROM centroids WHERE run_id = $to_run
 UNION ALL
-SELECT 'mean_similarity', concat('cluster:', CAST(c.cluster AS VARCHAR)),
+SELECT 'mean_similarity', concat('cluster:', CAST(c.cluster_id AS VARCHAR)),
        avg(CASE WHEN r.config LIKE '%"metric":"cosine"%' THEN 1.0 - c.distance
                 ELSE 1.0 - c.distance * c.distance / 2.0 END)
 FROM clusters c JOIN runs r ON r.run_id = c.run_id
 WHERE c.run_id = $to_run
-GROUP BY c.cluster, r.config
+GROUP BY c.cluster_id, r.config
 UNION ALL
 SELECT 'ari', CAST(NULL AS VARCHAR), ari FROM cluster_agreement($from_run, $to_run)
 UNION ALL

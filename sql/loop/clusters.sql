@@ -17,17 +17,17 @@ WITH loop_run AS (
 members AS (
     -- Hop H items are <loop run>/<item>/hop<H>[/caption] (src/caption_loop/lineage.rs); hop 0 images are the
     -- dataset's own ids.
-    SELECT c.run_id, c."cluster",
+    SELECT c.run_id, c.cluster_id,
            regexp_replace(regexp_replace(c.item_id, '/hop[0-9]+(/caption)?$', ''), concat('^', l.run, '/'), '')
                AS item
     FROM clusters c CROSS JOIN loop_run l
     WHERE c.run_id = $from_run OR c.run_id = $to_run
 ),
 moves AS (
-    SELECT f."cluster" AS from_cluster, t."cluster" AS to_cluster, count(*) AS n
+    SELECT f.cluster_id AS from_cluster, t.cluster_id AS to_cluster, count(*) AS n
     FROM members f JOIN members t ON f.item = t.item
     WHERE f.run_id = $from_run AND t.run_id = $to_run
-    GROUP BY f."cluster", t."cluster"
+    GROUP BY f.cluster_id, t.cluster_id
 )
 SELECT m.from_cluster, m.to_cluster, m.similarity, m.drift, m.from_size, m.to_size,
        coalesce(v.n, 0) AS followed,

@@ -9,8 +9,9 @@
 --   series   the metric name with the qualifiers that tell its values apart: direction, k=, dim=, split
 --   x        the step or iteration (rows with neither are left out: they are not on a curve)
 --   y        the value; several values of one series at one x (per-item metrics) are averaged
+--   x_axis   'step' or 'iteration': what x counts (names the axis; optional in a --query file)
 
-SELECT run_id, series, x, avg(value) AS y
+SELECT run_id, series, x, avg(value) AS y, x_axis
 FROM (
     SELECT run_id,
            concat(name, ' ' || direction, ' k=' || CAST(k AS VARCHAR), ' dim=' || CAST(dim AS VARCHAR),
@@ -18,11 +19,12 @@ FROM (
            CAST(CASE $x WHEN 'step' THEN step
                         WHEN 'iteration' THEN CAST(iteration AS BIGINT)
                         ELSE coalesce(step, CAST(iteration AS BIGINT)) END AS DOUBLE) AS x,
+           CASE WHEN $x = 'iteration' OR ($x IS NULL AND step IS NULL) THEN 'iteration' ELSE 'step' END AS x_axis,
            value
     FROM metrics
     WHERE array_has(string_to_array($runs, ','), run_id)
       AND ($metrics IS NULL OR array_has(string_to_array($metrics, ','), name))
 ) points
 WHERE x IS NOT NULL
-GROUP BY run_id, series, x
+GROUP BY run_id, series, x, x_axis
 ORDER BY run_id, series, x;

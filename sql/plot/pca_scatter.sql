@@ -12,7 +12,7 @@
 --
 -- Output: item_id, x, y (first two principal components), label (the cluster, NULL when unclustered)
 
-SELECT p.item_id, p.pc1 AS x, p.pc2 AS y, CAST(c."cluster" AS VARCHAR) AS label
+SELECT p.item_id, p.pc1 AS x, p.pc2 AS y, CAST(c.cluster_id AS VARCHAR) AS label
 FROM pca($space, 2, $dataset, $split, $kind, $run, $iteration) p
-LEFT JOIN (SELECT item_id, "cluster" FROM clusters WHERE run_id = $clusters) c ON c.item_id = p.item_id
+LEFT JOIN (SELECT item_id, cluster_id FROM clusters WHERE run_id = $clusters) c ON c.item_id = p.item_id
 ORDER BY p.item_id;

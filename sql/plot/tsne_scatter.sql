@@ -9,7 +9,7 @@
 --
 -- Output: item_id, x, y, label (the cluster, NULL when unclustered)
 
-SELECT t.item_id, t.x, t.y, CAST(c."cluster" AS VARCHAR) AS label
+SELECT t.item_id, t.x, t.y, CAST(c.cluster_id AS VARCHAR) AS label
 FROM tsne($space, $perplexity, $iterations, $seed, $dataset, $split, $kind, NULL, $run, $iteration) t
-LEFT JOIN (SELECT item_id, "cluster" FROM clusters WHERE run_id = $clusters) c ON c.item_id = t.item_id
+LEFT JOIN (SELECT item_id, cluster_id FROM clusters WHERE run_id = $clusters) c ON c.item_id = t.item_id
 ORDER BY t.item_id;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::format::Format;
+use super::report::ReportFormat;
 use crate::cluster::kmeans::KMeansOptions;
 use crate::cluster::tsne::TsneOptions;
 
@@ -92,29 +93,72 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct PlotArgs {
+    /// How the report is printed: text, or one JSON object (run id, counts, outputs) for scripts.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text, global = true)]
+    pub report: ReportFormat,
     #[command(subcommand)]
     pub what: PlotWhat,
+}
+
+/// Where every plot goes and which rows it draws.
+#[derive(Debug, Args)]
+pub struct PlotFile {
     /// The PNG file to write.
-    #[arg(long, global = true, value_name = "FILE.png")]
-    pub out: Option<PathBuf>,
-    /// Chart width in pixels (a contact sheet's size follows from its cells).
-    #[arg(long, global = true, default_value_t = 900)]
-    pub width: u32,
-    /// Chart height in pixels.
-    #[arg(long, global = true, default_value_t = 600)]
-    pub height: u32,
+    #[arg(long, value_name = "FILE.png")]
+    pub out: PathBuf,
     /// Draw the rows of this SQL file instead of the plot's own under sql/plot/ (same parameters, same columns).
-    #[arg(long, global = true, value_name = "FILE.sql")]
+    #[arg(long, value_name = "FILE.sql")]
     pub query: Option<PathBuf>,
     /// Bind $NAME in a --query file to VALUE (besides the plot's own parameters).
-    #[arg(long = "param", global = true, value_name = "NAME=VALUE")]
+    #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
+}
+
+/// The axes of metric curves.
+#[derive(Debug, Args)]
+pub struct CurveAxes {
+    /// metric: one panel per metric, sharing the x axis; single: every series on one y axis.
+    #[arg(long, default_value = "metric", value_name = "metric|single")]
+    pub panels: String,
+    /// A logarithmic y axis (every value must be above 0).
+    #[arg(long)]
+    pub log_y: bool,
+}
+
+impl CurveAxes {
+    /// True for `--panels single`.
+    pub fn single_axis(&self) -> crate::error::Result<bool> {
+        match self.panels.as_str() {
+            "metric" => Ok(false),
+            "single" => Ok(true),
+            other => Err(crate::error::Error::Usage(format!(
+                "--panels '{other}': expected metric or single"
+            ))),
+        }
+    }
+}
+
+/// The size of a chart (sheets take theirs from their cells).
+#[derive(Debug, Args)]
+pub struct ChartSize {
+    /// Chart width in pixels.
+    #[arg(long, default_value_t = 900)]
+    pub width: u32,
+    /// Chart height in pixels.
+    #[arg(long, default_value_t = 600)]
+    pub height: u32,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PlotWhat {
     /// Metric curves of one or more runs over steps or iterations (sql/plot/metrics.sql).
     Metrics {
+        #[command(flatten)]
+        file: PlotFile,
+        #[command(flatten)]
+        size: ChartSize,
+        #[command(flatten)]
+        axes: CurveAxes,
         /// A run whose metrics are drawn (repeat to compare runs).
         #[arg(long = "run", required = true)]
         runs: Vec<String>,
@@ -127,6 +171,12 @@ pub enum PlotWhat {
     },
     /// Similarity decay per hop of a `vlmdb loop` run and its baselines, one curve per run (sql/loop/drift.sql).
     Drift {
+        #[command(flatten)]
+        file: PlotFile,
+        #[command(flatten)]
+        size: ChartSize,
+        #[command(flatten)]
+        axes: CurveAxes,
         /// The loop run (its baselines are found through their `baseline_of`).
         #[arg(long)]
         run: String,
@@ -137,6 +187,10 @@ pub enum PlotWhat {
     /// A 2-D PCA or t-SNE view of a space's items, coloured by the clusters of a clustering run
     /// (sql/plot/pca_scatter.sql, sql/plot/tsne_scatter.sql).
     Scatter {
+        #[command(flatten)]
+        file: PlotFile,
+        #[command(flatten)]
+        size: ChartSize,
         /// The space: the model that made it (alias, hf: id, directory), or its name (imported spaces).
         #[arg(long)]
         model: String,
@@ -175,6 +229,10 @@ pub enum PlotWhat {
     /// (sql/plot/similarity.sql).
     Similarity {
         #[command(flatten)]
+        file: PlotFile,
+        #[command(flatten)]
+        size: ChartSize,
+        #[command(flatten)]
         on: SpaceOnDataset,
         /// Negative images per caption.
         #[arg(long, default_value_t = 5)]
@@ -189,6 +247,8 @@ pub enum PlotWhat {
     /// The lineage sheet of a `vlmdb loop` run: one row per item, hop 0 … N images left to right, each hop's
     /// caption under its image (sql/plot/lineage.sql).
     Lineage {
+        #[command(flatten)]
+        file: PlotFile,
         /// The loop run (or one of its baselines).
         #[arg(long)]
         run: String,
@@ -204,6 +264,8 @@ pub enum PlotWhat {
     },
     /// A grid of each cluster's most typical images, one row per cluster (sql/plot/contact_sheet.sql).
     ContactSheet {
+        #[command(flatten)]
+        file: PlotFile,
         /// The `vlmdb cluster` run (default: the latest finished one).
         #[arg(long)]
         clusters: Option<String>,
@@ -377,6 +439,9 @@ pub struct BenchEmbedArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("items").required(true).args(["images", "captions", "pairs"])))]
 pub struct EmbedArgs {
+    /// How the report is printed: text, or one JSON object (run id, counts, outputs) for scripts.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text)]
+    pub report: ReportFormat,
     /// The model: alias (minilm, clip-vit-b32, clip-vit-l14, laion-vit-b32, laion-vit-h14, siglip-b16), hf:org/repo[@rev], or a directory.
     #[arg(long)]
     pub model: String,
@@ -402,6 +467,9 @@ pub struct EmbedArgs {
 
 #[derive(Debug, Args)]
 pub struct CaptionArgs {
+    /// How the report is printed: text, or one JSON object (run id, counts, outputs) for scripts.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text)]
+    pub report: ReportFormat,
     /// The captioning model, BLIP or LLaVA-1.5: hf:org/repo[@rev] (e.g. hf:Salesforce/blip-image-captioning-base,
     /// hf:llava-hf/llava-1.5-7b-hf) or a directory.
     #[arg(long)]
@@ -426,6 +494,9 @@ pub struct CaptionArgs {
 
 #[derive(Debug, Args)]
 pub struct AugmentArgs {
+    /// How the report is printed: text, or one JSON object (run id, counts, outputs) for scripts.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text)]
+    pub report: ReportFormat,
     #[command(subcommand)]
     pub what: AugmentWhat,
 }
@@ -457,6 +528,9 @@ pub enum AugmentWhat {
 
 #[derive(Debug, Args)]
 pub struct LoopArgs {
+    /// How the report is printed: text, or one JSON object (run id, counts, outputs) for scripts.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text)]
+    pub report: ReportFormat,
     /// The captioner (BLIP or LLaVA-1.5): hf:org/repo[@rev] or a directory.
     #[arg(long)]
     pub captioner: String,
@@ -517,6 +591,9 @@ pub struct LoopArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    /// How the report is printed: text, or one JSON object (run id, counts, outputs) for scripts.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text, global = true)]
+    pub report: ReportFormat,
     #[command(subcommand)]
     pub what: ImportWhat,
 }
@@ -553,6 +630,9 @@ pub enum ImportWhat {
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
+    /// How the report is printed: text, or one JSON object (run id, counts, outputs) for scripts.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text)]
+    pub report: ReportFormat,
     /// The space: the model that made it (alias, hf: id, directory), or its name (imported spaces).
     #[arg(long)]
     pub model: String,
@@ -596,6 +676,9 @@ pub struct ClusterArgs {
 
 #[derive(Debug, Args)]
 pub struct IndexArgs {
+    /// How the report is printed: text, or one JSON object (run id, counts, outputs) for scripts.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text)]
+    pub report: ReportFormat,
     /// The space: the model that made it, or its name.
     #[arg(long)]
     pub model: String,
@@ -658,6 +741,9 @@ pub struct MineArgs {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
+    /// How the report is printed: text, or one JSON object (run id, counts, outputs) for scripts.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text)]
+    pub report: ReportFormat,
     /// The frozen image space: the model that made it, or its name.
     #[arg(long, required_unless_present_any = ["resume", "finetune"], conflicts_with = "finetune")]
     pub image_model: Option<String>,
@@ -858,6 +944,9 @@ pub struct SearchArgs {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
+    /// How the report is printed: text, or one JSON object (run id, counts, outputs) for scripts.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Text)]
+    pub report: ReportFormat,
     /// Input format.
     #[arg(value_enum)]
     pub format: crate::ingest::InputFormat,
@@ -1003,5 +1092,31 @@ mod tests {
             missing.is_empty(),
             "flags without a description: {missing:?}"
         );
+    }
+
+    /// Sheets do not offer the charts' --width/--height, and every plot's usage line shows --out as required.
+    #[test]
+    fn plot_flags_belong_to_their_plots() {
+        let mut cli = Cli::command();
+        let plot = cli.find_subcommand_mut("plot").expect("plot");
+        let flags = |plot: &mut clap::Command, name: &str| -> (Vec<String>, String) {
+            let sub = plot.find_subcommand_mut(name).expect(name);
+            let ids = sub
+                .get_arguments()
+                .map(|a| a.get_id().to_string())
+                .collect();
+            (ids, sub.render_usage().to_string())
+        };
+        for sheet in ["contact-sheet", "lineage"] {
+            let (ids, usage) = flags(plot, sheet);
+            assert!(!ids.contains(&"width".to_string()), "{sheet}: {ids:?}");
+            assert!(!ids.contains(&"height".to_string()), "{sheet}: {ids:?}");
+            assert!(usage.contains("--out <FILE.png>"), "{sheet}: {usage}");
+        }
+        for chart in ["metrics", "drift", "scatter", "similarity"] {
+            let (ids, usage) = flags(plot, chart);
+            assert!(ids.contains(&"width".to_string()), "{chart}: {ids:?}");
+            assert!(usage.contains("--out <FILE.png>"), "{chart}: {usage}");
+        }
     }
 }

@@ -12,7 +12,9 @@ use datafusion::sql::parser::Statement;
 use super::args::{
     ExportArgs, ImportArgs, ImportWhat, IngestArgs, RunFileArgs, RunsAction, RunsArgs, SqlArgs,
 };
-use super::format::{Format, write_result};
+use super::display::TableStyle;
+use super::format::{Format, Printer, write_result};
+use super::report::{self, ReportFormat};
 use crate::commands::export::{self, ExportFormat, ExportOptions};
 use crate::commands::sql::{bind_run_id, recorded, sql_run_spec};
 use crate::error::{Error, Result};
@@ -80,8 +82,8 @@ pub async fn run_file(
     out: &mut dyn Write,
 ) -> Result<u8> {
     let params = Params::from_args(&args.params)?;
-    let format = args.format;
-    let mut emit = |result: &StatementResult| write_result(out, format, result);
+    let mut printer = Printer::new(args.format, TableStyle::for_stdout());
+    let mut emit = |result: &StatementResult| printer.print(out, result);
     let s = crate::commands::run::run_file(store, &args.file, params, device, access, &mut emit)
         .await?;
     crate::progress::note(&format!(
@@ -106,9 +108,10 @@ async fn execute_all(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let mut printer = Printer::new(format, TableStyle::for_stdout());
     for statement in statements {
         let result = engine.execute(statement, params).await?;
-        write_result(out, format, &result)?;
+        printer.print(out, &result)?;
     }
     Ok(())
 }
@@ -201,6 +204,10 @@ pub async fn ingest(store: &Store, args: IngestArgs, out: &mut dyn Write) -> Res
     };
     let dataset = options.dataset.clone();
     let s = ingest::ingest(store, options).await?;
+    if args.report == ReportFormat::Json {
+        report::print(out, args.report, &s, |_| Ok(()))?;
+        return Ok(u8::from(s.rejected > 0));
+    }
     writeln!(
         out,
         "ingested {dataset} (run {}): images {} ({} new or changed), captions {} ({} new or changed), \
@@ -327,11 +334,14 @@ pub async fn import(store: &Store, args: ImportArgs, out: &mut dyn Write) -> Res
                 model_id,
             };
             let summary = crate::commands::import::embeddings(store, &options).await?;
-            writeln!(
-                out,
-                "imported {} vectors of {} dimensions into {} (run {})",
-                summary.rows, summary.dim, summary.table, summary.run_id
-            )?;
+            report::print(out, args.report, &summary, |out| {
+                writeln!(
+                    out,
+                    "imported {} vectors of {} dimensions into {} (run {})",
+                    summary.rows, summary.dim, summary.table, summary.run_id
+                )?;
+                Ok(())
+            })?;
             0
         }
         ImportWhat::Metrics {
@@ -356,6 +366,10 @@ pub async fn import(store: &Store, args: ImportArgs, out: &mut dyn Write) -> Res
                 }
             };
             let s = import(store, &file, format, &run_name).await?;
+            if args.report == ReportFormat::Json {
+                report::print(out, args.report, &s, |_| Ok(()))?;
+                return Ok(0);
+            }
             writeln!(
                 out,
                 "imported {} values of {} metrics from {} rows into run {} ({}){}",

@@ -5,10 +5,11 @@
 use std::io::Write;
 
 use super::args::{
-    AugmentArgs, AugmentWhat, BenchArgs, BenchWhat, CaptionArgs, ClusterArgs, EmbedArgs, EvalArgs,
-    IndexArgs, LoopArgs, MineArgs, PlotArgs, PlotWhat, SearchArgs, TrainArgs,
+    AugmentArgs, AugmentWhat, BenchArgs, BenchWhat, CaptionArgs, ChartSize, ClusterArgs, EmbedArgs,
+    EvalArgs, IndexArgs, LoopArgs, MineArgs, PlotArgs, PlotWhat, SearchArgs, TrainArgs,
 };
 use super::format::{Format, write_result};
+use super::report::{self, ReportFormat};
 use crate::commands::embed::{EmbedOptions, Items};
 use crate::commands::search::{Query, SearchOptions};
 use crate::error::{Error, Result};
@@ -39,6 +40,9 @@ pub async fn embed(
         progress: !args.quiet,
     };
     let s = crate::commands::embed::run(store, &options).await?;
+    if args.report == ReportFormat::Json {
+        return json(out, &s);
+    }
     let count = |n: usize| format!("{n} {}", items.noun(n));
     let mut parts = vec![format!("{} computed", s.computed)];
     if s.from_cache > 0 {
@@ -92,15 +96,18 @@ pub async fn caption(
         progress: !args.quiet,
     };
     let s = crate::commands::caption::run(store, &options).await?;
-    writeln!(
-        out,
-        "captioned {} images of {} (run {}, {} {})",
-        s.captioned,
-        options.dataset,
-        s.run_id,
-        s.model_id,
-        s.revision.chars().take(12).collect::<String>()
-    )?;
+    report::print(out, args.report, &s, |out| {
+        writeln!(
+            out,
+            "captioned {} images of {} (run {}, {} {})",
+            s.captioned,
+            options.dataset,
+            s.run_id,
+            s.model_id,
+            s.revision.chars().take(12).collect::<String>()
+        )?;
+        Ok(())
+    })?;
     Ok(0)
 }
 
@@ -111,6 +118,7 @@ pub async fn augment(
     device: DeviceChoice,
     out: &mut dyn Write,
 ) -> Result<u8> {
+    let format = args.report;
     let AugmentWhat::Pairs {
         captioner,
         dataset,
@@ -131,11 +139,14 @@ pub async fn augment(
         device,
     };
     let s = crate::commands::augment::augment_pairs(store, &options).await?;
-    writeln!(
-        out,
-        "augmented {} pairs of {}: {} augmented pairs written (run {})",
-        s.pairs, options.dataset, s.written, s.run_id
-    )?;
+    report::print(out, format, &s, |out| {
+        writeln!(
+            out,
+            "augmented {} pairs of {}: {} augmented pairs written (run {})",
+            s.pairs, options.dataset, s.written, s.run_id
+        )?;
+        Ok(())
+    })?;
     Ok(0)
 }
 
@@ -167,6 +178,9 @@ pub async fn feedback_loop(
     let summary =
         crate::commands::caption_loop::run(store, &options, device, !args.quiet, args.again)
             .await?;
+    if args.report == ReportFormat::Json {
+        return json(out, &summary);
+    }
     for run in &summary.runs {
         writeln!(
             out,
@@ -220,6 +234,31 @@ pub async fn search(
     Ok(0)
 }
 
+/// Print a run's summary as one JSON object (`--format json`).
+fn json<T: serde::Serialize>(out: &mut dyn Write, summary: &T) -> Result<u8> {
+    report::print(out, ReportFormat::Json, summary, |_| Ok(()))?;
+    Ok(0)
+}
+
+/// `eval` / `mine --format json`: the run and its result rows in one object.
+fn result_json(
+    out: &mut dyn Write,
+    run_id: &str,
+    table: &str,
+    reused: bool,
+    result: &StatementResult,
+) -> Result<u8> {
+    json(
+        out,
+        &serde_json::json!({
+            "run_id": run_id,
+            "table": table,
+            "reused": reused,
+            "rows": super::format::json_rows(result)?,
+        }),
+    )
+}
+
 /// What a report line adds when the run is an earlier one that already did exactly this.
 fn reused(reused: bool) -> &'static str {
     if reused {
@@ -246,6 +285,15 @@ pub async fn eval(
         again: args.again,
     };
     let report = crate::commands::eval::evaluate(store, &options).await?;
+    if args.format == Format::Json {
+        return result_json(
+            out,
+            &report.run_id,
+            &report.table,
+            report.reused,
+            &report.result,
+        );
+    }
     write_result(out, args.format, &report.result)?;
     if args.format == Format::Table {
         writeln!(
@@ -282,6 +330,15 @@ pub async fn mine(
         augmented: args.augmented.parse()?,
     };
     let report = crate::commands::mine::mine(store, &options).await?;
+    if args.format == Format::Json {
+        return result_json(
+            out,
+            &report.run_id,
+            &report.table,
+            report.reused,
+            &report.result,
+        );
+    }
     write_result(out, args.format, &report.result)?;
     if args.format == Format::Table {
         writeln!(
@@ -303,29 +360,60 @@ pub async fn plot(
     out: &mut dyn Write,
 ) -> Result<u8> {
     use crate::commands::plot::{Layout, PlotOptions, Request, XAxis};
-    let file = args
-        .out
-        .ok_or_else(|| Error::Usage("plot needs --out FILE.png".into()))?;
-    let request = match args.what {
-        PlotWhat::Metrics { runs, metrics, x } => Request::Metrics {
+    // Sheets take their size from their cells.
+    let sheet = ChartSize {
+        width: 0,
+        height: 0,
+    };
+    let (request, file, size) = match args.what {
+        PlotWhat::Metrics {
+            file,
+            size,
+            axes,
             runs,
             metrics,
-            x: x.as_deref().map(str::parse::<XAxis>).transpose()?,
-        },
-        PlotWhat::Drift { run, metrics } => Request::Metrics {
-            runs: crate::commands::caption_loop::linked_runs(store, &run)
-                .await?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect(),
-            metrics: if metrics.is_empty() {
-                vec!["image_sim_to_hop0".to_string()]
-            } else {
-                metrics
+            x,
+        } => (
+            Request::Metrics {
+                runs,
+                metrics,
+                x: x.as_deref().map(str::parse::<XAxis>).transpose()?,
+                drift_of: None,
+                single_axis: axes.single_axis()?,
+                log_y: axes.log_y,
             },
-            x: Some(XAxis::Iteration),
-        },
+            file,
+            size,
+        ),
+        PlotWhat::Drift {
+            file,
+            size,
+            axes,
+            run,
+            metrics,
+        } => (
+            Request::Metrics {
+                drift_of: Some(run.clone()),
+                single_axis: axes.single_axis()?,
+                log_y: axes.log_y,
+                runs: crate::commands::caption_loop::linked_runs(store, &run)
+                    .await?
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect(),
+                metrics: if metrics.is_empty() {
+                    vec!["image_sim_to_hop0".to_string()]
+                } else {
+                    metrics
+                },
+                x: Some(XAxis::Iteration),
+            },
+            file,
+            size,
+        ),
         PlotWhat::Scatter {
+            file,
+            size,
             model,
             dataset,
             split,
@@ -337,72 +425,95 @@ pub async fn plot(
             perplexity,
             tsne_iterations,
             seed,
-        } => Request::Scatter {
-            model,
-            dataset,
-            split,
-            run,
-            iteration,
-            kind,
-            layout: match method.as_str() {
-                "pca" => Layout::Pca,
-                "tsne" => Layout::Tsne {
-                    perplexity,
-                    iterations: tsne_iterations,
-                    seed,
+        } => (
+            Request::Scatter {
+                model,
+                dataset,
+                split,
+                run,
+                iteration,
+                kind,
+                layout: match method.as_str() {
+                    "pca" => Layout::Pca,
+                    "tsne" => Layout::Tsne {
+                        perplexity,
+                        iterations: tsne_iterations,
+                        seed,
+                    },
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "--method '{other}': expected pca or tsne"
+                        )));
+                    }
                 },
-                other => {
-                    return Err(Error::Usage(format!(
-                        "--method '{other}': expected pca or tsne"
-                    )));
-                }
+                clusters,
             },
-            clusters,
-        },
+            file,
+            size,
+        ),
         PlotWhat::Similarity {
+            file,
+            size,
             on,
             negatives,
             seed,
             bins,
-        } => Request::Similarity {
-            model: on.model,
-            dataset: on.dataset,
-            split: on.split,
-            negatives,
-            seed,
-            bins,
-        },
+        } => (
+            Request::Similarity {
+                model: on.model,
+                dataset: on.dataset,
+                split: on.split,
+                negatives,
+                seed,
+                bins,
+            },
+            file,
+            size,
+        ),
         PlotWhat::Lineage {
+            file,
             run,
             items,
             thumb,
             lines,
-        } => Request::Lineage {
-            run,
-            items,
-            thumb,
-            lines,
-        },
+        } => (
+            Request::Lineage {
+                run,
+                items,
+                thumb,
+                lines,
+            },
+            file,
+            sheet,
+        ),
         PlotWhat::ContactSheet {
+            file,
             clusters,
             per_cluster,
             thumb,
-        } => Request::ContactSheet {
-            clusters,
-            per_cluster,
-            thumb,
-        },
+        } => (
+            Request::ContactSheet {
+                clusters,
+                per_cluster,
+                thumb,
+            },
+            file,
+            sheet,
+        ),
     };
     let options = PlotOptions {
         request,
-        out: file,
-        width: args.width,
-        height: args.height,
-        query: args.query,
-        params: Params::from_args(&args.params)?,
+        out: file.out,
+        width: size.width,
+        height: size.height,
+        query: file.query,
+        params: Params::from_args(&file.params)?,
         device,
     };
     let summary = crate::commands::plot::plot(store, &options).await?;
+    if args.report == ReportFormat::Json {
+        return json(out, &summary);
+    }
     writeln!(
         out,
         "wrote {} ({} × {} px; {}), stored in artifacts under run {}",
@@ -443,6 +554,10 @@ pub async fn train(
                         .await?
                 }
             };
+            if args.report == ReportFormat::Json {
+                json(out, &summary)?;
+                return Ok(u8::from(summary.dead.is_some()));
+            }
             let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
             writeln!(
                 out,
@@ -470,6 +585,10 @@ pub async fn train(
                 Some(id) => finetune::resume(store, id, &options, device, progress).await?,
                 None => finetune::finetune(store, &options, device, progress, args.again).await?,
             };
+            if args.report == ReportFormat::Json {
+                json(out, &summary)?;
+                return Ok(u8::from(summary.dead.is_some()));
+            }
             let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
             writeln!(
                 out,
@@ -598,6 +717,7 @@ pub async fn cluster(
         return Err(Error::Usage(format!("-k {zero}: k must be at least 1")));
     }
     let metric = args.metric.parse()?;
+    let mut runs = Vec::new();
     for &k in &args.k {
         let options = crate::commands::cluster::ClusterOptions {
             model: args.model.clone(),
@@ -616,6 +736,10 @@ pub async fn cluster(
             again: args.again,
         };
         let s = crate::commands::cluster::cluster(store, &options).await?;
+        if args.report == ReportFormat::Json {
+            runs.push(s);
+            continue;
+        }
         writeln!(
             out,
             "k-means k={} on {} items of {}: inertia {:.6} after {} steps, sizes {:?} (run {}){}",
@@ -629,6 +753,9 @@ pub async fn cluster(
             reused(s.reused)
         )?;
     }
+    if args.report == ReportFormat::Json {
+        return json(out, &serde_json::json!({ "runs": runs }));
+    }
     Ok(0)
 }
 
@@ -641,6 +768,9 @@ pub async fn index(
 ) -> Result<u8> {
     let report =
         crate::commands::index::build(store, &args.model, args.kind, &device.device()?).await?;
+    if args.report == ReportFormat::Json {
+        return json(out, &report);
+    }
     writeln!(
         out,
         "{} index on {} ({} vectors): recall@10 {:.4} against exact search on {} of its vectors (run {})",

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow::util::pretty::pretty_format_batches_with_schema;
+
+use super::display::{TableStyle, render};
 
 use crate::error::{Error, Result};
 use crate::sql::StatementResult;
@@ -51,8 +52,49 @@ impl Format {
     }
 }
 
-/// Write `result` to `out`. Statements without output columns (DDL) print nothing.
+/// Prints the results of several statements to one output so that it still parses: CSV results after the first
+/// are preceded by an empty line, and tables follow the [`TableStyle`].
+pub struct Printer {
+    pub format: Format,
+    pub style: TableStyle,
+    printed: usize,
+}
+
+impl Printer {
+    pub fn new(format: Format, style: TableStyle) -> Printer {
+        Printer {
+            format,
+            style,
+            printed: 0,
+        }
+    }
+
+    /// Print one statement's result (nothing for statements without output columns).
+    pub fn print(&mut self, out: &mut dyn Write, result: &StatementResult) -> Result<()> {
+        if result.schema.fields().is_empty() {
+            return Ok(());
+        }
+        if self.printed > 0 && self.format == Format::Csv {
+            writeln!(out)?;
+        }
+        self.printed += 1;
+        write_styled(out, self.format, result, &self.style)
+    }
+}
+
+/// Write `result` to `out` (standard output, or a file for CSV and JSON): tables laid out for the terminal when
+/// standard output is one, complete otherwise. Statements without output columns (DDL) print nothing.
 pub fn write_result(out: &mut dyn Write, format: Format, result: &StatementResult) -> Result<()> {
+    write_styled(out, format, result, &TableStyle::for_stdout())
+}
+
+/// [`write_result`] with tables laid out by `style` (CSV and JSON are always complete).
+pub fn write_styled(
+    out: &mut dyn Write,
+    format: Format,
+    result: &StatementResult,
+    style: &TableStyle,
+) -> Result<()> {
     if result.schema.fields().is_empty() {
         return Ok(());
     }
@@ -60,7 +102,7 @@ pub fn write_result(out: &mut dyn Write, format: Format, result: &StatementResul
     match format {
         Format::Table => {
             let owned: Vec<RecordBatch> = batches.into_iter().cloned().collect();
-            let table = pretty_format_batches_with_schema(result.schema.clone(), &owned)?;
+            let table = render(&result.schema, &owned, style)?;
             writeln!(out, "{table}")?;
         }
         // Arrow's CSV and JSON writers flatten I/O errors into strings; encoding each batch into memory first
@@ -155,6 +197,17 @@ fn hex_binary(batch: &RecordBatch) -> Result<RecordBatch> {
         Arc::new(Schema::new(fields)),
         columns,
     )?)
+}
+
+/// Every row of `result` as a JSON object, as `--format json` prints them.
+pub fn json_rows(result: &StatementResult) -> Result<Vec<serde_json::Value>> {
+    let mut rows = Vec::new();
+    for batch in result.batches.iter().filter(|b| b.num_rows() > 0) {
+        for row in ndjson_rows(batch)? {
+            rows.push(serde_json::from_slice(&row)?);
+        }
+    }
+    Ok(rows)
 }
 
 /// Each row of `batch` as one JSON object (no trailing newline).

@@ -51,7 +51,7 @@ async fn rows(store: &Store, table: &str, run: &str, columns: &[&str]) -> Result
 /// cluster -> (size, centroid) of a run.
 async fn centroids(store: &Store, run: &str) -> Result<HashMap<i32, (i64, Vec<f32>)>> {
     let mut out = HashMap::new();
-    for batch in rows(store, "centroids", run, &["cluster", "size", "vector"]).await? {
+    for batch in rows(store, "centroids", run, &["cluster_id", "size", "vector"]).await? {
         let cluster = arrow::compute::cast(batch.column(0), &DataType::Int32)?;
         let size = arrow::compute::cast(batch.column(1), &DataType::Int64)?;
         let vectors = batch.column(2).as_list::<i32>();
@@ -152,7 +152,7 @@ pub async fn matching(store: &Store, from_run: &str, to_run: &str) -> Result<Vec
 /// item -> cluster of a run.
 async fn assignment(store: &Store, run: &str) -> Result<HashMap<String, i64>> {
     let mut out = HashMap::new();
-    for batch in rows(store, "clusters", run, &["item_id", "cluster"]).await? {
+    for batch in rows(store, "clusters", run, &["item_id", "cluster_id"]).await? {
         let ids = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
         let ids = ids.as_string::<i32>();
         let cluster = arrow::compute::cast(batch.column(1), &DataType::Int64)?;

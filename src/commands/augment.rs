@@ -149,6 +149,11 @@ pub async fn augment_pairs(store: &Store, options: &AugmentOptions) -> Result<Au
             "augment pairs needs at least one prompt".into(),
         ));
     }
+    // The versions read: the pairs before this run adds its own, and their target images.
+    let mut read = Vec::new();
+    for table in ["pairs", "images"] {
+        read.push((table, store.open_table(table).await?.version().await?));
+    }
     let pairs = originals(store, &options.dataset, options.split.as_deref()).await?;
     if pairs.is_empty() {
         return Err(Error::Usage(format!(
@@ -184,8 +189,8 @@ pub async fn augment_pairs(store: &Store, options: &AugmentOptions) -> Result<Au
     };
     let mut run = Run::open(store, spec).await?;
     run.record_model(&captioner.files.id, &captioner.files.revision);
-    for table in ["pairs", "images"] {
-        run.record_input(table, store.open_table(table).await?.version().await?);
+    for (table, version) in read {
+        run.record_input(table, version);
     }
     let run_id = run.id().to_string();
     let outcome = async {

@@ -50,7 +50,8 @@ const CHUNK: usize = 64;
 pub async fn run(store: &Store, options: &CaptionOptions) -> Result<CaptionSummary> {
     store.ensure_writable("caption")?;
     let captioner = load_captioner(&options.model, options.device).await?;
-    let images = store.open_table("images").await?;
+    // Every read of `images` (ids, then bytes chunk by chunk) is of this version.
+    let (images, images_version) = store.open_pinned("images").await?;
     let mut filter = col("dataset").eq(lit(options.dataset.as_str()));
     if let Some(split) = &options.split {
         filter = filter.and(col("split").eq(lit(split.as_str())));
@@ -96,9 +97,9 @@ pub async fn run(store: &Store, options: &CaptionOptions) -> Result<CaptionSumma
     };
     let mut run = Run::open(store, spec).await?;
     run.record_model(&captioner.files.id, &captioner.files.revision);
-    run.record_input("images", images.version().await?);
+    run.record_input("images", images_version);
     let run_id = run.id().to_string();
-    let outcome = caption_all(store, &captioner, options, &all_ids, &run_id).await;
+    let outcome = caption_all(store, &images, &captioner, options, &all_ids, &run_id).await;
     let captioned = run.close(store, outcome).await?;
     Ok(CaptionSummary {
         run_id,
@@ -110,6 +111,7 @@ pub async fn run(store: &Store, options: &CaptionOptions) -> Result<CaptionSumma
 
 async fn caption_all(
     store: &Store,
+    images: &lancedb::Table,
     captioner: &Arc<Captioner>,
     options: &CaptionOptions,
     ids: &[String],
@@ -118,7 +120,6 @@ async fn caption_all(
     let spec = fixed_table("captions")?.ok_or_else(|| Error::UnknownTable {
         name: "captions".into(),
     })?;
-    let images = store.open_table("images").await?;
     let progress = options
         .progress
         .then(|| Progress::new(ids.len() as u64, "caption"));

@@ -15,6 +15,7 @@ use crate::sql::{Engine, ParamValue, Params};
 use crate::store::Store;
 use crate::store::columns::strings;
 use crate::store::runs::{Run, RunSpec};
+use crate::store::twins::Inputs;
 
 /// What `vlmdb loop` did: the loop run first, then its baselines.
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +36,9 @@ pub async fn run(
 ) -> Result<LoopSummary> {
     store.ensure_writable("loop")?;
     validate(options)?;
+    // Every variant starts from the items read here, before the first of them writes its own images and captions.
+    let mut read = Inputs::default();
+    read.tables(store, &["images", "captions"]).await?;
     let (items, pool) = select_items(store, options).await?;
     let models = Models {
         captioner: load_captioner(&options.captioner, device).await?,
@@ -87,8 +91,17 @@ pub async fn run(
             variant,
             baseline_of: main_id.clone(),
         };
-        let report =
-            run_variant(store, &models, &items, &pool, &config, again, bar.as_ref()).await?;
+        let report = run_variant(
+            store,
+            &models,
+            &items,
+            &pool,
+            &read,
+            &config,
+            again,
+            bar.as_ref(),
+        )
+        .await?;
         if variant == Variant::Loop {
             main_id = Some(report.run_id.clone());
         }
@@ -137,12 +150,15 @@ fn run_spec(config: &RunConfig) -> Result<RunSpec> {
 }
 
 /// Run one variant: resume the newest unfinished run of its configuration, or start a new one. A finished loop run
-/// whose baselines did not all finish is taken as done, so that its baselines resume under it.
+/// whose baselines did not all finish is taken as done, so that its baselines resume under it. Its inputs are
+/// `read`: the versions the items and the caption pool were read from.
+#[allow(clippy::too_many_arguments)]
 async fn run_variant(
     store: &Store,
     models: &Models,
     items: &[Item],
     pool: &[(String, String)],
+    read: &Inputs,
     config: &RunConfig,
     again: bool,
     bar: Option<&Progress>,
@@ -191,8 +207,8 @@ async fn run_variant(
     ] {
         run.record_model(&model.id, &model.revision);
     }
-    for table in ["images", "captions"] {
-        run.record_input(table, store.open_table(table).await?.version().await?);
+    for (table, version) in &read.tables {
+        run.record_input(table, *version);
     }
     let run_id = run.id().to_string();
     let outcome = execute(store, models, items, pool, config, &run_id, resumed, bar).await;

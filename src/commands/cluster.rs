@@ -1,5 +1,5 @@
 //! `vlmdb cluster`: k-means over one kind of a space's items (narrowed to a dataset/split), written under a
-//! `cluster` run: one `clusters` row per item (cluster, distance to its centroid), one `centroids` row per cluster
+//! `cluster` run: one `clusters` row per item (cluster_id, distance to its centroid), one `centroids` row per cluster
 //! (size, vector), and the inertia after every Lloyd step in `metrics` (name `inertia`, `step`, `iteration`).
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use datafusion::prelude::{col, lit};
 use crate::cluster::kmeans::{KMeans, KMeansOptions, Metric, kmeans};
 use crate::commands::eval::space_model;
 use crate::error::{Error, Result};
-use crate::eval::space::{Filter, load_named};
+use crate::eval::space::{Filter, load, resolve};
 use crate::models::DeviceChoice;
 use crate::store::Store;
 use crate::store::columns::integers;
@@ -88,7 +88,7 @@ async fn write(
                 )),
             ),
             (
-                "cluster",
+                "cluster_id",
                 Arc::new(Int32Array::from_iter_values(
                     result.assignment.iter().map(|c| *c as i32),
                 )),
@@ -116,7 +116,7 @@ async fn write(
             ("run_id", repeat(run_id, k)),
             ("iteration", Arc::new(Int32Array::from(vec![iteration; k]))),
             (
-                "cluster",
+                "cluster_id",
                 Arc::new(Int32Array::from_iter_values(0..k as i32)),
             ),
             (
@@ -185,6 +185,7 @@ fn config(options: &ClusterOptions, table: &str, km: &KMeansOptions) -> serde_js
 /// Cluster under a `cluster` run.
 pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterSummary> {
     store.ensure_writable("cluster")?;
+    store.upgrade_tables(&["clusters", "centroids"]).await?;
     let filter = Filter::new(
         Some(&options.kind),
         options.dataset.as_deref(),
@@ -194,7 +195,13 @@ pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterS
         options.run.as_deref(),
         options.run.as_ref().map(|_| options.iteration),
     );
-    let (table, data) = load_named(store, &options.model, &filter).await?;
+    let table = resolve(store, &options.model).await?;
+    // The versions about to be read: the space, and for a loop run's items the lineage tables that pick them.
+    let mut inputs = Inputs::default();
+    let mut read = vec![table.as_str()];
+    read.extend(filter.lineage_tables());
+    inputs.tables(store, &read).await?;
+    let data = load(store, &table, &filter).await?;
     let km = KMeansOptions {
         k: options.k,
         iterations: options.iterations,
@@ -225,8 +232,6 @@ pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterS
         config: config(options, &table, &km),
         seed: Some(options.seed as i64),
     };
-    let mut inputs = Inputs::default();
-    inputs.tables(store, &[&table]).await?;
     if let Some((id, revision)) = space_model(store, &table).await? {
         inputs.models.insert(id, revision);
     }
@@ -239,7 +244,9 @@ pub async fn cluster(store: &Store, options: &ClusterOptions) -> Result<ClusterS
     if let Some((id, revision)) = space_model(store, &table).await? {
         run.record_model(&id, &revision);
     }
-    run.record_input(&table, store.open_table(&table).await?.version().await?);
+    for (table, version) in &inputs.tables {
+        run.record_input(table, *version);
+    }
     let run_id = run.id().to_string();
     let outcome = async {
         let result = kmeans(&data, &km, &options.device.device()?)?;
@@ -278,10 +285,10 @@ async fn stored_summary(
     let by_run = || col("run_id").eq(lit(run_id.clone()));
     let mut sizes: Vec<(i64, u64)> = Vec::new();
     for batch in store
-        .scan("centroids", &["cluster", "size"], Some(by_run()))
+        .scan("centroids", &["cluster_id", "size"], Some(by_run()))
         .await?
     {
-        for (c, n) in integers(&batch, "cluster")?
+        for (c, n) in integers(&batch, "cluster_id")?
             .into_iter()
             .zip(integers(&batch, "size")?)
         {

@@ -155,6 +155,8 @@ async fn project_stored(
     use crate::train::space::{head_space_spec, load_heads, project};
     let device = options.device.device()?;
     let trained = load_heads(store, run_id, &device).await?;
+    // The heads were read from the run's checkpoint in `artifacts`.
+    let artifacts = store.open_table("artifacts").await?.version().await?;
     let base = if options.items == Items::Images {
         &trained.image_table
     } else {
@@ -180,6 +182,7 @@ async fn project_stored(
     };
     let mut run = Run::open(store, run_spec).await?;
     run.record_model(&options.model, &trained.checkpoint);
+    run.record_input("artifacts", artifacts);
     run.record_input(base, store.open_table(base).await?.version().await?);
     let run_id_now = run.id().to_string();
     let outcome = project(
@@ -220,11 +223,15 @@ async fn embed_items(
     let table = store.table_for(&space).await?;
     crate::store::schema::check_compatible(&space, table.schema().await?.as_ref())?;
     let kind = options.items.kind();
+    // The ids already in the space are skipped: it is read, at the version before this run writes to it.
+    let (table, version) = store.open_pinned(&space.name).await?;
+    run.record_input(&space.name, version);
     let present = existing_ids(&table, kind).await?;
+    run.record_output(&space.name);
 
     let (source_name, id_column, input_column) = options.items.source();
-    let source = store.open_table(source_name).await?;
-    run.record_input(source_name, source.version().await?);
+    let (source, version) = store.open_pinned(source_name).await?;
+    run.record_input(source_name, version);
     let dataset_filter = options
         .dataset
         .as_ref()

@@ -149,11 +149,7 @@ pub async fn evaluate(store: &Store, options: &EvalOptions) -> Result<EvalReport
         });
     }
     let mut run = Run::open(store, spec).await?;
-    // The space and the truth tables are read through table functions, which the session does not see as
-    // reads: record their versions here.
-    for (table, version) in &inputs.tables {
-        run.record_input(table, *version);
-    }
+    // The tables it reads (the space and the truth, through table functions) are recorded as the SQL reads them.
     for (id, revision) in &inputs.models {
         run.record_model(id, revision);
     }

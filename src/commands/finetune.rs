@@ -104,7 +104,7 @@ impl Precision {
 }
 
 /// What a fine-tuning run did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct FinetuneSummary {
     pub run_id: String,
     /// The Hugging Face directory of the best weights.
@@ -379,6 +379,9 @@ async fn execute(
 ) -> Result<FinetuneSummary> {
     store.ensure_writable("train")?;
     let device = device_choice.device()?;
+    // The versions about to be read.
+    let mut read = Inputs::default();
+    read.tables(store, &["images", "captions"]).await?;
     let set = load_split(store, &options.fit.dataset, &options.fit.split).await?;
     let val = match &options.fit.val_split {
         Some(val) => Some(
@@ -409,8 +412,8 @@ async fn execute(
     };
     let mut run = Run::open_with_id(store, run_id.clone(), spec).await?;
     run.record_model(&model.files.id, &model.files.revision);
-    for table in ["images", "captions"] {
-        run.record_input(table, store.open_table(table).await?.version().await?);
+    for (table, version) in &read.tables {
+        run.record_input(table, *version);
     }
     let mut state = TrainState {
         step: 0,
@@ -506,19 +509,26 @@ async fn epochs(
 ) -> Result<Option<f64>> {
     let run_id = run.id().to_string();
     let order = match &options.fit.topical {
-        Some(cluster_run) => Order::Topical(load_clusters(store, cluster_run, &set.rows()).await?),
+        Some(cluster_run) => {
+            let clusters = load_clusters(store, cluster_run, &set.rows()).await?;
+            run.record_current(store, "clusters").await?;
+            Order::Topical(clusters)
+        }
         None => Order::Random,
     };
     let negatives = match &options.fit.negatives {
-        Some(mine_run) => Some(
-            load_negatives(
-                store,
-                mine_run,
-                &set.rows(),
-                options.fit.negatives_per_query,
+        Some(mine_run) => {
+            run.record_current(store, "hard_negatives").await?;
+            Some(
+                load_negatives(
+                    store,
+                    mine_run,
+                    &set.rows(),
+                    options.fit.negatives_per_query,
+                )
+                .await?,
             )
-            .await?,
-        ),
+        }
         None => None,
     };
     let per_epoch = batches_per_epoch(
@@ -541,6 +551,8 @@ async fn epochs(
         &format!("ftval_{}", crate::models::hub::slug(&run_id)),
         model.dim(),
     )?;
+    // Validation embeds into this space and scores it: it is the run's own output.
+    run.record_output(&space.name);
     while state.epoch < options.fit.epochs {
         let batches = epoch_batches(
             &set.captions,

@@ -135,15 +135,11 @@ fn read_rows(path: &Path) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// item id -> (dataset, split) for the stored items of `table`.
-async fn items(
-    store: &Store,
-    table: &str,
-    id: &str,
-) -> Result<HashMap<String, (String, Option<String>)>> {
-    let handle = match store.open_table(table).await {
+/// item id -> (dataset, split) for the stored items of `table`, and the version read (`None`: no such table).
+async fn items(store: &Store, table: &str, id: &str) -> Result<(ItemPlaces, Option<u64>)> {
+    let (handle, version) = match store.open_pinned(table).await {
         Ok(t) => t,
-        Err(Error::UnknownTable { .. }) => return Ok(HashMap::new()),
+        Err(Error::UnknownTable { .. }) => return Ok((HashMap::new(), None)),
         Err(e) => return Err(e),
     };
     let batches: Vec<RecordBatch> = handle
@@ -180,8 +176,11 @@ async fn items(
             );
         }
     }
-    Ok(out)
+    Ok((out, Some(version)))
 }
+
+/// item id -> (dataset, split).
+type ItemPlaces = HashMap<String, (String, Option<String>)>;
 
 /// Import the file under an `import` run.
 pub async fn embeddings(store: &Store, options: &ImportOptions) -> Result<ImportSummary> {
@@ -208,8 +207,12 @@ pub async fn embeddings(store: &Store, options: &ImportOptions) -> Result<Import
         }
     }
     let mut known = HashMap::new();
+    // The items' tables are read (each vector takes its item's dataset and split): these are the run's inputs.
+    let mut read = Vec::new();
     for (kind, source, id) in KINDS {
-        known.insert(kind, items(store, source, id).await?);
+        let (places, version) = items(store, source, id).await?;
+        known.insert(kind, places);
+        read.extend(version.map(|v| (source, v)));
     }
     let mut datasets = Vec::with_capacity(rows.len());
     let mut splits = Vec::with_capacity(rows.len());
@@ -267,6 +270,9 @@ pub async fn embeddings(store: &Store, options: &ImportOptions) -> Result<Import
     };
     let mut run = Run::open(store, spec_run).await?;
     run.record_model(&model_id, "");
+    for (table, version) in read {
+        run.record_input(table, version);
+    }
     let run_id = run.id().to_string();
     let outcome = async {
         let vector = crate::store::arrays::vectors(values, dim)?;

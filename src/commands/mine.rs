@@ -152,11 +152,7 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
         });
     }
     let mut run = Run::open(store, spec).await?;
-    // The space and the truth tables are read through table functions, which the session does not see as
-    // reads: record their versions here.
-    for (table, version) in &inputs.tables {
-        run.record_input(table, *version);
-    }
+    // The tables it reads (the space and the truth, through table functions) are recorded as the SQL reads them.
     for (id, revision) in &inputs.models {
         run.record_model(id, revision);
     }
@@ -166,6 +162,9 @@ pub async fn mine(store: &Store, options: &MineOptions) -> Result<MineReport> {
             Some(d) => d.max(options.k),
             None => 2 * options.k + most_positives(&probe, &options.dataset).await?,
         };
+        for (table, version) in probe.reads() {
+            run.record_input(&table, version);
+        }
         let mut runs = FileRuns::default();
         for direction in &directions {
             let mut params =

@@ -14,7 +14,7 @@ use crate::eval::space::resolve;
 use crate::models::DeviceChoice;
 use crate::plot::Canvas;
 use crate::plot::contact_sheet::{self, Cell, Row};
-use crate::plot::curves::{self, Series};
+use crate::plot::curves::{self, Panel, Series};
 use crate::plot::scatter::{self, Point};
 use crate::plot::similarity::{self, Group};
 use crate::sql::{Engine, ParamValue, Params, StatementResult};
@@ -70,6 +70,13 @@ pub enum Request {
         metrics: Vec<String>,
         /// None: the step where there is one, else the iteration.
         x: Option<XAxis>,
+        /// The loop run whose drift this is (the other runs are its baselines): hops on the x axis.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        drift_of: Option<String>,
+        /// Every series on one y axis instead of one panel per metric.
+        single_axis: bool,
+        /// A log y axis.
+        log_y: bool,
     },
     /// A 2-D view of a space's items, coloured by the clusters of a clustering run.
     Scatter {
@@ -232,7 +239,13 @@ async fn prepare(store: &Store, engine: &Engine, request: &Request) -> Result<Pr
     let mut params = Params::default();
     let own = |file: &str, sql: &str| (format!("sql/plot/{file}"), sql.to_string());
     match request {
-        Request::Metrics { runs, metrics, x } => {
+        Request::Metrics {
+            runs,
+            metrics,
+            x,
+            drift_of,
+            ..
+        } => {
             if runs.is_empty() {
                 return Err(Error::Usage("plot metrics needs at least one --run".into()));
             }
@@ -257,9 +270,20 @@ async fn prepare(store: &Store, engine: &Engine, request: &Request) -> Result<Pr
                     None => ParamValue::Null,
                 },
             )?;
-            let title = match run_names.as_slice() {
-                [(id, name)] => format!("{name} ({id})"),
-                many => format!("{} runs", many.len()),
+            let title = match (drift_of, run_names.as_slice()) {
+                (Some(run), names) => {
+                    let name = names
+                        .iter()
+                        .find(|(id, _)| id == run)
+                        .map_or(run.as_str(), |(_, name)| name.as_str());
+                    match names.len().saturating_sub(1) {
+                        0 => format!("drift of {name} (run {run})"),
+                        1 => format!("drift of {name} (run {run}) and its baseline"),
+                        n => format!("drift of {name} (run {run}) and its {n} baselines"),
+                    }
+                }
+                (None, [(id, name)]) => format!("{name} ({id})"),
+                (None, many) => format!("{} runs", many.len()),
             };
             let (file, sql) = own("metrics.sql", METRICS_SQL);
             Ok(Prepared {
@@ -474,6 +498,41 @@ fn bytes(result: &StatementResult, name: &str) -> Result<Vec<Option<Vec<u8>>>> {
         .collect())
 }
 
+/// Series grouped into panels: one per metric (the first word of the series name), in order of appearance, or
+/// all on one axis.
+fn panels(series: Vec<Series>, keys: Vec<(String, String)>, single_axis: bool) -> Vec<Panel> {
+    if single_axis {
+        return vec![Panel {
+            y_label: "value".into(),
+            series,
+        }];
+    }
+    let mut panels: Vec<Panel> = Vec::new();
+    for (s, (_, name)) in series.into_iter().zip(keys) {
+        let metric = name
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        match panels.iter_mut().find(|p| p.y_label == metric) {
+            Some(panel) => panel.series.push(s),
+            None => panels.push(Panel {
+                y_label: metric,
+                series: vec![s],
+            }),
+        }
+    }
+    panels
+}
+
+/// A text column that a query may leave out: its values, or none.
+fn optional_strings(result: &StatementResult, name: &str) -> Result<Vec<Option<String>>> {
+    if result.schema.field_with_name(name).is_err() {
+        return Ok(Vec::new());
+    }
+    strings(result, name)
+}
+
 /// A required number in row `row` of column `name`.
 fn required(values: &[Option<f64>], name: &str, row: usize) -> Result<f64> {
     match values[row] {
@@ -505,7 +564,14 @@ fn render(
 ) -> Result<(Canvas, String)> {
     let rows = result.num_rows();
     match request {
-        Request::Metrics { runs, x, .. } => {
+        Request::Metrics {
+            runs,
+            x,
+            drift_of,
+            single_axis,
+            log_y,
+            ..
+        } => {
             let (ids, names, xs, ys) = (
                 strings(result, "run_id")?,
                 strings(result, "series")?,
@@ -560,15 +626,35 @@ fn render(
                     }
                 )));
             }
-            let x_label = match x {
-                Some(XAxis::Step) => "step",
-                Some(XAxis::Iteration) => "iteration",
-                None => "step (or iteration)",
+            // The x axis is named by what it counts: the query says which column each x came from.
+            let axes = optional_strings(result, "x_axis")?;
+            let named: Vec<&str> = axes.iter().flatten().map(String::as_str).collect();
+            let x_label = match (drift_of, x) {
+                (Some(_), _) => "hop".to_string(),
+                (None, Some(XAxis::Step)) => "step".to_string(),
+                (None, Some(XAxis::Iteration)) => "iteration".to_string(),
+                (None, None) => match named.first() {
+                    Some(first) if named.iter().all(|a| a == first) => first.to_string(),
+                    _ => "step or iteration".to_string(),
+                },
             };
+            let panels = panels(series, keys, *single_axis);
             let mut canvas = Canvas::new(width, height)?;
-            curves::draw(&mut canvas, &prepared.title, x_label, "value", &series)?;
-            let points: usize = series.iter().map(|s| s.points.len()).sum();
-            Ok((canvas, format!("{} series, {points} points", series.len())))
+            curves::draw(&mut canvas, &prepared.title, &x_label, *log_y, &panels)?;
+            let lines: usize = panels.iter().map(|p| p.series.len()).sum();
+            let points: usize = panels
+                .iter()
+                .flat_map(|p| &p.series)
+                .map(|s| s.points.len())
+                .sum();
+            Ok((
+                canvas,
+                format!(
+                    "{lines} series in {} panel{}, {points} points",
+                    panels.len(),
+                    if panels.len() == 1 { "" } else { "s" }
+                ),
+            ))
         }
         Request::Scatter {
             layout, clusters, ..
@@ -703,14 +789,14 @@ fn render(
         }
         Request::ContactSheet { thumb, .. } => {
             let (clusters, sizes, items, images) = (
-                numbers(result, "cluster")?,
+                numbers(result, "cluster_id")?,
                 numbers(result, "size")?,
                 strings(result, "item_id")?,
                 bytes(result, "image")?,
             );
             let mut sheet: Vec<Row> = Vec::new();
             for (r, image) in images.into_iter().enumerate() {
-                let cluster = required(&clusters, "cluster", r)? as i64;
+                let cluster = required(&clusters, "cluster_id", r)? as i64;
                 let size = required(&sizes, "size", r)? as i64;
                 let item_id = required_text(&items, "item_id", r)?;
                 let image = image.ok_or_else(|| {
@@ -822,8 +908,14 @@ pub async fn plot(store: &Store, options: &PlotOptions) -> Result<PlotSummary> {
         map.insert("sql".into(), prepared.file.clone().into());
         map.insert("params".into(), prepared.params.to_json());
         map.insert("out".into(), options.out.display().to_string().into());
-        map.insert("width".into(), options.width.into());
-        map.insert("height".into(), options.height.into());
+        // Sheets take their size from their cells.
+        if !matches!(
+            options.request,
+            Request::Lineage { .. } | Request::ContactSheet { .. }
+        ) {
+            map.insert("width".into(), options.width.into());
+            map.insert("height".into(), options.height.into());
+        }
     }
     let seed = match &options.request {
         Request::Scatter {

@@ -67,7 +67,7 @@ pub struct TrainOptions {
 }
 
 /// What a training run did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainSummary {
     pub run_id: String,
     /// The space the trained heads project into.
@@ -434,6 +434,15 @@ async fn execute(
     let device = device_choice.device()?;
     let image_table = resolve(store, &options.image_model).await?;
     let text_table = resolve(store, &options.text_model).await?;
+    let items = if options.composed {
+        "pairs"
+    } else {
+        "captions"
+    };
+    // The versions about to be read.
+    let mut read = Inputs::default();
+    read.tables(store, &[&image_table, &text_table, items])
+        .await?;
     let set = TrainData::load(
         store,
         options,
@@ -488,14 +497,12 @@ async fn execute(
         if let Some((id, revision)) = space_model(store, t).await? {
             run.record_model(&id, &revision);
         }
-        run.record_input(t, store.open_table(t).await?.version().await?);
     }
-    let items = if options.composed {
-        "pairs"
-    } else {
-        "captions"
-    };
-    run.record_input(items, store.open_table(items).await?.version().await?);
+    for (table, version) in &read.tables {
+        run.record_input(table, *version);
+    }
+    // Each epoch projects into the run's own space and scores it there.
+    run.record_output(&space.name);
 
     let mut rng = Rng::new(options.fit.seed);
     let heads = Heads::init(shape, &mut rng, &device)?;
@@ -612,7 +619,9 @@ async fn train_rounds(
     let run_id = run.id().to_string();
     let order = match (&options.fit.topical, set) {
         (Some(cluster_run), TrainData::Captions(set)) => {
-            Order::Topical(load_clusters(store, cluster_run, &set.rows()).await?)
+            let clusters = load_clusters(store, cluster_run, &set.rows()).await?;
+            run.record_current(store, "clusters").await?;
+            Order::Topical(clusters)
         }
         _ => Order::Random,
     };
@@ -693,6 +702,9 @@ async fn train_rounds(
             state.round_step = 0;
             state.best_r1 = None;
             state.since_best = 0;
+        }
+        if state.negatives_run.is_some() {
+            run.record_current(store, "hard_negatives").await?;
         }
         let negatives: Option<Mined> = match (&state.negatives_run, set) {
             (Some(mine_run), TrainData::Captions(set)) => Some(Mined::Captions(

@@ -84,6 +84,16 @@ pub struct RankRequest {
     pub iteration: Option<i32>,
 }
 
+impl RankRequest {
+    /// The store tables [`retrieval_ranks`] reads for this request: the space and `captions`, then `pairs` (the
+    /// dataset's composed queries) or, for a loop run's items, `images` (their lineage).
+    pub fn tables(&self) -> Vec<&str> {
+        let lineage = self.run.is_some() || self.iteration.is_some();
+        let truth = if lineage { "images" } else { "pairs" };
+        vec![self.table.as_str(), "captions", truth]
+    }
+}
+
 /// One positive of one query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankRow {

@@ -122,6 +122,23 @@ impl Filter {
         self
     }
 
+    /// The tables [`Filter::lineage_ids`] reads (none without a run/iteration part).
+    pub fn lineage_tables(&self) -> Vec<&'static str> {
+        if self.run.is_none() && self.iteration.is_none() {
+            return Vec::new();
+        }
+        let wants = |kind: &str| self.kind.as_deref().is_none_or(|k| k == kind);
+        let mut tables = Vec::new();
+        if wants("image") {
+            tables.push("images");
+        }
+        // Hop 0's images are found through the captions of the run's hop 0.
+        if wants("caption") || (wants("image") && self.iteration.is_none_or(|i| i == 0)) {
+            tables.push("captions");
+        }
+        tables
+    }
+
     /// The item ids the run/iteration part selects (`None`: no such part, every item).
     pub async fn lineage_ids(&self, store: &Store) -> Result<Option<HashSet<String>>> {
         if self.run.is_none() && self.iteration.is_none() {

@@ -23,6 +23,9 @@ use datafusion::prelude::{col, lit};
 /// The tables an ingest writes.
 pub const TABLES: &[&str] = &["images", "captions", "pairs", "ingest_errors"];
 
+/// The tables an ingest reads: the dataset's stored rows, so what is already there is skipped.
+pub const READS: &[&str] = &["images", "captions", "pairs"];
+
 /// The columns that decide whether a stored row is already what the ingest would write.
 const IMAGE_CONTENT: &[&str] = &[
     "sha256",

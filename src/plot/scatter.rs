@@ -1,8 +1,10 @@
-//! 2-D views (PCA, t-SNE) of a space's items, one colour per cluster.
+//! 2-D views (PCA, t-SNE) of a space's items, one colour per cluster, the legend in a column beside the points.
 
 use plotters::prelude::*;
 
-use super::{Canvas, FONT, UNLABELLED, padded_range, palette};
+use super::{
+    Canvas, FONT, LegendEntry, Mark, UNLABELLED, draw_legend, legend_width, padded_range, palette,
+};
 use crate::error::Result;
 
 /// One item: its coordinates and its label (cluster), if any.
@@ -12,9 +14,6 @@ pub struct Point {
     pub y: f64,
     pub label: Option<String>,
 }
-
-/// Legend entries shown at most.
-pub const LEGEND_MAX: usize = 24;
 
 /// The distinct labels in colour order: numeric labels (cluster numbers) by value, the others after them by text.
 /// Label i is drawn in [`palette`] colour i; unlabelled points in [`UNLABELLED`].
@@ -42,10 +41,32 @@ pub fn draw(
     let x_range = padded_range(points.iter().map(|p| p.x), 0.05);
     let y_range = padded_range(points.iter().map(|p| p.y), 0.05);
     let radius = if points.len() <= 2_000 { 4 } else { 2 };
+    let mut entries = Vec::new();
+    if points.iter().any(|p| p.label.is_none()) {
+        entries.push(LegendEntry {
+            label: "no cluster".into(),
+            colour: UNLABELLED,
+            mark: Mark::Dot,
+        });
+    }
+    entries.extend(labels.iter().enumerate().map(|(i, label)| LegendEntry {
+        label: format!("{legend_title}{label}"),
+        colour: palette(i),
+        mark: Mark::Dot,
+    }));
     canvas.draw("scatter", |area| {
         area.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(area)
-            .caption(title, (FONT, 18))
+        let area = area.titled(title, (FONT, 18))?;
+        // The legend gets a column beside the points, so it never covers any.
+        let plot = if entries.is_empty() {
+            area
+        } else {
+            let width = area.dim_in_pixel().0;
+            let (plot, legend) = area.split_horizontally(width - legend_width(&area, &entries));
+            draw_legend(&legend, &entries, 24)?;
+            plot
+        };
+        let mut chart = ChartBuilder::on(&plot)
             .margin(14)
             .x_label_area_size(42)
             .y_label_area_size(64)
@@ -57,43 +78,20 @@ pub fn draw(
             .label_style((FONT, 12))
             .light_line_style(RGBColor(236, 236, 236))
             .draw()?;
-        let unlabelled: Vec<(f64, f64)> = points
-            .iter()
-            .filter(|p| p.label.is_none())
-            .map(|p| (p.x, p.y))
-            .collect();
-        if !unlabelled.is_empty() {
-            chart
-                .draw_series(
-                    unlabelled
-                        .iter()
-                        .map(|&p| Circle::new(p, radius, UNLABELLED.filled())),
-                )?
-                .label("no cluster")
-                .legend(move |(x, y)| Circle::new((x + 8, y), 4, UNLABELLED.filled()));
-        }
+        chart.draw_series(
+            points
+                .iter()
+                .filter(|p| p.label.is_none())
+                .map(|p| Circle::new((p.x, p.y), radius, UNLABELLED.filled())),
+        )?;
         for (i, label) in labels.iter().enumerate() {
             let colour = palette(i);
-            let drawn = chart.draw_series(
+            chart.draw_series(
                 points
                     .iter()
                     .filter(|p| p.label.as_deref() == Some(label.as_str()))
                     .map(|p| Circle::new((p.x, p.y), radius, colour.filled())),
             )?;
-            if i < LEGEND_MAX {
-                drawn
-                    .label(format!("{legend_title}{label}"))
-                    .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
-            }
-        }
-        if !labels.is_empty() || !unlabelled.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(160, 160, 160))
-                .label_font((FONT, 12))
-                .draw()?;
         }
         Ok(())
     })?;

@@ -79,6 +79,9 @@ pub fn histogram(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The share of the y axis left free above the data for the legend (two or three lines).
+const LEGEND_HEADROOM: f64 = 0.3;
+
 /// Draw each group's histogram (translucent) and KDE (solid line) in its palette colour; returns each group's stats.
 pub fn draw(
     canvas: &mut Canvas,
@@ -125,7 +128,8 @@ pub fn draw(
             .y_label_area_size(64)
             .build_cartesian_2d(
                 (lo - 0.1 * span)..(hi + 0.1 * span),
-                0.0..(top * 1.08).max(f64::MIN_POSITIVE),
+                // Headroom above the tallest bar or curve for the legend in the upper left corner.
+                0.0..(top * (1.0 + LEGEND_HEADROOM)).max(f64::MIN_POSITIVE),
             )?;
         chart
             .configure_mesh()

@@ -5,14 +5,15 @@
 //! Time travel: `"images@3"` names the `images` table as it was at version 3 (opened on its own handle).
 //! Views and `CREATE TABLE` results live in the session only; store tables are never dropped from SQL.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use lancedb::table::datafusion::BaseTableAdapter;
 
+use super::reads::ReadLog;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
@@ -38,17 +39,17 @@ pub struct StoreSchema {
     names: RwLock<Vec<String>>,
     /// Views and tables created in this session.
     session: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
-    /// Version of every store table a statement read: table -> version.
-    reads: Mutex<BTreeMap<String, u64>>,
+    /// Version of every store table a statement read (shared with the session's table functions).
+    reads: ReadLog,
 }
 
 impl StoreSchema {
-    pub fn new(store: Store) -> StoreSchema {
+    pub fn new(store: Store, reads: ReadLog) -> StoreSchema {
         StoreSchema {
             store,
             names: RwLock::new(Vec::new()),
             session: RwLock::new(HashMap::new()),
-            reads: Mutex::new(BTreeMap::new()),
+            reads,
         }
     }
 
@@ -57,11 +58,6 @@ impl StoreSchema {
         let names = self.store.table_names().await?;
         *self.names.write().unwrap_or_else(|p| p.into_inner()) = names;
         Ok(())
-    }
-
-    /// The store table versions read so far.
-    pub fn reads(&self) -> BTreeMap<String, u64> {
-        self.reads.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Store table names as of the last refresh.
@@ -90,10 +86,7 @@ impl StoreSchema {
             (Err(damaged @ Error::DamagedTable { .. }), Some(v)) => {
                 return match self.version_only(base, v).await {
                     Some(provider) => {
-                        self.reads
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(base.to_string(), v);
+                        self.reads.record(base, v);
                         Ok(Some(provider))
                     }
                     None => Err(damaged),
@@ -105,10 +98,7 @@ impl StoreSchema {
             Some(v) => v,
             None => table.version().await?,
         };
-        self.reads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(base.to_string(), read_version);
+        self.reads.record(base, read_version);
         let adapter = BaseTableAdapter::try_new(table.base_table().clone()).await?;
         Ok(Some(Arc::new(adapter)))
     }

@@ -3,7 +3,7 @@
 use datafusion::prelude::SessionContext;
 
 /// What kind of function a name is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FunctionKind {
     Scalar,
     Aggregate,
@@ -26,6 +26,8 @@ impl FunctionKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionDoc {
     pub name: String,
+    /// vlmdb's own function (else one of DataFusion's built-ins).
+    pub vlmdb: bool,
     pub kind: FunctionKind,
     pub description: String,
     pub syntax: String,
@@ -36,11 +38,14 @@ pub struct FunctionDoc {
 /// Every function of the session with its documentation, sorted by name then kind.
 pub fn list(ctx: &SessionContext) -> Vec<FunctionDoc> {
     let state = ctx.state();
+    let builtins = builtin_names();
     let mut docs = Vec::new();
     let mut push = |name: &str, kind, doc: Option<&datafusion::logical_expr::Documentation>| {
+        let vlmdb = !builtins.contains(&(name.to_string(), kind));
         docs.push(match doc {
             Some(d) => FunctionDoc {
                 name: name.to_string(),
+                vlmdb,
                 kind,
                 description: d.description.clone(),
                 syntax: d.syntax_example.clone(),
@@ -49,6 +54,7 @@ pub fn list(ctx: &SessionContext) -> Vec<FunctionDoc> {
             },
             None => FunctionDoc {
                 name: name.to_string(),
+                vlmdb,
                 kind,
                 description: String::new(),
                 syntax: String::new(),
@@ -74,6 +80,37 @@ pub fn list(ctx: &SessionContext) -> Vec<FunctionDoc> {
     }
     docs.sort_by(|a, b| a.name.cmp(&b.name).then(a.kind.cmp(&b.kind)));
     docs
+}
+
+/// The functions a bare DataFusion session has, by name and kind: what is not among them is vlmdb's.
+fn builtin_names() -> std::collections::HashSet<(String, FunctionKind)> {
+    let state = SessionContext::new().state();
+    let mut names = std::collections::HashSet::new();
+    names.extend(
+        state
+            .scalar_functions()
+            .keys()
+            .map(|n| (n.clone(), FunctionKind::Scalar)),
+    );
+    names.extend(
+        state
+            .aggregate_functions()
+            .keys()
+            .map(|n| (n.clone(), FunctionKind::Aggregate)),
+    );
+    names.extend(
+        state
+            .window_functions()
+            .keys()
+            .map(|n| (n.clone(), FunctionKind::Window)),
+    );
+    names.extend(
+        state
+            .table_functions()
+            .keys()
+            .map(|n| (n.clone(), FunctionKind::Table)),
+    );
+    names
 }
 
 /// The documentation of the function(s) called `name` (case-insensitive).

@@ -32,8 +32,9 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::future::BoxFuture;
 
+use super::ReadLog;
 use crate::error::{Error, Result};
-use crate::eval::space::Filter;
+use crate::eval::space::{Filter, Vectors, load, resolve};
 use crate::models::DeviceChoice;
 use crate::store::Store;
 
@@ -52,6 +53,30 @@ pub const DOC_SECTION: datafusion::logical_expr::DocSection =
 pub struct Context {
     pub store: Store,
     pub device: DeviceChoice,
+    /// The session's reads: a function notes the store tables it reads here, for the run record.
+    pub reads: ReadLog,
+}
+
+impl Context {
+    /// Note the current version of each of `tables` (those that exist) as read by the session.
+    pub async fn reading(&self, tables: &[&str]) -> Result<()> {
+        self.reads.record_current(&self.store, tables).await
+    }
+
+    /// Note that the space `table` is read through `filter` (with the tables its lineage part reads).
+    pub async fn reading_space(&self, table: &str, filter: &Filter) -> Result<()> {
+        let mut tables = vec![table];
+        tables.extend(filter.lineage_tables());
+        self.reading(&tables).await
+    }
+
+    /// [`crate::eval::space::load_named`], noting what it reads.
+    pub async fn load_named(&self, name: &str, filter: &Filter) -> Result<(String, Vectors)> {
+        let table = resolve(&self.store, name).await?;
+        self.reading_space(&table, filter).await?;
+        let vectors = load(&self.store, &table, filter).await?;
+        Ok((table, vectors))
+    }
 }
 
 impl fmt::Debug for Context {
@@ -62,11 +87,12 @@ impl fmt::Debug for Context {
     }
 }
 
-/// Register every table function in `ctx`.
-pub fn register(ctx: &SessionContext, store: &Store, device: DeviceChoice) {
+/// Register every table function in `ctx`; they note the store tables they read in `reads`.
+pub fn register(ctx: &SessionContext, store: &Store, device: DeviceChoice, reads: ReadLog) {
     let context = Context {
         store: store.clone(),
         device,
+        reads,
     };
     ctx.register_udtf("knn", Arc::new(knn::Knn(context.clone())));
     ctx.register_udtf(

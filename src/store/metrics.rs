@@ -121,6 +121,17 @@ pub enum Cell {
     Text(String),
 }
 
+/// How an error shows a cell: `'oops'`, `2.5`, `an empty cell`.
+impl std::fmt::Display for Cell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cell::Null => write!(f, "an empty cell"),
+            Cell::Number(v) => write!(f, "{v}"),
+            Cell::Text(t) => write!(f, "'{t}'"),
+        }
+    }
+}
+
 /// Columns that qualify a metric rather than being one (`epoch` becomes the step when there is no `step`).
 pub const QUALIFIERS: [&str; 7] = [
     "step",
@@ -163,7 +174,7 @@ pub fn from_columns(
         match find(column).map(|c| &c[row]) {
             None | Some(Cell::Null) => Ok(None),
             Some(Cell::Number(v)) if v.fract() == 0.0 && v.is_finite() => Ok(Some(*v as i64)),
-            Some(other) => Err(bad(row, column, format!("{other:?} is not a whole number"))),
+            Some(other) => Err(bad(row, column, format!("{other} is not a whole number"))),
         }
     };
     let text = |row: usize, column: &str| -> Option<String> {
@@ -187,7 +198,7 @@ pub fn from_columns(
             return Err(bad(
                 row,
                 name,
-                format!("{cell:?} is not a number (the column's other values are)"),
+                format!("{cell} is not a number (the column's other values are)"),
             ));
         }
     }

@@ -14,6 +14,16 @@ use super::columns::strings;
 use crate::error::{Error, Result};
 
 impl Store {
+    /// Table `name` held at its current version, and that version: every query through the handle reads it,
+    /// whatever is committed meanwhile (a handle otherwise reads the latest version at each query), so the version a
+    /// run records as read is the one it read. The handle is read-only.
+    pub async fn open_pinned(&self, name: &str) -> Result<(lancedb::Table, u64)> {
+        let table = self.open_table(name).await?;
+        let version = table.version().await?;
+        table.checkout(version).await?;
+        Ok((table, version))
+    }
+
     /// The rows of `table` that match `filter` (all rows without one), with only `columns`, in storage order.
     pub async fn scan(
         &self,

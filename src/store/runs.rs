@@ -2,7 +2,7 @@
 //! and closes it as `finished` or `failed` with the error, so every output can be traced to its configuration,
 //! seed, input table versions, model revisions and code version.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
@@ -37,6 +37,11 @@ pub struct Run {
     spec: RunSpec,
     started_at: i64,
     inputs: BTreeMap<String, u64>,
+    /// Tables the run writes: what it reads of them afterwards is its own rows, no input.
+    outputs: BTreeSet<String>,
+    /// The version of `runs` before the run's row went in: the version a read of `runs` counts as (every run
+    /// writes `runs` when it opens, so whatever it reads there later holds its own row).
+    runs_before: u64,
     models: BTreeMap<String, String>,
     process: Process,
     /// Refreshes `heartbeat_at` while the run is open; stopped when it closes (or is dropped).
@@ -79,17 +84,23 @@ impl Run {
     /// Open a run whose id was chosen beforehand (e.g. already bound as `$run_id`).
     pub async fn open_with_id(store: &Store, id: String, spec: RunSpec) -> Result<Run> {
         store.ensure_writable(&format!("recording run of `{}`", spec.kind))?;
-        store.add_missing_columns(&["runs"]).await?;
+        store.upgrade_tables(&["runs"]).await?;
         let mut run = Run {
             id,
             spec,
             started_at: Utc::now().timestamp_micros(),
             inputs: BTreeMap::new(),
+            outputs: BTreeSet::new(),
+            runs_before: u64::MAX,
             models: BTreeMap::new(),
             process: Process::current(),
             heartbeat: None,
         };
-        run.write(store, "running", None, None).await?;
+        // Lance numbers commits one by one: the version before this row's is the one below.
+        run.runs_before = run
+            .write(store, "running", None, None)
+            .await?
+            .saturating_sub(1);
         let (beat_store, beat_id) = (store.clone(), run.id.clone());
         run.heartbeat = Some(tokio::spawn(async move {
             loop {
@@ -106,9 +117,34 @@ impl Run {
         &self.id
     }
 
-    /// Record the version of a table the run read.
+    /// Record the version of a table the run read (the latest, when it reads one twice). A table the run writes
+    /// ([`Run::record_output`]) stays at the version read before: reading it back reads the run's own rows; `runs`
+    /// counts as read at the version before the run's own row.
     pub fn record_input(&mut self, table: &str, version: u64) {
-        self.inputs.insert(table.to_string(), version);
+        let version = if table == "runs" {
+            version.min(self.runs_before)
+        } else {
+            version
+        };
+        if !self.outputs.contains(table) {
+            self.inputs.insert(table.to_string(), version);
+        }
+    }
+
+    /// Record the current version of `table` as read, for a read through a helper that does not say which version
+    /// it read (a table that does not exist is read as empty and not recorded).
+    pub async fn record_current(&mut self, store: &Store, table: &str) -> Result<()> {
+        match store.open_table(table).await {
+            Ok(handle) => self.record_input(table, handle.version().await?),
+            Err(Error::UnknownTable { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Note that the run is about to write `table` (so reads of it from now on are not inputs).
+    pub fn record_output(&mut self, table: &str) {
+        self.outputs.insert(table.to_string());
     }
 
     /// Record a model the run used and its resolved revision.
@@ -136,7 +172,9 @@ impl Run {
     pub async fn finish(mut self, store: &Store) -> Result<()> {
         self.stop_heartbeat();
         let now = Utc::now().timestamp_micros();
-        self.write(store, "finished", Some(now), None).await
+        self.write(store, "finished", Some(now), None)
+            .await
+            .map(drop)
     }
 
     /// Close the run according to `outcome` and pass the outcome on. When the work failed, its error is what the
@@ -160,6 +198,7 @@ impl Run {
         let now = Utc::now().timestamp_micros();
         self.write(store, "failed", Some(now), Some(error.to_string()))
             .await
+            .map(drop)
     }
 
     fn stop_heartbeat(&mut self) {
@@ -168,13 +207,14 @@ impl Run {
         }
     }
 
+    /// Write the run's row as it is now; returns the version of `runs` that made.
     async fn write(
         &self,
         store: &Store,
         status: &str,
         finished_at: Option<i64>,
         error: Option<String>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let spec = runs_spec()?;
         let text = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
         let utc = |v: Option<i64>| {
@@ -204,8 +244,7 @@ impl Run {
             .into_iter()
             .chain(liveness::process_columns(&self.process))
             .collect();
-        upsert(store, &spec, batch_for(&spec, columns)?).await?;
-        Ok(())
+        upsert(store, &spec, batch_for(&spec, columns)?).await
     }
 }
 

@@ -76,6 +76,8 @@ pub struct TableSpec {
     pub metadata: std::collections::HashMap<String, String>,
     /// Columns whose non-NULL values must be keys of another table (checked on SQL `INSERT`).
     pub refs: Vec<Reference>,
+    /// Columns that had another name in earlier stores (renamed when the store is opened).
+    pub renames: Vec<Rename>,
 }
 
 /// `ref <column> -> <table>.<column>`: every non-NULL value of `column` is a value of `table.target`.
@@ -84,6 +86,13 @@ pub struct Reference {
     pub column: String,
     pub table: String,
     pub target: String,
+}
+
+/// `renamed <from> -> <to>`: column `to` was called `from` in stores written before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    pub from: String,
+    pub to: String,
 }
 
 impl TableSpec {
@@ -179,6 +188,7 @@ pub fn parse(file: &str, text: &str, vars: &HashMap<&str, String>) -> Result<Tab
     let mut name = None;
     let mut key = Vec::new();
     let mut refs = Vec::new();
+    let mut renames = Vec::new();
     let mut columns: Vec<ColumnSpec> = Vec::new();
     let mut doc = Vec::new();
     for (index, raw) in text.lines().enumerate() {
@@ -236,6 +246,19 @@ pub fn parse(file: &str, text: &str, vars: &HashMap<&str, String>) -> Result<Tab
                     }
                 }
             }
+            "renamed" => match rest.split_once("->") {
+                Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => renames
+                    .push(Rename {
+                        from: from.trim().to_string(),
+                        to: to.trim().to_string(),
+                    }),
+                _ => {
+                    return Err(err(
+                        line_no,
+                        format!("bad rename '{rest}' (expected `renamed <old> -> <column>`)"),
+                    ));
+                }
+            },
             column => {
                 let (type_text, nullable) = match rest.strip_suffix("not null") {
                     Some(t) => (t.trim(), false),
@@ -270,6 +293,17 @@ pub fn parse(file: &str, text: &str, vars: &HashMap<&str, String>) -> Result<Tab
             format!("reference column '{}' is not a column", bad.column),
         ));
     }
+    if let Some(bad) = renames.iter().find(|r| {
+        !columns.iter().any(|c| c.name == r.to) || columns.iter().any(|c| c.name == r.from)
+    }) {
+        return Err(err(
+            1,
+            format!(
+                "rename '{}' -> '{}' must name a current column and a name no column has",
+                bad.from, bad.to
+            ),
+        ));
+    }
     Ok(TableSpec {
         name,
         doc: doc.join(" "),
@@ -277,6 +311,7 @@ pub fn parse(file: &str, text: &str, vars: &HashMap<&str, String>) -> Result<Tab
         columns,
         metadata: HashMap::new(),
         refs,
+        renames,
     })
 }
 
@@ -481,6 +516,33 @@ a utf8
         )
         .unwrap_err();
         assert!(e.to_string().contains("reference column 'b'"), "{e}");
+    }
+
+    #[test]
+    fn renames_are_checked_when_parsed() {
+        for table in ["clusters", "centroids"] {
+            let spec = fixed_table(table).expect("parses").expect("fixed");
+            assert_eq!(
+                spec.renames,
+                [Rename {
+                    from: "cluster".into(),
+                    to: "cluster_id".into()
+                }],
+                "{table}"
+            );
+        }
+        let vars = HashMap::new();
+        for (text, message) in [
+            ("table t\nrenamed a b\nb utf8\n", "bad rename"),
+            ("table t\nrenamed a -> c\nb utf8\n", "rename 'a' -> 'c'"),
+            (
+                "table t\nrenamed a -> b\na utf8\nb utf8\n",
+                "rename 'a' -> 'b'",
+            ),
+        ] {
+            let e = parse("x.schema", text, &vars).unwrap_err();
+            assert!(e.to_string().contains(message), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -128,10 +128,11 @@ pub async fn load_clusters(
     run_id: &str,
     set: &ImageRows<'_>,
 ) -> Result<Vec<Option<i32>>> {
+    store.upgrade_tables(&["clusters"]).await?;
     let batches = store
         .scan(
             "clusters",
-            &["item_id", "cluster"],
+            &["item_id", "cluster_id"],
             Some(col("run_id").eq(lit(run_id))),
         )
         .await?;
@@ -140,7 +141,7 @@ pub async fn load_clusters(
         assigned.extend(
             strings(batch, "item_id")?
                 .into_iter()
-                .zip(integers(batch, "cluster")?),
+                .zip(integers(batch, "cluster_id")?),
         );
     }
     // By item id, so an image whose captions sit in different clusters always gets the same one.

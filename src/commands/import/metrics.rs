@@ -33,7 +33,7 @@ pub enum LogFormat {
 }
 
 /// What an import did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct MetricsImport {
     pub run_id: String,
     pub rows: usize,

@@ -52,6 +52,7 @@ impl TableFunctionImpl for ClusterAgreement {
             Box::new(move |_| {
                 let (context, from, to) = (context.clone(), from.clone(), to.clone());
                 Box::pin(async move {
+                    context.reading(&["clusters"]).await?;
                     let a = agreement(&context.store, &from, &to).await?;
                     let columns: Vec<ArrayRef> = vec![
                         Arc::new(Int64Array::from(vec![a.items as i64])),

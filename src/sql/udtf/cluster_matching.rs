@@ -68,6 +68,7 @@ impl TableFunctionImpl for ClusterMatching {
             Box::new(move |_| {
                 let (context, from, to) = (context.clone(), from.clone(), to.clone());
                 Box::pin(async move {
+                    context.reading(&["centroids"]).await?;
                     let m = matching(&context.store, &from, &to).await?;
                     let columns: Vec<ArrayRef> = vec![
                         Arc::new(Int32Array::from_iter_values(

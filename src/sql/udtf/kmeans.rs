@@ -10,7 +10,6 @@ use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::cluster::kmeans::{KMeansOptions, kmeans};
-use crate::eval::space::load_named;
 
 const SIGNATURE: &str = "kmeans(space, k, iterations, seed [, dataset [, split [, kind [, metric [, run [, iteration]]]]]])";
 
@@ -19,7 +18,7 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
         DOC_SECTION,
         "k-means of a space's items (L2-normalised vectors): k-means++ seeding from one seeded RNG (the same seed \
          gives the same clusters), Lloyd iterations with assignment by blocked Candle matrix products, empty \
-         clusters re-seeded with the farthest points. Rows: item_id, cluster (0-based), distance to its centroid \
+         clusters re-seeded with the farthest points. Rows: item_id, cluster_id (0-based), distance to its centroid \
          (Euclidean for l2, 1 - cosine for cosine). `vlmdb cluster` stores the same under a run.",
         SIGNATURE,
     )
@@ -33,7 +32,7 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("metric", "'l2' (default, scikit-learn's objective) or 'cosine' (spherical k-means).")
     .with_argument("run", "Only the items this run wrote (a loop run: its hop images and captions, and the dataset images it started from; NULL: all).")
     .with_argument("iteration", "Only the items of this iteration (a loop hop; 0: the starting images and their captions; NULL: all).")
-    .with_sql_example("> SELECT cluster, count(*) FROM kmeans('tiny_clip_c94a344', 3, 20, 0, 'shapes') GROUP BY cluster;")
+    .with_sql_example("> SELECT cluster_id, count(*) FROM kmeans('tiny_clip_c94a344', 3, 20, 0, 'shapes') GROUP BY cluster_id;")
     .build()
 });
 
@@ -44,7 +43,7 @@ pub fn documentation() -> &'static Documentation {
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("item_id", DataType::Utf8, false),
-        Field::new("cluster", DataType::Int32, false),
+        Field::new("cluster_id", DataType::Int32, false),
         Field::new("distance", DataType::Float32, false),
     ]))
 }
@@ -74,7 +73,7 @@ impl TableFunctionImpl for KMeansFunction {
                 let context = context.clone();
                 let (space, filter) = (space.clone(), filter.clone());
                 Box::pin(async move {
-                    let (_, data) = load_named(&context.store, &space, &filter).await?;
+                    let (_, data) = context.load_named(&space, &filter).await?;
                     let result = kmeans(&data, &options, &context.device.device()?)?;
                     let columns: Vec<ArrayRef> = vec![
                         Arc::new(StringArray::from_iter_values(

@@ -117,6 +117,9 @@ impl TableFunctionImpl for Knn {
                         split,
                         method,
                     };
+                    context
+                        .reading(&[&request.queries.table, &request.corpus.table])
+                        .await?;
                     let result = knn(store, &request, &context.device.device()?).await?;
                     if let Some(recall) = result.recall {
                         eprintln!(

@@ -10,7 +10,7 @@ use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::cluster::pca::{Pca, pca};
-use crate::eval::space::{Filter, load_named};
+use crate::eval::space::Filter;
 
 const SIGNATURE: &str =
     "pca(space, components [, dataset [, split [, kind [, run [, iteration]]]]])";
@@ -67,7 +67,7 @@ impl PcaCall {
 
     /// Load the items and fit: (item ids, the fit).
     pub async fn fit(&self, context: &Context) -> crate::Result<(Vec<String>, Pca)> {
-        let (_, data) = load_named(&context.store, &self.space, &self.filter).await?;
+        let (_, data) = context.load_named(&self.space, &self.filter).await?;
         let fitted = pca(&data, self.components, &context.device.device()?)?;
         Ok((data.ids, fitted))
     }

@@ -122,6 +122,7 @@ impl TableFunctionImpl for RetrievalRanks {
                         run,
                         iteration,
                     };
+                    context.reading(&request.tables()).await?;
                     let rows = retrieval_ranks(&context.store, &request, &context.device.device()?)
                         .await?;
                     batch(&rows)

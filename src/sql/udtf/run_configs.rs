@@ -52,6 +52,7 @@ async fn rows(context: &Context, runs: &str) -> Result<RecordBatch> {
         .filter(|id| !id.is_empty())
         .map(lit)
         .collect();
+    context.reading(&["runs"]).await?;
     let batches = context
         .store
         .scan_if_exists(

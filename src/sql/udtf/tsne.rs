@@ -10,7 +10,6 @@ use datafusion::logical_expr::Documentation;
 
 use super::{Args, Computed, Context, DOC_SECTION, df};
 use crate::cluster::tsne::{Method, TsneOptions, tsne};
-use crate::eval::space::load_named;
 
 const SIGNATURE: &str = "tsne(space, perplexity, iterations, seed [, dataset [, split [, kind [, method [, run [, iteration]]]]]])";
 
@@ -40,7 +39,7 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     )
     .with_argument("run", "Only the items this run wrote (a loop run: its hop images and captions, and the dataset images it started from; NULL: all).")
     .with_argument("iteration", "Only the items of this iteration (a loop hop; 0: the starting images and their captions; NULL: all).")
-    .with_sql_example("> SELECT t.item_id, t.x, t.y, k.cluster FROM tsne('tiny_clip_c94a344', 10, 500, 0, 'shapes') t\n  JOIN kmeans('tiny_clip_c94a344', 3, 20, 0, 'shapes') k USING (item_id);")
+    .with_sql_example("> SELECT t.item_id, t.x, t.y, k.cluster_id FROM tsne('tiny_clip_c94a344', 10, 500, 0, 'shapes') t\n  JOIN kmeans('tiny_clip_c94a344', 3, 20, 0, 'shapes') k USING (item_id);")
     .build()
 });
 
@@ -79,7 +78,7 @@ impl TableFunctionImpl for TsneFunction {
             Box::new(move |_| {
                 let (context, space, filter) = (context.clone(), space.clone(), filter.clone());
                 Box::pin(async move {
-                    let (_, data) = load_named(&context.store, &space, &filter).await?;
+                    let (_, data) = context.load_named(&space, &filter).await?;
                     let view = tsne(&data, &options)?;
                     let columns: Vec<ArrayRef> = vec![
                         Arc::new(StringArray::from_iter_values(

@@ -200,6 +200,7 @@ impl TableFunctionImpl for VectorSearch {
             Box::pin(async move {
                 let store = &context.store;
                 let table = resolve(store, &space).await?;
+                context.reading_space(&table, &filter).await?;
                 let query = match (query, subquery_value) {
                     (Query::Deferred { embed }, Some(value)) => interpret(embed.as_ref(), value)?,
                     (query, _) => query,

@@ -68,6 +68,7 @@ impl TableFunctionImpl for VectorsOf {
                 let (space, filter) = (space.clone(), filter.clone());
                 Box::pin(async move {
                     let table = resolve(&context.store, &space).await?;
+                    context.reading_space(&table, &filter).await?;
                     let handle = context.store.open_table(&table).await?;
                     let mut query = handle.query().select(Select::columns(&[
                         "item_id", "kind", "dataset", "split", "vector",
