@@ -211,7 +211,7 @@ pub fn legend_width(area: &Area<'_>, entries: &[LegendEntry]) -> u32 {
 /// pixels down; entries that do not fit are counted in a last line.
 pub fn draw_legend(area: &Area<'_>, entries: &[LegendEntry], top: i32) -> DrawResult {
     use plotters::element::{Circle, PathElement, Text};
-    use plotters::style::{Color, IntoFont};
+    use plotters::style::{Color, IntoFont, TextStyle};
     let font = (FONT, LEGEND_FONT).into_font();
     let (width, height) = area.dim_in_pixel();
     let rows = ((height as i32 - top) / LEGEND_ROW).max(1) as usize;
@@ -229,13 +229,18 @@ pub fn draw_legend(area: &Area<'_>, entries: &[LegendEntry], top: i32) -> DrawRe
             ))?,
             Mark::Dot => area.draw(&Circle::new((16, y), 4, entry.colour.filled()))?,
         }
-        let room = width.saturating_sub(36) as usize / 6;
-        let label: String = if entry.label.chars().count() > room {
-            let cut: String = entry.label.chars().take(room.saturating_sub(1)).collect();
-            format!("{cut}…")
-        } else {
-            entry.label.clone()
+        // Labels wider than the column end in an ellipsis.
+        let room = width.saturating_sub(36);
+        let fits = |text: &str| {
+            area.estimate_text_size(text, &TextStyle::from(font.clone()))
+                .map_or(true, |(w, _)| w <= room)
         };
+        let mut label = entry.label.clone();
+        while !fits(&label) && label.chars().count() > 1 {
+            let mut chars: Vec<char> = label.trim_end_matches('…').chars().collect();
+            chars.pop();
+            label = chars.into_iter().collect::<String>() + "…";
+        }
         area.draw(&Text::new(label, (32, y - 7), font.clone()))?;
     }
     if shown < entries.len() {
@@ -251,7 +256,10 @@ pub fn draw_legend(area: &Area<'_>, entries: &[LegendEntry], top: i32) -> DrawRe
 
 /// A tick label: up to four significant digits, no trailing zeros.
 pub fn tick_label(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
+    if v == 0.0 {
+        return "0".into();
+    }
+    if !v.is_finite() {
         return format!("{v}");
     }
     let magnitude = v.abs();
@@ -299,6 +307,8 @@ mod tests {
     #[test]
     fn tick_labels_are_short() {
         assert_eq!(tick_label(0.001), "0.001");
+        assert_eq!(tick_label(-0.0), "0");
+        assert_eq!(tick_label(-0.2), "-0.2");
         assert_eq!(tick_label(3.16227766), "3.162");
         assert_eq!(tick_label(1000.0), "1000");
         assert_eq!(tick_label(0.00095), "0.00095");

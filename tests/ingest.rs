@@ -584,3 +584,220 @@ fn image_functions_over_ingested_images() {
         "w,h,n\n12,16,3\n16,12,9\n"
     );
 }
+
+/// `export jsonl --dataset D --images-out DIR` writes the stored images (resized ones as stored) with
+/// `metadata.jsonl` beside them, and `vlmdb ingest jsonl DIR/metadata.jsonl` restores the dataset in another store:
+/// the same image ids, splits and bytes, the same captions of each image, for every fixture format (issue 25).
+#[test]
+fn an_images_folder_export_ingests_back_to_the_same_dataset() {
+    let source = TestStore::initialised();
+    let webdataset = fixture("webdataset/shards/{000..001}.tar");
+    let coco = fixture("coco/annotations/captions_train.json");
+    let karpathy = fixture("karpathy/dataset_shapes.json");
+    let datasets: Vec<(&str, Vec<String>)> = vec![
+        (
+            "coco",
+            vec![
+                "coco".into(),
+                coco,
+                "--images".into(),
+                fixture("coco/images"),
+                "--split".into(),
+                "train".into(),
+            ],
+        ),
+        (
+            "karpathy",
+            vec![
+                "karpathy".into(),
+                karpathy,
+                "--images".into(),
+                fixture("karpathy/images"),
+            ],
+        ),
+        (
+            "jsonl",
+            vec!["jsonl".into(), fixture("jsonl/metadata.jsonl")],
+        ),
+        (
+            "resized",
+            vec![
+                "jsonl".into(),
+                fixture("jsonl/metadata.jsonl"),
+                "--resize".into(),
+                "16".into(),
+            ],
+        ),
+        (
+            "folder",
+            vec![
+                "folder".into(),
+                fixture("folder"),
+                "--split".into(),
+                "train".into(),
+            ],
+        ),
+        (
+            "webdataset",
+            vec![
+                "webdataset".into(),
+                webdataset,
+                "--split".into(),
+                "train".into(),
+            ],
+        ),
+        ("parquet", vec!["hf-parquet".into(), fixture("hf-parquet")]),
+        ("cirr", vec!["cirr".into(), fixture("cirr")]),
+        ("fashioniq", vec!["fashioniq".into(), fixture("fashioniq")]),
+    ];
+    for (dataset, args) in &datasets {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend(["--dataset", dataset]);
+        assert_success(&ingest(&source, &all));
+    }
+    let images = "SELECT image_id, split, format, sha256, width, height FROM images WHERE dataset = $d \
+                  ORDER BY image_id";
+    let captions = "SELECT c.image_id, c.split, c.text FROM captions c WHERE c.dataset = $d \
+                    ORDER BY c.image_id, c.text";
+    let rows = |store: &TestStore, sql: &str, dataset: &str| {
+        let out = store.vlmdb(&[
+            "sql",
+            sql,
+            "--param",
+            &format!("d={dataset}"),
+            "--format",
+            "csv",
+        ]);
+        assert_success(&out);
+        stdout(&out)
+    };
+    let target = TestStore::initialised();
+    for (dataset, _) in &datasets {
+        let dir = source.dir.path().join(format!("export-{dataset}"));
+        let out = source.vlmdb(&[
+            "export",
+            "jsonl",
+            "--dataset",
+            dataset,
+            "--images-out",
+            dir.to_str().unwrap_or_default(),
+        ]);
+        assert_success(&out);
+        assert!(
+            stderr(&out).contains("vlmdb ingest jsonl"),
+            "{}",
+            stderr(&out)
+        );
+        let metadata = dir.join("metadata.jsonl");
+        assert_success(&ingest(
+            &target,
+            &[
+                "jsonl",
+                metadata.to_str().unwrap_or_default(),
+                "--dataset",
+                dataset,
+            ],
+        ));
+        let (before, after) = (
+            rows(&source, images, dataset),
+            rows(&target, images, dataset),
+        );
+        assert!(before.lines().count() > 1, "{dataset}: no images");
+        assert_eq!(before, after, "{dataset}: images");
+        assert_eq!(
+            rows(&source, captions, dataset),
+            rows(&target, captions, dataset),
+            "{dataset}: captions"
+        );
+    }
+    // The resized dataset came back as its resized bytes (compared above), 16 pixels on the longest side.
+    assert_eq!(
+        target.csv("SELECT max(greatest(width, height)) AS side FROM images WHERE dataset = 'resized'"),
+        "side\n16\n"
+    );
+
+    // A directory that holds something is refused, and left as it was.
+    let busy = source.dir.path().join("busy");
+    std::fs::create_dir(&busy).expect("mkdir");
+    std::fs::write(busy.join("keep.txt"), "mine").expect("write");
+    let out = source.vlmdb(&[
+        "export",
+        "jsonl",
+        "--dataset",
+        "jsonl",
+        "--images-out",
+        busy.to_str().unwrap_or_default(),
+    ]);
+    assert_fails_with(&out, "not empty");
+    assert_eq!(std::fs::read_dir(&busy).expect("dir").count(), 1);
+    // An unknown dataset writes nothing.
+    let none = source.dir.path().join("none");
+    let out = source.vlmdb(&[
+        "export",
+        "jsonl",
+        "--dataset",
+        "nope",
+        "--images-out",
+        none.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!none.exists());
+}
+
+/// `export csv` of a space writes its vectors as JSON arrays; `export artifact RUN NAME --out FILE` writes a
+/// stored plot (issue 25).
+#[test]
+fn vectors_export_as_json_arrays_and_artifacts_as_files() {
+    let store = crate::common::retrieval_store();
+    let out = store.vlmdb(&["export", "csv", "--table", "emb_ref"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let vector = header
+        .split(',')
+        .position(|c| c == "vector")
+        .unwrap_or_else(|| panic!("no vector column: {header}"));
+    let first = lines.next().unwrap_or_default();
+    // The vector is one quoted field holding a JSON array.
+    let quoted = first
+        .split('"')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no quoted vector: {first}"));
+    let values: Vec<f64> = serde_json::from_str(quoted).expect("a JSON array");
+    assert!(values.len() > 1, "{first}");
+    assert!(vector > 0, "{header}");
+
+    let png = store.dir.path().join("sim.png");
+    let plot = store.vlmdb(&[
+        "plot",
+        "similarity",
+        "--model",
+        "ref",
+        "--dataset",
+        "shapes",
+        "--out",
+        png.to_str().unwrap_or_default(),
+        "--format",
+        "json",
+    ]);
+    assert_success(&plot);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&plot)).expect("json");
+    let run = report["run_id"].as_str().expect("run id");
+    let copy = store.dir.path().join("copy.png");
+    let out = store.vlmdb(&[
+        "export",
+        "artifact",
+        run,
+        "sim.png",
+        "--out",
+        copy.to_str().unwrap_or_default(),
+    ]);
+    assert_success(&out);
+    assert_eq!(
+        std::fs::read(&copy).expect("copy"),
+        std::fs::read(&png).expect("plot")
+    );
+    let missing = store.vlmdb(&["export", "artifact", run, "nope.png", "--out", "x.png"]);
+    assert_fails_with(&missing, "has no artifact 'nope.png' (it has: sim.png)");
+}

@@ -983,9 +983,47 @@ pub struct IngestArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Output format.
-    #[arg(value_enum)]
-    pub format: crate::commands::export::ExportFormat,
+    #[command(subcommand)]
+    pub what: ExportWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportWhat {
+    /// JSON Lines: a dataset's captions as Hugging Face ImageFolder's metadata.jsonl (with --images-out, the
+    /// stored images beside it), or a table's rows.
+    Jsonl {
+        #[command(flatten)]
+        rows: ExportRows,
+        /// Write the dataset's stored images (resized ones as stored) into DIR, with metadata.jsonl beside them
+        /// naming each by a path relative to it, so `vlmdb ingest jsonl DIR/metadata.jsonl` restores the dataset.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["table", "out"])]
+        images_out: Option<PathBuf>,
+    },
+    /// CSV with a header line: a dataset's captions or a table's rows (vectors as JSON arrays, bytes as hex).
+    Csv {
+        #[command(flatten)]
+        rows: ExportRows,
+    },
+    /// Parquet: a dataset's captions or a table's rows (needs --out).
+    Parquet {
+        #[command(flatten)]
+        rows: ExportRows,
+    },
+    /// A stored artifact of a run (a plot, a checkpoint) to a file.
+    Artifact {
+        /// The run that stored it.
+        run: String,
+        /// The artifact's name (`vlmdb sql "SELECT name FROM artifacts WHERE run_id = '…'"` lists them).
+        name: String,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Which rows an export writes, and where.
+#[derive(Debug, Args)]
+pub struct ExportRows {
     /// Export this dataset's captions (with --table: only this dataset's rows).
     #[arg(long, required_unless_present = "table")]
     pub dataset: Option<String>,

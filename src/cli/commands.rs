@@ -10,7 +10,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::sql::parser::Statement;
 
 use super::args::{
-    ExportArgs, ImportArgs, ImportWhat, IngestArgs, RunFileArgs, RunsAction, RunsArgs, SqlArgs,
+    ExportArgs, ExportWhat, ImportArgs, ImportWhat, IngestArgs, RunFileArgs, RunsAction, RunsArgs,
+    SqlArgs,
 };
 use super::display::TableStyle;
 use super::format::{Format, Printer, write_result};
@@ -232,20 +233,53 @@ pub async fn ingest(store: &Store, args: IngestArgs, out: &mut dyn Write) -> Res
     Ok(0)
 }
 
-/// `vlmdb export`: to `--out FILE` (written whole, then moved into place) or stdout.
+/// `vlmdb export`: rows to `--out FILE` (written whole, then moved into place) or stdout; a dataset's images
+/// folder; an artifact to a file.
 pub async fn export(store: &Store, args: ExportArgs, out: &mut dyn Write) -> Result<u8> {
+    let (format, rows) = match args.what {
+        ExportWhat::Artifact { run, name, out } => {
+            let bytes = export::artifact(store, &run, &name).await?;
+            export::replace_file(&out, &bytes, "--out")?;
+            eprintln!(
+                "wrote artifact {name} of run {run} to {} ({} bytes)",
+                out.display(),
+                bytes.len()
+            );
+            return Ok(0);
+        }
+        ExportWhat::Jsonl {
+            rows,
+            images_out: Some(dir),
+        } => {
+            let dataset = rows
+                .dataset
+                .ok_or_else(|| Error::Usage("--images-out needs --dataset D".into()))?;
+            let s = export::images_folder(store, &dataset, rows.split.as_deref(), &dir).await?;
+            eprintln!(
+                "wrote {} images and {} with {} captions (vlmdb ingest jsonl {} restores the dataset)",
+                s.images,
+                s.metadata.display(),
+                s.captions,
+                s.metadata.display()
+            );
+            return Ok(0);
+        }
+        ExportWhat::Jsonl { rows, .. } => (ExportFormat::Jsonl, rows),
+        ExportWhat::Csv { rows } => (ExportFormat::Csv, rows),
+        ExportWhat::Parquet { rows } => (ExportFormat::Parquet, rows),
+    };
     let options = ExportOptions {
-        format: args.format,
-        dataset: args.dataset,
-        table: args.table,
-        split: args.split,
+        format,
+        dataset: rows.dataset,
+        table: rows.table,
+        split: rows.split,
     };
     let result = export::query(store, &options).await?;
-    match &args.out {
+    match &rows.out {
         Some(path) => {
             let mut buffer = Vec::new();
             let rows = write_export(&result, options.format, &mut buffer)?;
-            replace_file(path, &buffer)?;
+            export::replace_file(path, &buffer, "--out")?;
             eprintln!("wrote {rows} rows to {}", path.display());
         }
         None if options.format == ExportFormat::Parquet => {
@@ -256,45 +290,6 @@ pub async fn export(store: &Store, args: ExportArgs, out: &mut dyn Write) -> Res
         }
     }
     Ok(0)
-}
-
-/// Put `bytes` at `path` whole or not at all: written to a new file of a unique name in the same directory, then
-/// renamed over `path`. Something at `path` that is not a regular file (a device, a FIFO, a link, a directory) is
-/// refused, and a failed write leaves nothing behind.
-fn replace_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    if let Ok(meta) = std::fs::symlink_metadata(path)
-        && !meta.file_type().is_file()
-    {
-        return Err(Error::Usage(format!(
-            "--out {}: exists and is not a regular file (a device, FIFO, link or directory); nothing was written",
-            path.display()
-        )));
-    }
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Usage(format!("--out {}: not a file name", path.display())))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let temporary = path.with_file_name(format!(
-        ".{}.{}-{nanos}.vlmdb-partial",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temporary)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temporary, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        Error::io(path, e)
-    })
 }
 
 /// Write an export `result` in `format` to `out`; returns the number of rows.

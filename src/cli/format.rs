@@ -120,7 +120,7 @@ pub fn write_styled(
                 arrow::csv::WriterBuilder::new()
                     .with_header(header)
                     .build(&mut buffer)
-                    .write(&hex_binary(batch)?)?;
+                    .write(&csv_cells(batch)?)?;
                 header = false;
                 out.write_all(&buffer)?;
             }
@@ -153,9 +153,10 @@ pub fn write_styled(
     Ok(())
 }
 
-/// `batch` with its binary columns (image bytes, digests) as lowercase hex text, as the table format shows them:
-/// CSV has no notation for raw bytes.
-fn hex_binary(batch: &RecordBatch) -> Result<RecordBatch> {
+/// `batch` as CSV can hold it: binary columns (image bytes, digests) as lowercase hex text, as the table format
+/// shows them, and nested columns (vectors, lists, structs) as JSON text (`[0.1,0.2]`): CSV has no notation for
+/// either.
+fn csv_cells(batch: &RecordBatch) -> Result<RecordBatch> {
     let binary = |t: &DataType| {
         matches!(
             t,
@@ -165,38 +166,68 @@ fn hex_binary(batch: &RecordBatch) -> Result<RecordBatch> {
                 | DataType::FixedSizeBinary(_)
         )
     };
+    let nested = |t: &DataType| t.is_nested();
     if !batch
         .schema()
         .fields()
         .iter()
-        .any(|f| binary(f.data_type()))
+        .any(|f| binary(f.data_type()) || nested(f.data_type()))
     {
         return Ok(batch.clone());
     }
     let mut fields = Vec::new();
     let mut columns = Vec::new();
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if binary(field.data_type()) {
+        let text: Option<StringArray> = if binary(field.data_type()) {
             let bytes = arrow::compute::cast(column, &DataType::LargeBinary)?;
             let bytes = bytes.as_binary::<i64>();
-            let text: StringArray = (0..bytes.len())
-                .map(|i| bytes.is_valid(i).then(|| hex::encode(bytes.value(i))))
-                .collect();
-            fields.push(Field::new(
-                field.name(),
-                DataType::Utf8,
-                field.is_nullable(),
-            ));
-            columns.push(Arc::new(text) as ArrayRef);
+            Some(
+                (0..bytes.len())
+                    .map(|i| bytes.is_valid(i).then(|| hex::encode(bytes.value(i))))
+                    .collect(),
+            )
+        } else if nested(field.data_type()) {
+            Some(json_texts(field, column)?)
         } else {
-            fields.push(field.as_ref().clone());
-            columns.push(column.clone());
+            None
+        };
+        match text {
+            Some(text) => {
+                fields.push(Field::new(
+                    field.name(),
+                    DataType::Utf8,
+                    field.is_nullable(),
+                ));
+                columns.push(Arc::new(text) as ArrayRef);
+            }
+            None => {
+                fields.push(field.as_ref().clone());
+                columns.push(column.clone());
+            }
         }
     }
     Ok(RecordBatch::try_new(
         Arc::new(Schema::new(fields)),
         columns,
     )?)
+}
+
+/// Each value of a nested column as JSON text (NULL stays NULL), as the JSON formats write it.
+fn json_texts(field: &Field, column: &ArrayRef) -> Result<StringArray> {
+    let one = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![field.clone()])),
+        vec![column.clone()],
+    )?;
+    let mut texts = Vec::with_capacity(column.len());
+    for (i, row) in ndjson_rows(&one)?.iter().enumerate() {
+        if column.is_null(i) {
+            texts.push(None);
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_slice(row)?;
+        texts.push(value.get(field.name()).map(|v| v.to_string()));
+    }
+    Ok(texts.into_iter().collect())
 }
 
 /// Every row of `result` as a JSON object, as `--format json` prints them.

@@ -4,6 +4,7 @@ use plotters::prelude::*;
 
 use super::{
     Canvas, FONT, LegendEntry, Mark, UNLABELLED, draw_legend, legend_width, padded_range, palette,
+    tick_label,
 };
 use crate::error::Result;
 
@@ -71,8 +72,11 @@ pub fn draw(
             .x_label_area_size(42)
             .y_label_area_size(64)
             .build_cartesian_2d(x_range, y_range)?;
+        let tick = |v: &f64| tick_label(*v);
         chart
             .configure_mesh()
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .x_desc(axes.0)
             .y_desc(axes.1)
             .label_style((FONT, 12))

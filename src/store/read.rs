@@ -39,6 +39,21 @@ impl Store {
         Ok(query.execute().await?.try_collect().await?)
     }
 
+    /// [`Store::scan`] a batch at a time, for reads too large to hold at once (image bytes).
+    pub async fn scan_batches(
+        &self,
+        table: &str,
+        columns: &[&str],
+        filter: Option<Expr>,
+    ) -> Result<impl futures::Stream<Item = Result<RecordBatch>> + use<>> {
+        let handle = self.open_table(table).await?;
+        let mut query = handle.query().select(Select::columns(columns));
+        if let Some(filter) = filter {
+            query = query.only_if_expr(filter);
+        }
+        Ok(query.execute().await?.map_err(Error::from))
+    }
+
     /// [`Store::scan`], with a table that does not exist yet read as empty.
     pub async fn scan_if_exists(
         &self,
