@@ -712,7 +712,9 @@ fn an_images_folder_export_ingests_back_to_the_same_dataset() {
     }
     // The resized dataset came back as its resized bytes (compared above), 16 pixels on the longest side.
     assert_eq!(
-        target.csv("SELECT max(greatest(width, height)) AS side FROM images WHERE dataset = 'resized'"),
+        target.csv(
+            "SELECT max(greatest(width, height)) AS side FROM images WHERE dataset = 'resized'"
+        ),
         "side\n16\n"
     );
 

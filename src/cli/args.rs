@@ -54,7 +54,8 @@ pub enum Command {
     Shell(ShellArgs),
     /// Ingest a dataset: images, captions and composed-retrieval pairs.
     Ingest(IngestArgs),
-    /// Write a dataset's captions, or any table, out as JSONL, Parquet or CSV.
+    /// Write a dataset's captions (and its images), or any table, out as JSONL, Parquet or CSV; or a run's
+    /// artifact to a file.
     Export(ExportArgs),
     /// Embed a dataset's images, captions or pair texts into the model's space table emb_<space>.
     Embed(EmbedArgs),
@@ -78,7 +79,12 @@ pub enum Command {
     /// Mine hard negatives (one round = one iteration) into `hard_negatives`.
     Mine(MineArgs),
     /// Train projection heads over two frozen spaces (InfoNCE or SANW losses, MRL, topical or hard-negative
-    /// batches, rounds); the heads become the space head:<run_id>.
+    /// batches, rounds); the heads become the space head:<run_id>. With --finetune, a whole CLIP.
+    #[command(
+        override_usage = "vlmdb train [OPTIONS] --dataset <DATASET> --loss <LOSS> --image-model <MODEL> --text-model <MODEL>\n       \
+                                vlmdb train [OPTIONS] --dataset <DATASET> --loss <LOSS> --finetune <MODEL>\n       \
+                                vlmdb train [OPTIONS] --resume [RUN]"
+    )]
     Train(Box<TrainArgs>),
     /// Draw a plot to a PNG (also stored in `artifacts` under a `plot` run): metric curves, a PCA/t-SNE scatter
     /// coloured by cluster, positive vs negative similarity distributions, or a contact sheet of clusters.
@@ -1023,9 +1029,11 @@ pub enum ExportWhat {
 
 /// Which rows an export writes, and where.
 #[derive(Debug, Args)]
+#[group(skip)]
+#[command(group = clap::ArgGroup::new("rows").required(true).multiple(true).args(["dataset", "table"]))]
 pub struct ExportRows {
     /// Export this dataset's captions (with --table: only this dataset's rows).
-    #[arg(long, required_unless_present = "table")]
+    #[arg(long)]
     pub dataset: Option<String>,
     /// Export this table instead of captions.
     #[arg(long)]
@@ -1129,6 +1137,35 @@ mod tests {
         assert!(
             missing.is_empty(),
             "flags without a description: {missing:?}"
+        );
+    }
+
+    /// Usage lines show what a command needs, including what it needs in one of several ways.
+    #[test]
+    fn usage_lines_show_required_arguments() {
+        let mut cli = Cli::command();
+        let mut usage = |path: &[&str]| {
+            let mut command = &mut cli;
+            for name in path {
+                command = command.find_subcommand_mut(name).expect("subcommand");
+            }
+            command.render_usage().to_string()
+        };
+        let train = usage(&["train"]);
+        assert!(
+            train.contains("--dataset <DATASET> --loss <LOSS> --finetune <MODEL>"),
+            "{train}"
+        );
+        assert!(train.contains("--resume [RUN]"), "{train}");
+        let export = usage(&["export", "jsonl"]);
+        assert!(
+            export.contains("<--dataset <DATASET>|--table <TABLE>>"),
+            "{export}"
+        );
+        let ingest = usage(&["ingest"]);
+        assert!(
+            ingest.contains("--dataset <DATASET> <FORMAT> <PATH>"),
+            "{ingest}"
         );
     }
 
