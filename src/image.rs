@@ -6,6 +6,8 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
+mod jpeg;
+
 /// The largest width or height accepted (a 60,000-pixel side is refused from the header).
 pub const MAX_SIDE: u32 = 16_384;
 /// The most memory one decode may allocate.
@@ -59,10 +61,32 @@ pub fn decode(bytes: &[u8]) -> Result<(DynamicImage, ImageInfo), String> {
             "image of {width}x{height} pixels exceeds the {MAX_SIDE}-pixel limit (decompression bomb?)"
         ));
     }
-    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(
-            "corrupt or truncated jpeg image: the data ends before the end-of-image marker".into(),
-        );
+    if format == ImageFormat::Jpeg {
+        if !jpeg_is_complete(bytes) {
+            return Err(
+                "corrupt or truncated jpeg image: the data ends before the end-of-image marker"
+                    .into(),
+            );
+        }
+        // Four bytes a pixel at most (CMYK) before it becomes RGB.
+        if u64::from(width) * u64::from(height) * 4 > MAX_ALLOC {
+            return Err(format!(
+                "refused by decoder limits (a {width}x{height} image needs more than {} MB): decompression bomb?",
+                MAX_ALLOC >> 20
+            ));
+        }
+        let (w, h, pixels) =
+            jpeg::decode_rgb(bytes).map_err(|e| format!("corrupt or truncated jpeg image: {e}"))?;
+        let image = image::RgbImage::from_raw(w, h, pixels)
+            .ok_or_else(|| "corrupt jpeg image: decoded size mismatch".to_string())?;
+        return Ok((
+            DynamicImage::ImageRgb8(image),
+            ImageInfo {
+                width: w,
+                height: h,
+                format,
+            },
+        ));
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits());

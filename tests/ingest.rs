@@ -803,3 +803,40 @@ fn vectors_export_as_json_arrays_and_artifacts_as_files() {
     let missing = store.vlmdb(&["export", "artifact", run, "nope.png", "--out", "x.png"]);
     assert_fails_with(&missing, "has no artifact 'nope.png' (it has: sim.png)");
 }
+
+/// JPEGs decode to exactly the pixels Pillow gives (`Image.open(f).convert("RGB")`), as libjpeg-turbo decodes them:
+/// sizes, qualities, 4:4:4 / 4:2:2 / 4:2:0, progressive, restart markers, grayscale, CMYK and an EXIF orientation
+/// (not applied, as Pillow does not). The corpus and Pillow's pixels are written by fixtures/jpeg/make_corpus.py
+/// (issue 24).
+#[test]
+fn jpeg_pixels_are_pillows() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/jpeg");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("jpg") {
+            continue;
+        }
+        let name = path.display().to_string();
+        let bytes = std::fs::read(&path).expect("jpeg");
+        let (decoded, info) =
+            vlmdb::image::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(info.format, image::ImageFormat::Jpeg, "{name}");
+        let ours = decoded.to_rgb8();
+        let pillow = image::open(path.with_extension("png"))
+            .unwrap_or_else(|e| panic!("{name}: reference: {e}"))
+            .to_rgb8();
+        assert_eq!(ours.dimensions(), pillow.dimensions(), "{name}");
+        let differing = ours
+            .pixels()
+            .zip(pillow.pixels())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            differing, 0,
+            "{name}: {differing} pixels differ from Pillow's"
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 20, "the whole corpus");
+}
