@@ -359,6 +359,48 @@ impl Error {
     }
 }
 
+/// Dependency panics being caught right now (see [`catch_panic`]): while any is, the panic hook that
+/// [`quiet_caught_panics`] installs stays silent, so a caught panic reaches the user as one error line, not as a
+/// backtrace.
+static CATCHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Run `work`, turning a panic inside it (Lance panics on some damaged files) into `Err(message)`.
+pub async fn catch_panic<F: std::future::Future>(
+    work: F,
+) -> std::result::Result<F::Output, String> {
+    use futures::FutureExt;
+    use std::sync::atomic::Ordering;
+    struct Catching;
+    impl Drop for Catching {
+        fn drop(&mut self) {
+            CATCHING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    CATCHING.fetch_add(1, Ordering::SeqCst);
+    let _catching = Catching;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .map_or_else(|| "a panic".to_string(), without_location)
+        })
+}
+
+/// Install a panic hook that prints nothing for the panics [`catch_panic`] catches (they become errors) and
+/// reports any other as before. Called once by the binary.
+pub fn quiet_caught_panics() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if CATCHING.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            report(info);
+        }
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::without_location;

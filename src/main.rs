@@ -13,6 +13,8 @@ use vlmdb::cli::{self, Cli};
 const STACK_BYTES: usize = 256 << 20;
 
 fn main() -> ExitCode {
+    // Panics inside dependencies that vlmdb catches (Lance on damaged files) become one error line.
+    vlmdb::error::quiet_caught_panics();
     // The whole command runs on a thread with a large stack (the main thread's size is fixed by the OS).
     match std::thread::Builder::new()
         .name("vlmdb".into())

@@ -137,6 +137,7 @@ impl Engine {
         ctx.register_udf(udf::embed_image::udf(Some(store.clone()), device));
         ctx.register_udf(udf::caption::udf(Some(store.clone()), device));
         ctx.register_udf(udf::generate_image::udf(device));
+        udf::bounded::register(&ctx, memory::limit());
         for function in udaf::functions() {
             ctx.register_udaf(function);
         }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use lancedb::{Connection, Table};
 
-use crate::error::{Error, Result, without_location};
+use crate::error::{Error, Result};
 use schema::TableSpec;
 
 /// The store directory used when neither `--db` nor `VLMDB_DB` is given: a visible folder in the current
@@ -177,10 +177,9 @@ impl Store {
         version: Option<u64>,
         open: impl std::future::Future<Output = lancedb::Result<Table>>,
     ) -> Result<Table> {
-        use futures::FutureExt;
         let which = || version.map_or("its latest version".into(), |v| format!("version {v}"));
         let files = || self.root.join(format!("{name}.lance")).join("_versions");
-        match std::panic::AssertUnwindSafe(open).catch_unwind().await {
+        match crate::error::catch_panic(open).await {
             Ok(Ok(table)) => Ok(table),
             Ok(Err(lancedb::Error::TableNotFound { .. })) => Err(Error::UnknownTable {
                 name: name.to_string(),
@@ -191,19 +190,12 @@ impl Store {
                 files: files(),
                 reason: crate::error::without_location(&e.to_string()),
             }),
-            Err(panic) => {
-                let reason = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("a panic");
-                Err(Error::DamagedTable {
-                    table: name.to_string(),
-                    version: which(),
-                    files: files(),
-                    reason: format!("it panicked: {}", without_location(reason)),
-                })
-            }
+            Err(reason) => Err(Error::DamagedTable {
+                table: name.to_string(),
+                version: which(),
+                files: files(),
+                reason: format!("it panicked: {reason}"),
+            }),
         }
     }
 

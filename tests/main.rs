@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod experiments;
 mod feedback;
+mod fuzz;
 mod generation;
 mod ingest;
 mod integrity;

@@ -1,7 +1,7 @@
 //! `vlmdb check`: open every table of the store at every version and read its row count, and say what cannot be
 //! read (a deleted `_versions` folder, a truncated manifest, a missing data file). The check only reads.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, catch_panic};
 use crate::store::Store;
 
 /// What was found for one table.
@@ -74,10 +74,15 @@ async fn table_health(store: &Store, name: &str) -> TableHealth {
             return health;
         }
     };
-    match latest.count_rows(None).await {
-        Ok(rows) => health.rows = Some(rows),
-        Err(e) => {
+    // Lance panics on some damaged files: a panic is damage like any other.
+    match catch_panic(latest.count_rows(None)).await {
+        Ok(Ok(rows)) => health.rows = Some(rows),
+        Ok(Err(e)) => {
             health.damage = Some(format!("version {last}: {}", Error::from(e)));
+            return health;
+        }
+        Err(panic) => {
+            health.damage = Some(format!("version {last}: reading it panicked: {panic}"));
             return health;
         }
     }
@@ -87,10 +92,14 @@ async fn table_health(store: &Store, name: &str) -> TableHealth {
             latest.checkout(version).await?;
             latest.count_rows(None).await
         };
-        match read.await {
-            Ok(_) => health.versions += 1,
-            Err(e) => {
+        match catch_panic(read).await {
+            Ok(Ok(_)) => health.versions += 1,
+            Ok(Err(e)) => {
                 health.damage = Some(format!("version {version}: {}", Error::from(e)));
+                break;
+            }
+            Err(panic) => {
+                health.damage = Some(format!("version {version}: reading it panicked: {panic}"));
                 break;
             }
         }

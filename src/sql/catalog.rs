@@ -108,12 +108,11 @@ impl StoreSchema {
     /// Version `version` of table `name` read through Lance alone, from that version's manifest (lancedb opens the
     /// latest version first); `None` when that version cannot be read either.
     async fn version_only(&self, name: &str, version: u64) -> Option<Arc<dyn TableProvider>> {
-        use futures::FutureExt;
         let uri = self.store.root().join(format!("{name}.lance"));
         let load = lance::dataset::builder::DatasetBuilder::from_uri(uri.to_string_lossy())
             .with_version(version)
             .load();
-        match std::panic::AssertUnwindSafe(load).catch_unwind().await {
+        match crate::error::catch_panic(load).await {
             Ok(Ok(dataset)) => Some(Arc::new(lance::datafusion::LanceTableProvider::new(
                 Arc::new(dataset),
                 false,

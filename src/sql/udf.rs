@@ -3,6 +3,7 @@
 //! `Float32`/`Float64`), so embedding columns and `[0.1, 0.2]` literals both work; image functions read any binary
 //! column through [`images`].
 
+pub mod bounded;
 pub mod byte_length;
 pub mod caption;
 pub mod cosine_similarity;
