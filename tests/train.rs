@@ -1355,3 +1355,93 @@ fn finetuning_with_topical_batches_and_mined_negatives() {
         "no batch carried negatives (largest {largest})"
     );
 }
+
+/// Every bench states its conditions and runs its peer on the peer's best kernels, several times (issue 26): a
+/// stand-in `python` records the environment each peer run gets and answers with a different time per run; the
+/// bench reports the median of its runs and says OPENBLAS_CORETYPE=SkylakeX where the CPU has AVX-512.
+#[test]
+fn benches_run_peers_on_their_best_kernels_and_report_medians() {
+    let store = TestStore::initialised();
+    let dir = store.dir.path();
+    let log = dir.join("peer-env.log");
+    let python = dir.join("python");
+    std::fs::write(
+        &python,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1\" = \"-c\" ]; then printf '{{\"modules\": [\"numpy\"], \"pools\": [{{\"internal_api\": \"openblas\", \
+             \"version\": \"0.3.29\", \"architecture\": \"%s\", \"num_threads\": 2, \
+             \"filepath\": \"/x/numpy.libs/libopenblas.so\"}}]}}\\n' \"${{OPENBLAS_CORETYPE:-Prescott}}\"; exit 0; fi\n\
+             echo \"OPENBLAS_CORETYPE=${{OPENBLAS_CORETYPE:-unset}}\" >> {log}\n\
+             n=$(wc -l < {log})\n\
+             echo '{{\"faiss_seconds\": '$n', \"faiss_inertia\": 1.0}}'\n",
+            log = log.display()
+        ),
+    )
+    .expect("stand-in python");
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&python)
+        .status()
+        .expect("chmod");
+    let out = store.vlmdb(&[
+        "bench",
+        "kmeans",
+        "--n",
+        "300",
+        "--dim",
+        "8",
+        "--k",
+        "3",
+        "--iterations",
+        "2",
+        "--no-sklearn",
+        "--python",
+        python.to_str().unwrap_or_default(),
+    ]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let avx512 = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" avx512f"));
+    assert!(
+        text.contains("conditions: median of 3 runs per timing"),
+        "{text}"
+    );
+    // Three peer runs took 1, 2 and 3 "seconds": the median is 2.
+    assert!(
+        text.contains("faiss Kmeans (all points)            2.00 s"),
+        "{text}"
+    );
+    let env = std::fs::read_to_string(&log).expect("the peer ran");
+    assert_eq!(env.lines().count(), 3, "{env}");
+    if avx512 {
+        assert!(
+            env.lines().all(|l| l == "OPENBLAS_CORETYPE=SkylakeX"),
+            "{env}"
+        );
+        assert!(
+            text.contains("peer kernels: openblas 0.3.29 SkylakeX, 2 threads (numpy)"),
+            "{text}"
+        );
+    }
+    let once = store.vlmdb(&[
+        "bench",
+        "kmeans",
+        "--n",
+        "300",
+        "--dim",
+        "8",
+        "--k",
+        "3",
+        "--iterations",
+        "2",
+        "--no-peer",
+        "--runs",
+        "1",
+    ]);
+    assert_success(&once);
+    assert!(
+        stdout(&once).contains("median of 1 runs"),
+        "{}",
+        stdout(&once)
+    );
+}

@@ -288,6 +288,9 @@ pub enum PlotWhat {
 pub struct BenchArgs {
     #[command(subcommand)]
     pub what: BenchWhat,
+    /// Runs per timing, vlmdb's and the peer's alike; the median is reported.
+    #[arg(long, global = true, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -781,6 +781,30 @@ pub async fn index(
 
 /// `vlmdb bench …`: vlmdb beside its peer on the same machine.
 pub async fn bench(args: BenchArgs, device: DeviceChoice, out: &mut dyn Write) -> Result<u8> {
+    use crate::commands::bench::conditions;
+    conditions::set_runs(args.runs as usize);
+    let peer = match &args.what {
+        BenchWhat::Ingest {
+            python, no_peer, ..
+        }
+        | BenchWhat::Eval {
+            python, no_peer, ..
+        }
+        | BenchWhat::Kmeans {
+            python, no_peer, ..
+        }
+        | BenchWhat::Knn {
+            python, no_peer, ..
+        }
+        | BenchWhat::Train {
+            python, no_peer, ..
+        }
+        | BenchWhat::Finetune {
+            python, no_peer, ..
+        } => (!*no_peer).then(|| python.clone()),
+        BenchWhat::Embed(a) => (!a.no_peer).then(|| a.python.clone()),
+    };
+    conditions::preamble(out, peer.as_deref())?;
     Ok(match args.what {
         BenchWhat::Ingest {
             images,

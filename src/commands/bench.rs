@@ -2,6 +2,7 @@
 //! same inputs. Never timing assertions: the numbers are printed for a person to read and report.
 
 pub mod cluster;
+pub mod conditions;
 pub mod finetune;
 pub mod retrieval;
 pub mod train;
@@ -60,22 +61,29 @@ pub async fn ingest_bench(count: usize, python: Option<&str>, out: &mut dyn Writ
         "bench ingest: {count} JPEGs of 96x96, metadata.jsonl with one caption each"
     )?;
 
-    let store = Store::open(&work.join("vlmdb_store")).await?;
-    store.init().await?;
-    let options = IngestOptions {
-        format: InputFormat::Jsonl,
-        path: metadata.clone(),
-        dataset: "bench".into(),
-        read: ReadOptions::default(),
-        split: SplitRule::Source,
-        resize: None,
-        strict: false,
-        chunk: ingest::DEFAULT_CHUNK,
-    };
-    let started = Instant::now();
-    let summary = ingest::ingest(&store, options).await?;
-    let ours = started.elapsed().as_secs_f64();
-    let ours_rate = summary.images as f64 / ours;
+    // Each run ingests into a fresh store (a second ingest of the same files would skip them all).
+    let mut seconds = Vec::new();
+    let mut summary = None;
+    for run in 0..conditions::runs() {
+        let store = Store::open(&work.join(format!("vlmdb_store_{run}"))).await?;
+        store.init().await?;
+        let options = IngestOptions {
+            format: InputFormat::Jsonl,
+            path: metadata.clone(),
+            dataset: "bench".into(),
+            read: ReadOptions::default(),
+            split: SplitRule::Source,
+            resize: None,
+            strict: false,
+            chunk: ingest::DEFAULT_CHUNK,
+        };
+        let started = Instant::now();
+        summary = Some(ingest::ingest(&store, options).await?);
+        seconds.push(started.elapsed().as_secs_f64());
+    }
+    let ours = conditions::median(&seconds);
+    let images = summary.map_or(0, |s| s.images);
+    let ours_rate = images as f64 / ours;
     writeln!(out, "vlmdb        {ours:8.2} s  {ours_rate:9.0} images/s")?;
 
     if let Some(python) = python {
@@ -168,7 +176,8 @@ pub fn captions(count: usize) -> Vec<String> {
         .collect()
 }
 
-/// Run a Python peer script and read the JSON object on the last line of its output; `install` is the hint
+/// Run a Python peer script [`conditions::runs`] times, on its best kernels ([`conditions::peer_env`]), and read
+/// the JSON object on the last line of its output: each number is the median over the runs. `install` is the hint
 /// printed when it fails.
 pub(crate) fn run_peer(
     python: &str,
@@ -176,23 +185,38 @@ pub(crate) fn run_peer(
     args: &[String],
     install: &str,
 ) -> Result<serde_json::Value> {
-    let output = std::process::Command::new(python)
-        .arg(script)
-        .args(args)
-        .output()
-        .map_err(|e| Error::io(python, e))?;
-    if !output.status.success() {
-        return Err(Error::Usage(format!(
-            "the Python peer failed ({install}): {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .last()
-                .unwrap_or_default()
-        )));
+    let mut reports = Vec::new();
+    for _ in 0..conditions::runs() {
+        let mut command = std::process::Command::new(python);
+        command.arg(script).args(args);
+        conditions::peer_env(&mut command);
+        let output = command.output().map_err(|e| Error::io(python, e))?;
+        if !output.status.success() {
+            return Err(Error::Usage(format!(
+                "the Python peer failed ({install}): {}",
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+            )));
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stdout.lines().last().unwrap_or_default();
+        reports.push(serde_json::from_str::<serde_json::Value>(last)?);
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    Ok(serde_json::from_str(last)?)
+    let mut merged = reports
+        .last()
+        .cloned()
+        .ok_or_else(|| Error::Usage("the Python peer ran no times".into()))?;
+    if let Some(fields) = merged.as_object_mut() {
+        for (key, value) in fields.iter_mut() {
+            if value.is_number() {
+                let values: Vec<f64> = reports.iter().filter_map(|r| r[key].as_f64()).collect();
+                *value = serde_json::json!(conditions::median(&values));
+            }
+        }
+    }
+    Ok(merged)
 }
 
 /// What `vlmdb bench embed` times.
@@ -244,9 +268,8 @@ pub async fn embed_bench(
     )?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     model.embed_texts(&refs[..refs.len().min(args.batch)], args.batch)?;
-    let started = Instant::now();
-    model.embed_texts(&refs, args.batch)?;
-    let ours = texts.len() as f64 / started.elapsed().as_secs_f64();
+    let (seconds, _) = conditions::timed(|| model.embed_texts(&refs, args.batch))?;
+    let ours = texts.len() as f64 / seconds;
     writeln!(out, "text   vlmdb        {ours:9.1} texts/s")?;
     if !args.no_peer {
         let report = run_peer(
@@ -293,9 +316,8 @@ pub async fn embed_bench(
         }
         let slices: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         model.embed_images(&slices[..slices.len().min(4)], args.batch)?;
-        let started = Instant::now();
-        model.embed_images(&slices, args.batch)?;
-        let ours = slices.len() as f64 / started.elapsed().as_secs_f64();
+        let (seconds, _) = conditions::timed(|| model.embed_images(&slices, args.batch))?;
+        let ours = slices.len() as f64 / seconds;
         writeln!(
             out,
             "image  vlmdb        {ours:9.1} images/s  ({} image tower)",

@@ -2,7 +2,6 @@
 //! scikit-learn and faiss (every point used) on the same vectors and threads, with the inertia of each.
 
 use std::io::Write;
-use std::time::Instant;
 
 use candle_core::Device;
 
@@ -63,9 +62,7 @@ pub fn kmeans_bench(
         metric: Metric::L2,
         inits: 1,
     };
-    let started = Instant::now();
-    let result = kmeans(&data, &options, &Device::Cpu)?;
-    let ours = started.elapsed().as_secs_f64();
+    let (ours, result) = super::conditions::timed(|| kmeans(&data, &options, &Device::Cpu))?;
     writeln!(
         out,
         "vlmdb (k-means++, blocked GEMM)  {ours:8.2} s   inertia {:.2} after {} steps",

@@ -4,7 +4,6 @@
 //! batch (captions tokenised by the model's tokenizer, random pixels), 2 untimed warm-up steps, then S timed steps.
 
 use std::io::Write;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
@@ -82,12 +81,8 @@ pub fn finetune_bench(
         threads()
     )?;
     let mut last = f64::NAN;
-    let mut started = Instant::now();
-    for k in 0..WARMUP + steps {
-        if k == WARMUP {
-            started = Instant::now();
-        }
-        last = finetune_step(
+    let mut step = || -> Result<f64> {
+        Ok(finetune_step(
             &model,
             &mut optimizer,
             &loss,
@@ -97,9 +92,17 @@ pub fn finetune_bench(
             1.0,
             true,
         )?
-        .loss;
+        .loss)
+    };
+    for _ in 0..WARMUP {
+        last = step()?;
     }
-    let ours = started.elapsed().as_secs_f64();
+    let (ours, _) = super::conditions::timed(|| {
+        for _ in 0..steps {
+            last = step()?;
+        }
+        Ok(())
+    })?;
     let ours_rate = steps as f64 / ours;
     let rss = peak_rss_mb().map_or("?".into(), |m| format!("{m:.0} MB"));
     writeln!(

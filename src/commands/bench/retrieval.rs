@@ -6,9 +6,9 @@
 //! - knn: exact top-k of N queries in N items (vs faiss `IndexFlatIP`), and an HNSW graph (hnsw_rs vs faiss
 //!   HNSW32) compared at equal recall@k.
 
+use super::conditions::timed;
 use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
@@ -124,18 +124,15 @@ pub fn eval_bench(
         .map_err(Error::tensor("benchmark"))?;
     let i = Tensor::from_slice(&image_vectors.data, (images, dim), &device)
         .map_err(Error::tensor("benchmark"))?;
-    let started = Instant::now();
-    let product = t
-        .matmul(&i.t().map_err(Error::tensor("benchmark"))?)
-        .map_err(Error::tensor("benchmark"))?;
-    let floor = started.elapsed().as_secs_f64();
-    drop(product);
-    let started = Instant::now();
-    for_each_block(&texts, &image_vectors, &device, 0, |_| Ok(()))?;
-    let floor_blocks = started.elapsed().as_secs_f64();
+    let (floor, _) = timed(|| {
+        t.matmul(&i.t().map_err(Error::tensor("benchmark"))?)
+            .map_err(Error::tensor("benchmark"))
+            .map(drop)
+    })?;
+    let (floor_blocks, _) =
+        timed(|| for_each_block(&texts, &image_vectors, &device, 0, |_| Ok(())))?;
 
-    let started = Instant::now();
-    let (t2i, i2t) = both_directions(&texts, &image_vectors, &image_of, &device)?;
+    let (ours, (t2i, i2t)) = timed(|| both_directions(&texts, &image_vectors, &image_of, &device))?;
     let mut ours_metrics = Vec::new();
     for k in [1u64, 5, 10] {
         let t2i_hit = t2i.iter().filter(|r| r.rank <= k).count() as f64 / t2i.len() as f64;
@@ -146,7 +143,6 @@ pub fn eval_bench(
             / i2t.len() as f64;
         ours_metrics.push((k, t2i_hit, i2t_hit));
     }
-    let ours = started.elapsed().as_secs_f64();
     writeln!(out, "matmul floor (candle, one product)   {floor:8.3} s")?;
     writeln!(
         out,
@@ -235,10 +231,7 @@ pub fn knn_bench(
         "bench knn: {n} queries x {n} items x {dim} dims, k = {k}, {} threads",
         threads()
     )?;
-    let started = Instant::now();
-    let exact = top_k(&queries, &corpus, k, None, &device)?;
-    let ours = started.elapsed().as_secs_f64();
-    drop(exact);
+    let (ours, _) = timed(|| top_k(&queries, &corpus, k, None, &device).map(drop))?;
     writeln!(
         out,
         "exact  vlmdb (blocked GEMM + running top-k)  {ours:8.3} s"
@@ -250,15 +243,11 @@ pub fn knn_bench(
     let hc = embedded("d", hnsw_n, dim, &mut noise)?;
     let truth = top_k(&hq, &hc, k, None, &device)?;
     let mut params = HnswParams::default();
-    let started = Instant::now();
-    let graph = Graph::build(&hc, params)?;
-    let build = started.elapsed().as_secs_f64();
+    let (build, graph) = timed(|| Graph::build(&hc, params))?;
     let (mut ours_recall, mut ours_qps) = (0.0, 0.0);
     for ef in [16, 32, 64, 128, 256, 512] {
         params.ef_search = ef;
-        let started = Instant::now();
-        let found = graph.search_with(&hq, k, None, ef);
-        let search = started.elapsed().as_secs_f64();
+        let (search, found) = timed(|| Ok(graph.search_with(&hq, k, None, ef)))?;
         ours_recall = recall(&found, &truth);
         ours_qps = hq.len() as f64 / search;
         if ours_recall >= TARGET_RECALL {

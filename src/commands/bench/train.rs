@@ -4,7 +4,6 @@
 //! after 3 untimed warm-up steps.
 
 use std::io::Write;
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
@@ -70,12 +69,8 @@ pub fn train_bench(
         Tensor::from_vec(data, (batch, dim), &device).map_err(Error::tensor("a benchmark batch"))
     };
     let mut last = f64::NAN;
-    let mut started = Instant::now();
-    for k in 0..WARMUP + steps {
-        if k == WARMUP {
-            started = Instant::now();
-        }
-        let done = train_step(
+    let mut step = |k: usize| -> Result<f64> {
+        Ok(train_step(
             &heads,
             &mut optimizer,
             &Loss::Infonce,
@@ -84,10 +79,18 @@ pub fn train_bench(
             &window(&texts, k)?,
             lr,
             1.0,
-        )?;
-        last = done.loss;
+        )?
+        .loss)
+    };
+    for k in 0..WARMUP {
+        last = step(k)?;
     }
-    let ours = started.elapsed().as_secs_f64();
+    let (ours, _) = super::conditions::timed(|| {
+        for k in WARMUP..WARMUP + steps {
+            last = step(k)?;
+        }
+        Ok(())
+    })?;
     let ours_rate = steps as f64 / ours;
     writeln!(
         out,
