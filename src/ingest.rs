@@ -36,6 +36,31 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "gif", "bm
 
 /// Images validated and written per chunk by default (bounds memory on large inputs).
 pub const DEFAULT_CHUNK: usize = 2048;
+/// Image bytes per chunk at most (chunks of large images hold fewer): two chunks are in memory at once (one
+/// decoded and hashed while the other is written), so this bounds an ingest's memory whatever the images' size.
+const CHUNK_BYTES: u64 = 128 << 20;
+
+/// `images` in chunks of at most `count` images and [`CHUNK_BYTES`] of image bytes (a larger image is a chunk of
+/// its own).
+fn chunks_by_size(images: &[ImageRecord], count: usize) -> Vec<&[ImageRecord]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, image) in images.iter().enumerate() {
+        let size = match &image.data {
+            ImageData::Bytes(b) => b.len() as u64,
+            ImageData::File(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+        };
+        if i > start && (i - start >= count.max(1) || bytes + size > CHUNK_BYTES) {
+            chunks.push(&images[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < images.len() {
+        chunks.push(&images[start..]);
+    }
+    chunks
+}
 
 /// The dataset formats `vlmdb ingest` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -268,7 +293,7 @@ async fn validate_all(collected: &Collected, options: &IngestOptions) -> Result<
         return Err(rejected(first.clone()));
     }
     let progress = Progress::new(collected.images.len() as u64, "validating");
-    for chunk in collected.images.chunks(options.chunk.max(1)) {
+    for chunk in chunks_by_size(&collected.images, options.chunk) {
         let chunk = chunk.to_vec();
         let chunk_len = chunk.len();
         let resize = options.resize;
@@ -341,7 +366,7 @@ async fn write(
             .or_default()
             .push(caption);
     }
-    let mut chunks = images.chunks(options.chunk.max(1));
+    let mut chunks = chunks_by_size(&images, options.chunk).into_iter();
     let mut next = chunks.next().map(prepare_chunk);
     while let Some(preparing) = next.take() {
         let results = preparing.await.map_err(Error::task("preparing images"))?;
@@ -453,6 +478,34 @@ pub fn list_json(dir: &Path, prefix: &str) -> Result<Vec<(String, PathBuf)>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn chunks_hold_a_bounded_number_of_bytes() {
+        let image = |n: usize| ImageRecord {
+            key: n.to_string(),
+            path: n.to_string(),
+            split: None,
+            data: ImageData::Bytes(vec![0; n]),
+            origin: String::new(),
+        };
+        let mb = 1 << 20;
+        let images = vec![
+            image(60 * mb),
+            image(60 * mb),
+            image(60 * mb),
+            image(300 * mb),
+            image(1),
+        ];
+        let sizes: Vec<usize> = chunks_by_size(&images, 10)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        // 120 MB fit one chunk, the third image starts the next; a 300 MB image is a chunk of its own.
+        assert_eq!(sizes, [2, 1, 1, 1]);
+        let small: Vec<ImageRecord> = (0..5).map(|_| image(1)).collect();
+        let sizes: Vec<usize> = chunks_by_size(&small, 2).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+    }
+
     use super::*;
 
     #[test]

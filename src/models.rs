@@ -241,25 +241,36 @@ impl Model {
         Ok(processor.pixels(image))
     }
 
-    /// Raw image features (not normalised) of decoded images, in input order.
-    pub fn image_features(
-        &self,
-        images: &[DynamicImage],
-        batch_size: usize,
-    ) -> Result<Vec<Vec<f32>>> {
+    /// Raw image features (not normalised) of encoded images, in input order. Images are decoded and preprocessed
+    /// one batch at a time, in parallel, each decoded image dropped once it is pixels: memory is bounded by the
+    /// batch of model inputs, not by the images' size times their number. An image that cannot be decoded is an
+    /// error naming its position.
+    pub fn image_features(&self, images: &[&[u8]], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        use rayon::prelude::*;
         let processor = self
             .encoder
             .image_processor()
             .ok_or_else(|| self.unsupported("image"))?;
         let (h, w) = processor.output_size();
+        let batch = batch_size.max(1);
+        let spec = &self.files.spec;
         let mut out = Vec::with_capacity(images.len());
-        for chunk in images.chunks(batch_size.max(1)) {
-            let mut pixels = Vec::with_capacity(chunk.len() * 3 * (h * w) as usize);
-            for image in chunk {
-                pixels.extend(processor.pixels(image));
-            }
+        for (b, chunk) in images.chunks(batch).enumerate() {
+            let pixels: Vec<Vec<f32>> = chunk
+                .par_iter()
+                .enumerate()
+                .map(|(i, bytes)| {
+                    crate::image::decode(bytes)
+                        .map(|(image, _)| processor.pixels(&image))
+                        .map_err(|reason| Error::ModelInput {
+                            model: spec.clone(),
+                            input: b * batch + i,
+                            message: format!("the image cannot be read: {reason}"),
+                        })
+                })
+                .collect::<Result<_>>()?;
             let tensor = Tensor::from_vec(
-                pixels,
+                pixels.concat(),
                 (chunk.len(), 3, h as usize, w as usize),
                 &self.device,
             )
@@ -283,20 +294,7 @@ impl Model {
     /// L2-normalised image embeddings of encoded images (PNG, JPEG, …). An image that cannot be decoded, or a
     /// non-finite output, is an error naming the input's position.
     pub fn embed_images(&self, images: &[&[u8]], batch_size: usize) -> Result<Vec<Vec<f32>>> {
-        let decoded = images
-            .iter()
-            .enumerate()
-            .map(|(i, bytes)| {
-                crate::image::decode(bytes)
-                    .map(|(image, _)| image)
-                    .map_err(|reason| Error::ModelInput {
-                        model: self.files.spec.clone(),
-                        input: i,
-                        message: format!("the image cannot be read: {reason}"),
-                    })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let features = self.image_features(&decoded, batch_size)?;
+        let features = self.image_features(images, batch_size)?;
         normalize_all(&self.files.spec, features)
     }
 }

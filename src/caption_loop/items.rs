@@ -18,22 +18,7 @@ pub async fn select_items(
     options: &LoopOptions,
 ) -> Result<(Vec<Item>, Vec<(String, String)>)> {
     let of_dataset = col("dataset").eq(lit(options.dataset.as_str()));
-    let human = of_dataset.clone().and(col("source").eq(lit("human")));
-    let mut captions = Vec::new();
-    for batch in store
-        .scan_if_exists("captions", &["caption_id", "image_id", "text"], Some(human))
-        .await?
-    {
-        let ids = strings(&batch, "caption_id")?;
-        let images = strings(&batch, "image_id")?;
-        let texts = strings(&batch, "text")?;
-        for ((id, image), text) in ids.into_iter().zip(images).zip(texts) {
-            if let (Some(id), Some(image), Some(text)) = (id, image, text) {
-                captions.push((image, id, text));
-            }
-        }
-    }
-    captions.sort();
+    let captions = store.human_captions(&options.dataset, None).await?;
     let mut pool = Vec::with_capacity(captions.len());
     let mut first: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (image, id, text) in captions {

@@ -240,23 +240,33 @@ fn json<T: serde::Serialize>(out: &mut dyn Write, summary: &T) -> Result<u8> {
     Ok(0)
 }
 
-/// `eval` / `mine --format json`: the run and its result rows in one object.
-fn result_json(
+/// What `eval` and `mine` print: their result rows and, in a table, a line naming the run; with `--format json`
+/// one object holding the run and its rows.
+fn ranked_report(
     out: &mut dyn Write,
+    format: Format,
+    kind: &str,
     run_id: &str,
     table: &str,
-    reused: bool,
+    was_reused: bool,
     result: &StatementResult,
 ) -> Result<u8> {
-    json(
-        out,
-        &serde_json::json!({
-            "run_id": run_id,
-            "table": table,
-            "reused": reused,
-            "rows": super::format::json_rows(result)?,
-        }),
-    )
+    if format == Format::Json {
+        return json(
+            out,
+            &serde_json::json!({
+                "run_id": run_id,
+                "table": table,
+                "reused": was_reused,
+                "rows": super::format::json_rows(result)?,
+            }),
+        );
+    }
+    write_result(out, format, result)?;
+    if format == Format::Table {
+        writeln!(out, "{kind} run {run_id} ({table}){}", reused(was_reused))?;
+    }
+    Ok(0)
 }
 
 /// What a report line adds when the run is an earlier one that already did exactly this.
@@ -284,27 +294,16 @@ pub async fn eval(
         device,
         again: args.again,
     };
-    let report = crate::commands::eval::evaluate(store, &options).await?;
-    if args.format == Format::Json {
-        return result_json(
-            out,
-            &report.run_id,
-            &report.table,
-            report.reused,
-            &report.result,
-        );
-    }
-    write_result(out, args.format, &report.result)?;
-    if args.format == Format::Table {
-        writeln!(
-            out,
-            "eval run {} ({}){}",
-            report.run_id,
-            report.table,
-            reused(report.reused)
-        )?;
-    }
-    Ok(0)
+    let r = crate::commands::eval::evaluate(store, &options).await?;
+    ranked_report(
+        out,
+        args.format,
+        "eval",
+        &r.run_id,
+        &r.table,
+        r.reused,
+        &r.result,
+    )
 }
 
 /// `vlmdb mine`: hard negatives into `hard_negatives` under a `mine` run; prints a summary per direction.
@@ -329,27 +328,16 @@ pub async fn mine(
         again: args.again,
         augmented: args.augmented.parse()?,
     };
-    let report = crate::commands::mine::mine(store, &options).await?;
-    if args.format == Format::Json {
-        return result_json(
-            out,
-            &report.run_id,
-            &report.table,
-            report.reused,
-            &report.result,
-        );
-    }
-    write_result(out, args.format, &report.result)?;
-    if args.format == Format::Table {
-        writeln!(
-            out,
-            "mine run {} ({}){}",
-            report.run_id,
-            report.table,
-            reused(report.reused)
-        )?;
-    }
-    Ok(0)
+    let r = crate::commands::mine::mine(store, &options).await?;
+    ranked_report(
+        out,
+        args.format,
+        "mine",
+        &r.run_id,
+        &r.table,
+        r.reused,
+        &r.result,
+    )
 }
 
 /// `vlmdb plot`: draw one plot to `--out` (and into `artifacts`) under a `plot` run.

@@ -102,6 +102,11 @@ pub struct EmbedSummary {
 
 /// Rows written per commit (and per progress step).
 const CHUNK: usize = 512;
+/// Input bytes per chunk at most (large images make a chunk smaller): with the model's batch decoded at a time,
+/// this bounds memory whatever the images' size.
+const CHUNK_BYTES: usize = 64 << 20;
+/// Rows per batch read from the source table (a batch of large images is held whole while it is read).
+const READ_BATCH: u32 = 32;
 
 /// Run `vlmdb embed` as a run of its own.
 pub async fn run(store: &Store, options: &EmbedOptions) -> Result<EmbedSummary> {
@@ -254,7 +259,9 @@ async fn embed_items(
     if let Some(filter) = dataset_filter {
         query = query.only_if_expr(filter);
     }
-    let mut stream = query.execute().await?;
+    let mut read = lancedb::query::QueryExecutionOptions::default();
+    read.max_batch_length = READ_BATCH;
+    let mut stream = query.execute_with_options(read).await?;
 
     let progress = options
         .progress
@@ -274,6 +281,7 @@ async fn embed_items(
     };
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_rows = 0;
+    let mut pending_bytes = 0;
     while let Some(batch) = stream.try_next().await? {
         let (batch, skipped) =
             skip_present(&batch, source_name, id_column, &present, &mut summary)?;
@@ -281,11 +289,13 @@ async fn embed_items(
             progress.inc(skipped as u64);
         }
         pending_rows += batch.num_rows();
+        pending_bytes += batch.get_array_memory_size();
         pending.push(batch);
-        if pending_rows >= CHUNK {
+        if pending_rows >= CHUNK || pending_bytes >= CHUNK_BYTES {
             let rows = arrow::compute::concat_batches(&pending[0].schema(), &pending)?;
             pending.clear();
             pending_rows = 0;
+            pending_bytes = 0;
             write_chunk(
                 store,
                 model,

@@ -163,19 +163,8 @@ async fn write_folder(
     }
     // Captions first (text only), by image.
     let mut captions_of: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let human = filter.clone().and(col("source").eq(lit("human")));
-    for batch in store
-        .scan("captions", &["caption_id", "image_id", "text"], Some(human))
-        .await?
-    {
-        let ids = strings(&batch, "caption_id")?;
-        let images = strings(&batch, "image_id")?;
-        let texts = strings(&batch, "text")?;
-        for ((id, image), text) in ids.into_iter().zip(images).zip(texts) {
-            if let (Some(id), Some(image), Some(text)) = (id, image, text) {
-                captions_of.entry(image).or_default().push((id, text));
-            }
-        }
+    for (image, id, text) in store.human_captions(dataset, split).await? {
+        captions_of.entry(image).or_default().push((id, text));
     }
     // Images a batch at a time: their bytes are never all in memory.
     let own = filter.and(col("iteration").is_null());

@@ -67,6 +67,40 @@ impl Store {
         }
     }
 
+    /// The human captions of `dataset` (of `split` only, when given) as (image_id, caption_id, text), sorted.
+    pub async fn human_captions(
+        &self,
+        dataset: &str,
+        split: Option<&str>,
+    ) -> Result<Vec<(String, String, String)>> {
+        let mut filter = col("dataset")
+            .eq(lit(dataset))
+            .and(col("source").eq(lit("human")));
+        if let Some(split) = split {
+            filter = filter.and(col("split").eq(lit(split)));
+        }
+        let mut captions = Vec::new();
+        for batch in self
+            .scan_if_exists(
+                "captions",
+                &["caption_id", "image_id", "text"],
+                Some(filter),
+            )
+            .await?
+        {
+            let ids = strings(&batch, "caption_id")?;
+            let images = strings(&batch, "image_id")?;
+            let texts = strings(&batch, "text")?;
+            for ((id, image), text) in ids.into_iter().zip(images).zip(texts) {
+                if let (Some(id), Some(image), Some(text)) = (id, image, text) {
+                    captions.push((image, id, text));
+                }
+            }
+        }
+        captions.sort();
+        Ok(captions)
+    }
+
     /// The stored configuration (JSON text) of run `run_id` when it is of `kind`; `None` when there is no such run.
     pub async fn run_config(&self, run_id: &str, kind: &str) -> Result<Option<String>> {
         let filter = col("run_id").eq(lit(run_id)).and(col("kind").eq(lit(kind)));
