@@ -428,46 +428,19 @@ fn on_a_terminal() {
 }
 
 /// Under a terminal, Ctrl-C discards the statement being typed (issue 25): `SELECT 1 AS a` ⏎ Ctrl-C
-/// `SELECT 2 AS b;` runs only the second statement. Driven through a pseudo-terminal by Python's `pty` module.
+/// `SELECT 2 AS b;` runs only the second statement.
 #[test]
 fn ctrl_c_discards_the_pending_statement() {
     let store = TestStore::initialised();
-    let driver = r#"
-import os, pty, select, sys, time
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-out = b""
-def pump(seconds):
-    global out
-    end = time.time() + seconds
-    while time.time() < end:
-        ready, _, _ = select.select([fd], [], [], 0.05)
-        if ready:
-            try:
-                out += os.read(fd, 65536)
-            except OSError:
-                return
-for keys in [b"SELECT 1 AS a\r", b"\x03", b"SELECT 2 AS b;\r", b"\\q\r"]:
-    pump(1.5)
-    os.write(fd, keys)
-pump(5.0)
-os.waitpid(pid, 0)
-sys.stdout.write(out.decode("utf-8", "replace"))
-"#;
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(driver)
-        .arg(crate::common::binary())
-        .arg("--db")
-        .arg(store.path())
-        .arg("shell")
-        .env("TERM", "xterm")
-        .env_remove("VLMDB_DB")
-        .env("VLMDB_HISTORY", store.dir.path().join("history"))
-        .output()
-        .expect("python3 drives the shell through a pseudo-terminal");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = terminal_session(
+        &store,
+        &[
+            (1.5, "SELECT 1 AS a\r"),
+            (1.5, "\x03"),
+            (1.5, "SELECT 2 AS b;\r"),
+            (1.5, "\\q\r"),
+        ],
+    );
     assert!(text.contains("| b |"), "the second statement ran:\n{text}");
     assert!(
         !text.contains("| a |"),
