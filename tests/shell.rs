@@ -369,7 +369,7 @@ sys.stdout.write(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", ""))
 }
 
 /// The shell on a terminal (issue 25): the banner and `\?` at once, Tab completing tables, columns and commands,
-/// a row limit with a footer, Ctrl-C cancelling a running query, one history entry per statement.
+/// a row limit with a footer, Ctrl-C cancelling a running query, one history entry per statement, Ctrl-D ending it.
 #[test]
 fn on_a_terminal() {
     let store = TestStore::initialised();
@@ -389,7 +389,8 @@ fn on_a_terminal() {
             (1.5, "SELECT 'alive' AS still;\r"),
             (1.5, "SELECT\r"),
             (0.5, "42 AS answer;\r"),
-            (1.5, "\\q\r"),
+            // Ctrl-D on an empty line ends the session.
+            (1.5, "\x04"),
         ],
     );
     assert!(text.contains("vlmdb shell on"), "banner:\n{text}");
