@@ -266,31 +266,12 @@ fn file_name(dataset: &str, image_id: &str, format: &str, taken: &HashSet<String
     format!("images/{}.{extension}", &digest[..16])
 }
 
-/// The bytes of artifact `name` of run `run`.
+/// The bytes of artifact `name` of run `run`; an unknown name is an error listing the run's artifacts.
 pub async fn artifact(store: &Store, run: &str, name: &str) -> Result<Vec<u8>> {
-    let filter = col("run_id").eq(lit(run)).and(col("name").eq(lit(name)));
-    for batch in store
-        .scan_if_exists("artifacts", &["data"], Some(filter))
-        .await?
-    {
-        if let Some(data) = batch.column_by_name("data") {
-            let data = arrow::compute::cast(data, &DataType::LargeBinary)?;
-            let data = data.as_binary::<i64>();
-            if let Some(row) = (0..data.len()).find(|&r| data.is_valid(r)) {
-                return Ok(data.value(row).to_vec());
-            }
-        }
+    if let Some(bytes) = store.artifact(run, name).await? {
+        return Ok(bytes);
     }
-    let names: Vec<String> = store
-        .scan_if_exists("artifacts", &["name"], Some(col("run_id").eq(lit(run))))
-        .await?
-        .iter()
-        .map(|b| strings(b, "name"))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect();
+    let names = store.artifact_names(run).await?;
     Err(Error::Usage(if names.is_empty() {
         format!("run '{run}' has no artifacts")
     } else {

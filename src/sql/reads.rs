@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::Store;
 
 /// Table name -> the version read (the latest read of each table).
@@ -42,10 +42,8 @@ impl ReadLog {
     /// that does not exist is read as empty and not noted).
     pub async fn record_current(&self, store: &Store, tables: &[&str]) -> Result<()> {
         for &table in tables {
-            match store.open_table(table).await {
-                Ok(handle) => self.record(table, handle.version().await?),
-                Err(Error::UnknownTable { .. }) => {}
-                Err(e) => return Err(e),
+            if let Some(version) = store.current_version(table).await? {
+                self.record(table, version);
             }
         }
         Ok(())

@@ -122,33 +122,59 @@ impl Store {
         run_id: &str,
         prefix: &str,
     ) -> Result<Option<(String, Vec<u8>)>> {
-        let of_run = col("run_id").eq(lit(run_id));
-        let names = self
-            .scan_if_exists("artifacts", &["name"], Some(of_run.clone()))
-            .await?;
-        let mut newest: Option<String> = None;
-        for batch in &names {
-            for name in strings(batch, "name")?.into_iter().flatten() {
-                if name.starts_with(prefix) && newest.as_ref().is_none_or(|n| name > *n) {
-                    newest = Some(name);
-                }
-            }
-        }
+        let newest = self
+            .artifact_names(run_id)
+            .await?
+            .into_iter()
+            .filter(|name| name.starts_with(prefix))
+            .max();
         let Some(name) = newest else {
             return Ok(None);
         };
-        let filter = of_run.and(col("name").eq(lit(name.as_str())));
-        for batch in self.scan("artifacts", &["data"], Some(filter)).await? {
+        Ok(self
+            .artifact(run_id, &name)
+            .await?
+            .map(|bytes| (name, bytes)))
+    }
+
+    /// The names of `run_id`'s artifacts.
+    pub async fn artifact_names(&self, run_id: &str) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for batch in self
+            .scan_if_exists("artifacts", &["name"], Some(col("run_id").eq(lit(run_id))))
+            .await?
+        {
+            names.extend(strings(&batch, "name")?.into_iter().flatten());
+        }
+        Ok(names)
+    }
+
+    /// The bytes of artifact `name` of `run_id`, if it has one of that name.
+    pub async fn artifact(&self, run_id: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        let filter = col("run_id").eq(lit(run_id)).and(col("name").eq(lit(name)));
+        for batch in self
+            .scan_if_exists("artifacts", &["data"], Some(filter))
+            .await?
+        {
             let Some(data) = batch.column_by_name("data") else {
                 continue;
             };
             let data = arrow::compute::cast(data, &DataType::LargeBinary)?;
             let data = data.as_binary::<i64>();
             if let Some(row) = (0..data.len()).find(|&r| data.is_valid(r)) {
-                return Ok(Some((name, data.value(row).to_vec())));
+                return Ok(Some(data.value(row).to_vec()));
             }
         }
         Ok(None)
+    }
+
+    /// The current version of table `name`; `None` when it does not exist yet.
+    pub async fn current_version(&self, name: &str) -> Result<Option<u64>> {
+        match self.open_table(name).await {
+            Ok(table) => Ok(Some(table.version().await?)),
+            Err(Error::UnknownTable { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

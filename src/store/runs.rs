@@ -134,10 +134,8 @@ impl Run {
     /// Record the current version of `table` as read, for a read through a helper that does not say which version
     /// it read (a table that does not exist is read as empty and not recorded).
     pub async fn record_current(&mut self, store: &Store, table: &str) -> Result<()> {
-        match store.open_table(table).await {
-            Ok(handle) => self.record_input(table, handle.version().await?),
-            Err(Error::UnknownTable { .. }) => {}
-            Err(e) => return Err(e),
+        if let Some(version) = store.current_version(table).await? {
+            self.record_input(table, version);
         }
         Ok(())
     }
