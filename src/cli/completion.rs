@@ -90,11 +90,16 @@ pub struct Completions {
 }
 
 impl Completions {
-    /// Read the store's tables and columns and the session's functions again.
-    pub async fn refresh(&mut self, engine: &Engine) -> Result<()> {
+    /// Read the store's table names again (the session's functions the first time), and the columns of tables
+    /// not seen before (of every table with `columns`: after a write, which may have added some).
+    pub async fn refresh(&mut self, engine: &Engine, columns: bool) -> Result<()> {
         let store = engine.store();
         let mut tables = BTreeMap::new();
         for name in store.table_names().await? {
+            if !columns && let Some(known) = self.tables.remove(&name) {
+                tables.insert(name, known);
+                continue;
+            }
             // A table that cannot be opened just completes without its columns.
             let columns = match store.open_table(&name).await {
                 Ok(table) => match table.schema().await {
@@ -106,10 +111,13 @@ impl Completions {
             tables.insert(name, columns);
         }
         self.tables = tables;
-        self.functions = functions::list(engine.context())
-            .into_iter()
-            .map(|d| d.name)
-            .collect();
+        // A session's functions do not change: listed once.
+        if self.functions.is_empty() {
+            self.functions = functions::list(engine.context())
+                .into_iter()
+                .map(|d| d.name)
+                .collect();
+        }
         Ok(())
     }
 

@@ -222,16 +222,17 @@ pub async fn run(
     // Lines of files run with `\i`, read before the next input line; their depth of inclusion.
     let mut included: VecDeque<Line> = VecDeque::new();
     let mut depth = 0usize;
-    // The store's tables are read again for completion before the next statement is typed.
-    let mut stale = true;
+    // The store's table names are read again for completion before the next statement is typed, and the columns
+    // of every table after a statement that wrote (only new tables' otherwise).
+    let (mut stale, mut wrote) = (true, true);
     loop {
         if stale && buffer.is_empty() && included.is_empty() {
             let engine = &session.engine;
             if let Some(completions) = input.completions() {
                 // Completion without the newest tables is better than no session.
-                let _ = completions.refresh(engine).await;
+                let _ = completions.refresh(engine, wrote).await;
             }
-            stale = false;
+            (stale, wrote) = (false, false);
         }
         let prompt = if buffer.is_empty() {
             PROMPT
@@ -255,9 +256,9 @@ pub async fn run(
                 depth -= 1;
                 if !buffer.trim().is_empty() {
                     let sql = std::mem::take(&mut buffer);
-                    if let Err(e) = statements(&mut session, &sql, out).await {
-                        failed |= report(e)?;
-                    }
+                    let ran = run_sql(&mut session, &sql, out).await?;
+                    failed |= ran.failed;
+                    wrote |= ran.wrote;
                     stale = true;
                 }
                 buffer.clear();
@@ -299,17 +300,15 @@ pub async fn run(
             if !from_file {
                 input.remember(&sql);
             }
-            if let Err(e) = statements(&mut session, &sql, out).await {
-                failed |= report(e)?;
-            }
+            let ran = run_sql(&mut session, &sql, out).await?;
+            failed |= ran.failed;
+            wrote |= ran.wrote;
             stale = true;
             out.flush()?;
         }
     }
-    if !buffer.trim().is_empty()
-        && let Err(e) = statements(&mut session, &buffer, out).await
-    {
-        failed |= report(e)?;
+    if !buffer.trim().is_empty() {
+        failed |= run_sql(&mut session, &buffer, out).await?.failed;
     }
     input.save_history();
     Ok(if failed && !input.interactive() { 1 } else { 0 })
@@ -325,6 +324,27 @@ fn read_include(path: &Path, depth: usize) -> Result<Vec<String>> {
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     Ok(text.lines().map(str::to_string).collect())
+}
+
+/// How running a statement or several went.
+struct Ran {
+    failed: bool,
+    /// A statement may have changed the store (a write ran, or an error came after one might have).
+    wrote: bool,
+}
+
+/// Run the statements of `sql`, printing an error and going on.
+async fn run_sql(session: &mut Session, sql: &str, out: &mut dyn Write) -> Result<Ran> {
+    match statements(session, sql, out).await {
+        Ok(wrote) => Ok(Ran {
+            failed: false,
+            wrote,
+        }),
+        Err(e) => Ok(Ran {
+            failed: report(e)?,
+            wrote: true,
+        }),
+    }
 }
 
 /// Print an error and keep going; a closed output pipe ends the session instead.
@@ -350,10 +370,13 @@ async fn cancellable<T>(
     }
 }
 
-async fn statements(session: &mut Session, sql: &str, out: &mut dyn Write) -> Result<()> {
+/// Run the statements of `sql` in order; returns whether any wrote to the store.
+async fn statements(session: &mut Session, sql: &str, out: &mut dyn Write) -> Result<bool> {
+    let mut wrote = false;
     for statement in session.engine.parse(sql)? {
         let started = Instant::now();
         let result = if writes_store(&statement) {
+            wrote = true;
             let mut params = session.params.clone();
             let run_id = rebind_run_id(&mut params)?;
             let spec = sql_run_spec("shell", &statement.to_string(), &params);
@@ -375,7 +398,7 @@ async fn statements(session: &mut Session, sql: &str, out: &mut dyn Write) -> Re
             eprintln!("Time: {:.3} ms", started.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    Ok(())
+    Ok(wrote)
 }
 
 async fn meta_command(

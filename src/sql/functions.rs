@@ -82,8 +82,15 @@ pub fn list(ctx: &SessionContext) -> Vec<FunctionDoc> {
     docs
 }
 
-/// The functions a bare DataFusion session has, by name and kind: what is not among them is vlmdb's.
-fn builtin_names() -> std::collections::HashSet<(String, FunctionKind)> {
+/// The functions a bare DataFusion session has, by name and kind: what is not among them is vlmdb's. Made once
+/// per process (a bare session registers every built-in).
+fn builtin_names() -> &'static std::collections::HashSet<(String, FunctionKind)> {
+    static NAMES: std::sync::OnceLock<std::collections::HashSet<(String, FunctionKind)>> =
+        std::sync::OnceLock::new();
+    NAMES.get_or_init(bare_names)
+}
+
+fn bare_names() -> std::collections::HashSet<(String, FunctionKind)> {
     let state = SessionContext::new().state();
     let mut names = std::collections::HashSet::new();
     names.extend(
