@@ -75,12 +75,18 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<u8> {
 /// runs whose process is gone as `interrupted` first, so every command (`runs`, `sql`, the resuming ones) sees them
 /// as they are.
 async fn open_store(path: &std::path::Path, create: bool) -> Result<Store> {
-    if !create && !path.exists() {
-        return Err(Error::NoStore {
-            path: path.to_path_buf(),
-        });
+    let no_store = || Error::NoStore {
+        path: path.to_path_buf(),
+    };
+    let directory = crate::store::Location::parse(path)?.dir().is_some();
+    if !create && directory && !path.exists() {
+        return Err(no_store());
     }
     let store = Store::open(path).await?;
+    // An object-store prefix is a store once it holds a table.
+    if !create && !directory && store.table_names().await?.is_empty() {
+        return Err(no_store());
+    }
     let fixed: Vec<String> = crate::store::schema::fixed_tables()?
         .into_iter()
         .map(|t| t.name)

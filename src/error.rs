@@ -147,6 +147,18 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The store's object store could not be reached or refused the credentials (`--db s3://…`).
+    #[error(
+        "store {store}: {} (credentials and endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, \
+         AWS_ENDPOINT_URL, AWS_REGION, or the GCS/Azure equivalents)",
+        server_answer(&source.to_string())
+    )]
+    StoreUnreachable {
+        store: String,
+        #[source]
+        source: Box<lancedb::Error>,
+    },
+
     /// LanceDB failed.
     #[error("store: {}", without_location(&source.to_string()))]
     Lance {
@@ -251,6 +263,22 @@ pub fn without_location(message: &str) -> String {
         .filter(|part| !(part.starts_with('/') && part.contains(".rs:")))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// An object store's refusal as its server put it (`NoSuchBucket: The specified bucket does not exist`), taken
+/// from the XML error body S3-compatible servers answer with; else the whole message, less source locations.
+fn server_answer(message: &str) -> String {
+    let element = |tag: &str| {
+        let open = format!("<{tag}>");
+        let start = message.find(&open)? + open.len();
+        let end = message[start..].find(&format!("</{tag}>"))?;
+        Some(message[start..start + end].to_string())
+    };
+    match (element("Code"), element("Message")) {
+        (Some(code), Some(text)) => format!("the server answered {code}: {text}"),
+        (Some(code), None) => format!("the server answered {code}"),
+        _ => without_location(message),
+    }
 }
 
 fn known_spaces(known: &[String]) -> String {

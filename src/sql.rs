@@ -194,7 +194,7 @@ impl Engine {
         params: &Params,
     ) -> Result<StatementResult> {
         params::bind(&mut statement, params)?;
-        access::check(&statement, self.store.root(), self.access)?;
+        access::check(&statement, self.store.location(), self.access)?;
         if writes_store(&statement) {
             self.store.ensure_writable("this statement")?;
         }

@@ -1,9 +1,10 @@
-//! The LanceDB store: one local directory of versioned tables. Opening, creating tables from `schemas/`, listing,
+//! The LanceDB store: one local directory (or object-store prefix, [`location`]) of versioned tables. Opening, creating tables from `schemas/`, listing,
 //! and opening a table at an earlier version live here; writes go through [`write`], run records through [`runs`].
 
 pub mod arrays;
 pub mod columns;
 pub mod liveness;
+pub mod location;
 pub mod metrics;
 pub mod model_cache;
 pub mod read;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use lancedb::{Connection, Table};
 
 use crate::error::{Error, Result};
+pub use location::Location;
 use schema::TableSpec;
 
 /// The store directory used when neither `--db` nor `VLMDB_DB` is given: a visible folder in the current
@@ -27,66 +29,77 @@ pub const DEFAULT_STORE_DIR: &str = "vlmdb_store";
 /// An open store.
 #[derive(Clone)]
 pub struct Store {
-    root: PathBuf,
+    location: Location,
     conn: Connection,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("root", &self.root).finish()
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
 impl Store {
-    /// Open the store at `path`, creating the directory if it does not exist.
+    /// Open the store at `path` (a directory, created if it does not exist, or an object-store URI: see
+    /// [`Location::parse`]).
     ///
     /// Tables are read with strong consistency (read-consistency interval zero): every read checks for a newer
     /// version, so rows another process wrote are visible on the next statement.
     pub async fn open(path: &Path) -> Result<Store> {
-        match std::fs::metadata(path) {
-            Ok(meta) if !meta.is_dir() => {
-                return Err(Error::NotADirectory {
-                    path: path.to_path_buf(),
-                });
+        let location = Location::parse(path)?;
+        if let Location::Dir(dir) = &location {
+            match std::fs::metadata(dir) {
+                Ok(meta) if !meta.is_dir() => {
+                    return Err(Error::NotADirectory { path: dir.clone() });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                }
+                Err(e) => return Err(Error::io(dir, e)),
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-            }
-            Err(e) => return Err(Error::io(path, e)),
         }
-        let uri = path.to_str().ok_or_else(|| {
-            Error::Usage(format!("store path {} is not valid UTF-8", path.display()))
-        })?;
-        let conn = lancedb::connect(uri)
+        let conn = lancedb::connect(&location.uri()?)
             .read_consistency_interval(Duration::ZERO)
+            .storage_options(location.storage_options())
             .execute()
-            .await?;
-        Ok(Store {
-            root: path.to_path_buf(),
-            conn,
-        })
+            .await
+            .map_err(|source| Error::StoreUnreachable {
+                store: location.to_string(),
+                source: Box::new(source),
+            })?;
+        Ok(Store { location, conn })
     }
 
-    /// The store directory.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where the store is.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// The Hugging Face directory a fine-tuning run exports its best weights to, `<store>/finetuned/ft-<run>`
-    /// (the model `ft:<run>`).
+    /// (the model `ft:<run>`); for a store on an object store, under this machine's directory for it
+    /// ([`Location::local_dir`]).
     pub fn finetuned_dir(&self, run_id: &str) -> PathBuf {
-        self.root.join("finetuned").join(format!("ft-{run_id}"))
+        self.location
+            .local_dir()
+            .join("finetuned")
+            .join(format!("ft-{run_id}"))
     }
 
     /// Fail with [`Error::ReadOnlyStore`] when the directory is marked read-only. The permission bits are checked
     /// rather than attempting a write, because root can write to a read-only directory and would otherwise
     /// ignore the user's intent.
+    /// An object store's permissions are its credentials': a write they do not allow fails with its error.
     pub fn ensure_writable(&self, action: &str) -> Result<()> {
-        let meta = std::fs::metadata(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        let Some(root) = self.location.dir() else {
+            return Ok(());
+        };
+        let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
         if meta.permissions().readonly() {
             return Err(Error::ReadOnlyStore {
-                path: self.root.clone(),
+                path: root.to_path_buf(),
                 action: action.to_string(),
             });
         }
@@ -98,7 +111,10 @@ impl Store {
     /// failing halfway with the file system's error.
     pub fn ensure_table_writable(&self, name: &str, action: &str) -> Result<()> {
         self.ensure_writable(action)?;
-        let table = self.root.join(format!("{name}.lance"));
+        if self.location.dir().is_none() {
+            return Ok(());
+        }
+        let table = self.location.table(name);
         for dir in [
             table.clone(),
             table.join("_versions"),
@@ -118,9 +134,15 @@ impl Store {
     }
 
     /// Wait for this machine's other vlmdb writers to this store and hold the write lock until the guard is
-    /// dropped (an exclusive `flock` on `<store>/.write.lock`; the kernel releases it if the process dies).
+    /// dropped (an exclusive `flock` on `<store>/.write.lock`, or on that file in this machine's directory for an
+    /// object store, [`Location::local_dir`]; the kernel releases it if the process dies). Writers on other
+    /// machines are kept apart by Lance's commit protocol alone (conditional writes on the object store).
     pub async fn write_lock(&self) -> Result<std::fs::File> {
-        let path = self.root.join(".write.lock");
+        let dir = self.location.local_dir();
+        if self.location.dir().is_none() {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        let path = dir.join(".write.lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -178,7 +200,7 @@ impl Store {
         open: impl std::future::Future<Output = lancedb::Result<Table>>,
     ) -> Result<Table> {
         let which = || version.map_or("its latest version".into(), |v| format!("version {v}"));
-        let files = || self.root.join(format!("{name}.lance")).join("_versions");
+        let files = || self.location.table(name).join("_versions");
         match crate::error::catch_panic(open).await {
             Ok(Ok(table)) => Ok(table),
             Ok(Err(lancedb::Error::TableNotFound { .. })) => Err(Error::UnknownTable {
@@ -214,9 +236,26 @@ impl Store {
         // This machine's writers create tables one at a time, so below, a directory without a version is not one
         // another vlmdb process here is creating.
         let _lock = self.write_lock().await?;
-        // A table directory Lance finds no version in is damaged (its `_versions` deleted or emptied): starting a
-        // fresh table there would silently drop every row it held.
-        let directory = self.root.join(format!("{}.lance", spec.name));
+        if self.location.dir().is_some() {
+            self.clear_unfinished_creation(spec).await?;
+        }
+        match self
+            .conn
+            .create_empty_table(&spec.name, spec.arrow_schema())
+            .execute()
+            .await
+        {
+            Ok(table) => Ok(table),
+            Err(lancedb::Error::TableAlreadyExists { .. }) => self.open_table(&spec.name).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Before creating table `spec` in a directory store: remove the directory a creation killed before its
+    /// first version left (no version, no data), and refuse one that holds data but no readable version: its
+    /// `_versions` was deleted or emptied, and starting a fresh table there would silently drop every row it held.
+    async fn clear_unfinished_creation(&self, spec: &TableSpec) -> Result<()> {
+        let directory = self.location.table(&spec.name);
         let opens = || async { self.conn.open_table(&spec.name).execute().await.is_ok() };
         // (Another process may be creating it this instant: its first version follows the directory at once.)
         if directory.is_dir() && !opens().await {
@@ -243,16 +282,7 @@ impl Store {
                         .into(),
             });
         }
-        match self
-            .conn
-            .create_empty_table(&spec.name, spec.arrow_schema())
-            .execute()
-            .await
-        {
-            Ok(table) => Ok(table),
-            Err(lancedb::Error::TableAlreadyExists { .. }) => self.open_table(&spec.name).await,
-            Err(e) => Err(e.into()),
-        }
+        Ok(())
     }
 
     /// Bring the existing fixed tables among `names` up to their schema files, so stores made by earlier versions

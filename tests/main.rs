@@ -12,6 +12,7 @@ mod ingest;
 mod integrity;
 mod layers;
 mod models;
+mod object_store;
 mod plot;
 mod reports;
 mod retrieval;

@@ -99,7 +99,7 @@ impl AsyncDB for SltDb {
 /// Load a named fixture into the store (through the CLI, as a user would).
 async fn fixture(store: &Store, name: &str) -> Result<(), SltError> {
     assert_eq!(name, "retrieval", "unknown fixture '{name}'");
-    let db = store.root().display().to_string();
+    let db = store.location().to_string();
     for args in crate::common::RETRIEVAL_FIXTURE {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_vlmdb"))
             .arg("--db")

@@ -283,7 +283,9 @@ async fn tables_of_earlier_stores_gain_the_new_columns() {
             .await
             .expect("drop");
     }
-    let reopened = Store::open(store.root()).await.expect("reopen");
+    let reopened = Store::open(store.location().dir().expect("a directory store"))
+        .await
+        .expect("reopen");
     reopened
         .upgrade_tables(&["pairs", "runs", "images"])
         .await

@@ -13,8 +13,10 @@ use crate::cluster::tsne::TsneOptions;
 #[derive(Debug, Parser)]
 #[command(name = "vlmdb", version, about)]
 pub struct Cli {
-    /// The store directory (created if missing). Default: ./vlmdb_store
-    #[arg(long, env = "VLMDB_DB", global = true, value_name = "DIR")]
+    /// The store: a directory (created if missing), or an object-store prefix, s3://bucket/prefix (also gs://,
+    /// az://), with credentials and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL,
+    /// AWS_REGION (or the GCS/Azure equivalents). Default: ./vlmdb_store
+    #[arg(long, env = "VLMDB_DB", global = true, value_name = "DIR|URI")]
     pub db: Option<PathBuf>,
 
     /// Where models run: auto (a CUDA GPU when built with the cuda feature and present, else CPU), cpu, cuda[:N].

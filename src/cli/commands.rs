@@ -29,12 +29,12 @@ use crate::store::Store;
 pub async fn init(store: &Store, out: &mut dyn Write) -> Result<u8> {
     let created = crate::commands::init::init(store).await?;
     if created.is_empty() {
-        writeln!(out, "store {} is up to date", store.root().display())?;
+        writeln!(out, "store {} is up to date", store.location())?;
     } else {
         writeln!(
             out,
             "initialised store {}: created {}",
-            store.root().display(),
+            store.location(),
             created.join(", ")
         )?;
     }

@@ -211,7 +211,7 @@ pub async fn run(
         writeln!(
             out,
             "vlmdb shell on {} — \\? for help, \\q to quit",
-            store.root().display()
+            store.location()
         )?;
     }
     // What the session prints appears as soon as it is printed (stdout is buffered for result tables): the banner

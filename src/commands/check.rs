@@ -22,8 +22,15 @@ pub struct TableHealth {
 /// Every table of the store (each `*.lance` directory, whether Lance can open it or not), checked.
 pub async fn check(store: &Store) -> Result<Vec<TableHealth>> {
     let mut names = store.table_names().await.unwrap_or_default();
-    let entries = std::fs::read_dir(store.root()).map_err(|e| Error::io(store.root(), e))?;
-    for entry in entries.flatten() {
+    // A directory store's table directories that Lance cannot open are listed too (an object store's are not:
+    // Lance lists what it can open).
+    let entries = match store.location().dir() {
+        Some(root) => std::fs::read_dir(root)
+            .map_err(|e| Error::io(root, e))?
+            .collect(),
+        None => Vec::new(),
+    };
+    for entry in entries.into_iter().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(table) = name.strip_suffix(".lance")
             && entry.path().is_dir()
@@ -51,7 +58,8 @@ async fn table_health(store: &Store, name: &str) -> TableHealth {
     let latest = match store.open_table(name).await {
         Ok(table) => table,
         Err(Error::UnknownTable { .. })
-            if !crate::store::holds_data(&store.root().join(format!("{name}.lance"))) =>
+            if store.location().dir().is_some()
+                && !crate::store::holds_data(&store.location().table(name)) =>
         {
             health.unfinished = true;
             return health;

@@ -20,7 +20,7 @@ pub async fn init(store: &Store) -> Result<Vec<String>> {
     let spec = RunSpec {
         kind: "init".into(),
         name: "init".into(),
-        config: serde_json::json!({ "store": store.root().display().to_string() }),
+        config: serde_json::json!({ "store": store.location().to_string() }),
         seed: None,
     };
     let run = Run::open(store, spec).await?;

@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use datafusion::sql::parser::{CopyToStatement, CreateExternalTable, Statement};
 
 use crate::error::{Error, Result};
+use crate::store::Location;
 
 /// Whether SQL may read and write files outside the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,9 +33,9 @@ fn file_of(statement: &Statement) -> Option<(&'static str, &str)> {
     }
 }
 
-/// Refuse `statement` when it names a file inside the store at `store_root`, or any file while `access` is
+/// Refuse `statement` when it names a file inside the store at `store`, or any file while `access` is
 /// [`ExternalAccess::Denied`].
-pub fn check(statement: &Statement, store_root: &Path, access: ExternalAccess) -> Result<()> {
+pub fn check(statement: &Statement, store: &Location, access: ExternalAccess) -> Result<()> {
     let Some((what, location)) = file_of(statement) else {
         return Ok(());
     };
@@ -43,21 +44,30 @@ pub fn check(statement: &Statement, store_root: &Path, access: ExternalAccess) -
             "{what} '{location}': external access is off (--no-external-access), so SQL touches no files"
         )));
     }
+    let inside = || {
+        Error::Usage(format!(
+            "{what} '{location}' is inside the store {store}: SQL reads and writes store tables by name, \
+             never their files"
+        ))
+    };
     let local = location.strip_prefix("file://").unwrap_or(location);
-    if local.contains("://") {
-        // Another scheme (s3://, …): not the store's directory.
-        return Ok(());
+    match store {
+        Location::Uri(uri) => {
+            let target = local.trim_end_matches('/');
+            if target == uri || target.starts_with(&format!("{uri}/")) {
+                return Err(inside());
+            }
+            Ok(())
+        }
+        // Another scheme (s3://, …) is not the store's directory.
+        Location::Dir(_) if local.contains("://") => Ok(()),
+        Location::Dir(store_root) => {
+            if resolve(Path::new(local))?.starts_with(resolve(store_root)?) {
+                return Err(inside());
+            }
+            Ok(())
+        }
     }
-    let target = resolve(Path::new(local))?;
-    let root = resolve(store_root)?;
-    if target.starts_with(&root) {
-        return Err(Error::Usage(format!(
-            "{what} '{location}' is inside the store {}: SQL reads and writes store tables by name, \
-             never their files",
-            store_root.display()
-        )));
-    }
-    Ok(())
 }
 
 /// `path` made absolute, `.` and `..` applied, and symbolic links resolved as far as the path exists (a `COPY`
@@ -117,11 +127,12 @@ mod tests {
     #[test]
     fn files_inside_the_store_are_refused_and_others_allowed() {
         let dir = std::env::temp_dir().join(format!("vlmdb-access-{}", std::process::id()));
-        let store = dir.join("store");
-        std::fs::create_dir_all(store.join("images.lance")).expect("store dir");
+        let root = dir.join("store");
+        std::fs::create_dir_all(root.join("images.lance")).expect("store dir");
+        let store = Location::Dir(root.clone());
         let inside = format!(
             "COPY (SELECT 1) TO '{}/images.lance/_versions/1.manifest' STORED AS CSV",
-            store.display()
+            root.display()
         );
         let err = check(&statement(&inside), &store, ExternalAccess::Allowed).expect_err("inside");
         assert!(err.to_string().contains("inside the store"), "{err}");
@@ -136,7 +147,7 @@ mod tests {
         {
             let link = dir.join("link");
             let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&store, &link).expect("symlink");
+            std::os::unix::fs::symlink(&root, &link).expect("symlink");
             let via_link = format!(
                 "COPY (SELECT 1) TO '{}/new.csv' STORED AS CSV",
                 link.display()
@@ -154,5 +165,28 @@ mod tests {
         assert!(check(&statement(&explain), &store, ExternalAccess::Allowed).is_err());
         check(&statement("SELECT 1"), &store, ExternalAccess::Denied).expect("no file");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_object_stores_prefix_is_the_store() {
+        let store = Location::Uri("s3://lab/store".into());
+        let copy = |to: &str| statement(&format!("COPY (SELECT 1) TO '{to}' STORED AS CSV"));
+        let err = check(
+            &copy("s3://lab/store/runs.lance/x.csv"),
+            &store,
+            ExternalAccess::Allowed,
+        )
+        .expect_err("inside");
+        assert!(
+            err.to_string().contains("inside the store s3://lab/store"),
+            "{err}"
+        );
+        check(
+            &copy("s3://lab/store-exports/x.csv"),
+            &store,
+            ExternalAccess::Allowed,
+        )
+        .expect("a sibling prefix is outside");
+        check(&copy("/tmp/x.csv"), &store, ExternalAccess::Allowed).expect("a local file");
     }
 }

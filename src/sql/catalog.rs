@@ -108,8 +108,10 @@ impl StoreSchema {
     /// Version `version` of table `name` read through Lance alone, from that version's manifest (lancedb opens the
     /// latest version first); `None` when that version cannot be read either.
     async fn version_only(&self, name: &str, version: u64) -> Option<Arc<dyn TableProvider>> {
-        let uri = self.store.root().join(format!("{name}.lance"));
+        let location = self.store.location();
+        let uri = location.table(name);
         let load = lance::dataset::builder::DatasetBuilder::from_uri(uri.to_string_lossy())
+            .with_storage_options(location.storage_options().into_iter().collect())
             .with_version(version)
             .load();
         match crate::error::catch_panic(load).await {
