@@ -87,7 +87,20 @@ impl S3Server {
 }
 
 impl Drop for S3Server {
+    /// SIGTERM to `timeout`, which passes it on to the server (a SIGKILL would end `timeout` alone and leave the
+    /// server running), then SIGKILL should it not be gone within 10 s.
     fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: `kill` on the pid of our own child, which has not been waited for, so it is not reused.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -473,6 +473,97 @@ fn approximate_search_reports_its_recall() {
     assert_eq!(csv.lines().nth(1), Some("1"), "{csv}");
 }
 
+/// The stored index answers `knn(…, 'ann')`, `vector_search(…, 'ann')` and `vlmdb search --ann`, each naming it
+/// and its recall; rows written after it was built are searched exactly beside it and counted; a space without one
+/// is refused.
+#[test]
+fn searches_through_the_stored_index_name_it_and_see_newer_rows() {
+    let store = synthetic_store(2000, 32);
+    let refused = store.vlmdb(&[
+        "sql",
+        "SELECT count(*) FROM knn('synth:image', 'synth:image', 10, NULL, NULL, 'ann')",
+    ]);
+    assert_fails_with(
+        &refused,
+        "space emb_synth has no vector index: build one with `vlmdb index --model emb_synth`",
+    );
+    let out = store.vlmdb(&[
+        "index",
+        "--model",
+        "synth",
+        "--kind",
+        "ivf_hnsw_sq",
+        "--format",
+        "json",
+    ]);
+    assert_success(&out);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json report");
+    let run = report["run_id"].as_str().unwrap_or_default().to_string();
+    let built_recall = report["recall_at_10"].as_f64().unwrap_or(-1.0);
+    assert!(built_recall >= 0.5, "{report}");
+
+    let out = store.vlmdb(&[
+        "sql",
+        "SELECT count(*) AS n, count(DISTINCT query_id) AS q, min(rank) AS best, max(rank) AS worst \
+         FROM knn('synth:image', 'synth:image', 10, NULL, NULL, 'ann')",
+        "--format",
+        "csv",
+    ]);
+    assert_success(&out);
+    assert_eq!(
+        stdout(&out).lines().nth(1),
+        Some("20000,2000,1,10"),
+        "{}",
+        stdout(&out)
+    );
+    let err = crate::common::stderr(&out);
+    let named = format!(
+        "through the IVF_HNSW_SQ index of emb_synth (2000 rows; built by run {run}, recall@10 {built_recall:.4} \
+         against exact search)"
+    );
+    assert!(err.contains(&named), "{err}\nwanted: {named}");
+    let recall: f64 = err
+        .split("ann recall@10 = ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no recall printed: {err}"));
+    assert!((0.5..=1.0).contains(&recall), "ann recall@10 {recall}");
+
+    // A vector rewritten after the index was built (an upsert: a new row) is found, and the rows the index does
+    // not cover are counted.
+    let fresh: Vec<Option<f32>> = (0..32)
+        .map(|i| Some(if i == 3 { 1.0 } else { 0.0 }))
+        .collect();
+    let file = store.dir.path().join("fresh.parquet");
+    write_parquet(&file, &["synth/img_0042"], &["image"], vec![Some(fresh)]);
+    assert_success(&store.vlmdb(&[
+        "import",
+        "embeddings",
+        file.to_str().unwrap_or_default(),
+        "--space",
+        "synth",
+    ]));
+    let query = "SELECT item_id, round(score, 4) AS score FROM vector_search('synth', \
+                 [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, \
+                  0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1, \
+                 NULL, NULL, NULL, 'ann')";
+    let out = store.vlmdb(&["sql", query, "--format", "csv"]);
+    assert_success(&out);
+    assert_eq!(
+        stdout(&out).lines().nth(1),
+        Some("synth/img_0042,1.0"),
+        "{}",
+        stdout(&out)
+    );
+    let err = crate::common::stderr(&out);
+    assert!(
+        err.contains("vector_search: through the IVF_HNSW_SQ index of emb_synth")
+            && err.contains("1 row(s) written since are searched exactly beside it"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_lance_index_needs_enough_vectors() {
     let store = retrieval_store();

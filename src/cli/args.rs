@@ -948,6 +948,10 @@ pub struct SearchArgs {
     /// Only items of this kind: image, caption, pair_text.
     #[arg(long)]
     pub kind: Option<String>,
+    /// Search through the space's stored vector index (`vlmdb index`) instead of scoring every item; stderr names
+    /// the index and the recall its build measured.
+    #[arg(long)]
+    pub ann: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,

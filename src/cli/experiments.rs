@@ -223,6 +223,11 @@ pub async fn search(
         dataset: args.dataset,
         split: args.split,
         kind: args.kind,
+        search: if args.ann {
+            crate::eval::nearest::Search::Ann
+        } else {
+            crate::eval::nearest::Search::Exact
+        },
         device,
     };
     let batch = crate::commands::search::search(store, &options).await?;

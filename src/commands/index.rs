@@ -1,11 +1,11 @@
 //! `vlmdb index`: Lance's own vector index on a space table (IVF-PQ or IVF-HNSW-SQ, cosine), then its recall@10
 //! measured against exact search on a sample of the space's own vectors, printed and written to `metrics`.
-//! Searches that ask for exactness (`vector_search`, `vlmdb search`, `knn`) bypass the index.
+//! Searches are exact unless asked for the index (`vector_search(…, 'ann')`, `knn(…, 'ann')`, `vlmdb search
+//! --ann`: [`crate::eval::ann`]), which then name it and this recall.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
+use arrow::array::RecordBatch;
 use candle_core::Device;
 use futures::TryStreamExt;
 use lancedb::DistanceType;
@@ -14,6 +14,7 @@ use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
 use crate::error::{Error, Result};
+use crate::eval::ann;
 use crate::eval::space::{Filter, Vectors, load, resolve};
 use crate::eval::topk::{Hit, top_k};
 use crate::store::Store;
@@ -159,24 +160,16 @@ async fn measure(table: &lancedb::Table, vectors: &Vectors, device: &Device) -> 
     let exact: Vec<Vec<Hit>> = top_k(&queries, vectors, 10, None, device)?;
     let (mut found, mut total) = (0usize, 0usize);
     for (q, want) in exact.iter().enumerate() {
-        let batches: Vec<RecordBatch> = table
-            .vector_search(queries.row(q).to_vec())?
-            .column("vector")
-            .distance_type(DistanceType::Cosine)
-            .limit(10)
+        let batches: Vec<RecordBatch> = ann::query(table, queries.row(q).to_vec(), 10)?
             .select(Select::columns(&["item_id"]))
             .execute()
             .await?
             .try_collect()
             .await?;
-        let mut got = Vec::new();
-        for b in &batches {
-            if let Some(c) = b.column_by_name("item_id") {
-                let c = arrow::compute::cast(c, &DataType::Utf8)?;
-                let c = c.as_string::<i32>();
-                got.extend((0..c.len()).map(|i| c.value(i).to_string()));
-            }
-        }
+        let got: Vec<String> = ann::hits_of(&batches, table.name())?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         total += want.len();
         found += want
             .iter()

@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{col, lit};
 
 use crate::error::{Error, Result};
-use crate::eval::nearest::nearest;
+use crate::eval::nearest::{Search, nearest};
 use crate::eval::space::Filter;
 use crate::inference::cache::Input;
 use crate::inference::{embed_one, load_model, space_spec};
@@ -39,6 +39,8 @@ pub struct SearchOptions {
     pub split: Option<String>,
     /// Only items of this kind (`image`, `caption`, `pair_text`).
     pub kind: Option<String>,
+    /// Exact, or through the space's stored index (named on stderr).
+    pub search: Search,
     pub device: DeviceChoice,
 }
 
@@ -78,7 +80,19 @@ pub async fn search(store: &Store, options: &SearchOptions) -> Result<RecordBatc
         options.dataset.as_deref(),
         options.split.as_deref(),
     );
-    let found = nearest(store, &space.name, query_vector, options.k, &filter).await?;
+    if options.search == Search::Ann {
+        let index = crate::eval::ann::StoredIndex::of(store, &space.name).await?;
+        crate::progress::note(&format!("search: through {}", index.describe()));
+    }
+    let found = nearest(
+        store,
+        &space.name,
+        query_vector,
+        options.k,
+        &filter,
+        options.search,
+    )
+    .await?;
     with_content(store, found).await
 }
 

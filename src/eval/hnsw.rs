@@ -9,8 +9,9 @@ use anndists::dist::Distance;
 use candle_core::Device;
 use hnsw_rs::hnsw::Hnsw;
 
+use super::recall::sampled_recall;
 use super::space::Vectors;
-use super::topk::{Hit, top_k};
+use super::topk::Hit;
 use crate::error::{Error, Result};
 
 /// Graph parameters.
@@ -127,23 +128,6 @@ impl<'a> Graph<'a> {
     }
 }
 
-/// recall@k of `approximate` against the exact top-k of the same queries: the share of exact neighbours found.
-pub fn recall(approximate: &[Vec<Hit>], exact: &[Vec<Hit>]) -> f64 {
-    let (mut found, mut total) = (0usize, 0usize);
-    for (a, e) in approximate.iter().zip(exact) {
-        total += e.len();
-        found += e
-            .iter()
-            .filter(|h| a.iter().any(|x| x.index == h.index))
-            .count();
-    }
-    if total == 0 {
-        1.0
-    } else {
-        found as f64 / total as f64
-    }
-}
-
 /// Approximate top-k with the recall measured on (up to) `sample` evenly spaced queries.
 pub fn top_k_measured(
     queries: &Vectors,
@@ -160,24 +144,8 @@ pub fn top_k_measured(
     }
     let graph = Graph::build(corpus, params)?;
     let hits = graph.search(queries, k, exclude);
-    let step = (queries.len() / sample.max(1)).max(1);
-    let picked: Vec<usize> = (0..queries.len())
-        .step_by(step)
-        .take(sample.max(1))
-        .collect();
-    let subset = Vectors {
-        ids: picked.iter().map(|&q| queries.ids[q].clone()).collect(),
-        dim: queries.dim,
-        data: picked
-            .iter()
-            .flat_map(|&q| queries.row(q).to_vec())
-            .collect(),
-    };
-    let sub_exclude: Option<Vec<Option<u32>>> =
-        exclude.map(|e| picked.iter().map(|&q| e[q]).collect());
-    let exact = top_k(&subset, corpus, k, sub_exclude.as_deref(), device)?;
-    let approx: Vec<Vec<Hit>> = picked.iter().map(|&q| hits[q].clone()).collect();
-    Ok((hits, recall(&approx, &exact)))
+    let recall = sampled_recall(queries, corpus, k, exclude, &hits, sample, device)?;
+    Ok((hits, recall))
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 
 use candle_core::Device;
 
+use super::ann::{self, StoredIndex};
 use super::hnsw::{HnswParams, top_k_measured};
+use super::recall::sampled_recall;
 use super::retrieval::{Combiner, pair_truth};
 use super::space::{Filter, Vectors, load};
 use super::topk::top_k;
@@ -24,12 +26,14 @@ pub struct Side {
     pub kind: String,
 }
 
-/// Exact search, or an HNSW graph with its recall measured.
+/// Exact search, an HNSW graph built for the call, or the corpus space's stored vector index ([`super::ann`]);
+/// the approximate ones with their recall measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Method {
     #[default]
     Exact,
     Hnsw(HnswParams),
+    Ann,
 }
 
 impl std::str::FromStr for Method {
@@ -38,8 +42,9 @@ impl std::str::FromStr for Method {
         match s {
             "exact" => Ok(Method::Exact),
             "hnsw" => Ok(Method::Hnsw(HnswParams::default())),
+            "ann" => Ok(Method::Ann),
             other => Err(Error::Usage(format!(
-                "unknown knn method '{other}' (use exact or hnsw)"
+                "unknown knn method '{other}' (use exact, hnsw or ann)"
             ))),
         }
     }
@@ -59,11 +64,12 @@ pub struct KnnRequest {
     pub method: Method,
 }
 
-/// The neighbours, and for an approximate method its measured recall@k.
+/// The neighbours, for an approximate method its measured recall@k, and for `ann` the index searched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnnResult {
     pub rows: Vec<NeighborRow>,
     pub recall: Option<f64>,
+    pub index: Option<StoredIndex>,
 }
 
 /// One neighbour of one query.
@@ -142,12 +148,13 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
         ));
     }
     let (queries, references) = query_vectors(store, &request.queries, dataset, split).await?;
-    let corpus = load(
-        store,
-        &request.corpus.table,
-        &Filter::new(Some(&request.corpus.kind), dataset, split),
-    )
-    .await?;
+    let corpus_filter = Filter::new(Some(&request.corpus.kind), dataset, split);
+    // The index is looked up first: a space without one is refused before anything is loaded.
+    let index = match request.method {
+        Method::Ann => Some(StoredIndex::of(store, &request.corpus.table).await?),
+        _ => None,
+    };
+    let corpus = load(store, &request.corpus.table, &corpus_filter).await?;
     if queries.dim != corpus.dim {
         return Err(Error::DimensionMismatch {
             left: format!("query space {}", request.queries.table),
@@ -160,6 +167,7 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
         return Ok(KnnResult {
             rows: Vec::new(),
             recall: None,
+            index: None,
         });
     }
     let exclude: Option<Vec<Option<u32>>> = references.map(|refs| {
@@ -181,6 +189,28 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
             top_k(&queries, &corpus, k, exclude.as_deref(), device)?,
             Some(1.0),
         ),
+        Method::Ann => {
+            let hits = ann::top_k(
+                store,
+                &request.corpus.table,
+                &queries,
+                &corpus,
+                k,
+                &corpus_filter,
+                exclude.as_deref(),
+            )
+            .await?;
+            let recall = sampled_recall(
+                &queries,
+                &corpus,
+                k,
+                exclude.as_deref(),
+                &hits,
+                RECALL_SAMPLE,
+                device,
+            )?;
+            (hits, Some(recall))
+        }
         Method::Hnsw(params) => {
             let (hits, recall) = top_k_measured(
                 &queries,
@@ -205,7 +235,11 @@ pub async fn knn(store: &Store, request: &KnnRequest, device: &Device) -> Result
             });
         }
     }
-    Ok(KnnResult { rows, recall })
+    Ok(KnnResult {
+        rows,
+        recall,
+        index,
+    })
 }
 
 #[cfg(test)]

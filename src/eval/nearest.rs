@@ -1,26 +1,51 @@
 //! The `k` stored items nearest to one vector, by cosine similarity, with a filter applied before ranking: what
-//! `vector_search(...)` and `vlmdb search` return. Lance's flat search with the vector index bypassed, so exact.
+//! `vector_search(...)` and `vlmdb search` return. Lance's flat search with the vector index bypassed, so exact;
+//! or, when asked, through the space's stored vector index ([`super::ann`]).
 
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Float32Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type};
 use futures::TryStreamExt;
-use lancedb::DistanceType;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 
 use super::space::Filter;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
+/// How a search finds its items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Search {
+    /// Every item scored: the vector index is bypassed.
+    #[default]
+    Exact,
+    /// Through the space's stored vector index ([`super::ann::StoredIndex`]).
+    Ann,
+}
+
+impl std::str::FromStr for Search {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Search> {
+        match s {
+            "exact" => Ok(Search::Exact),
+            "ann" => Ok(Search::Ann),
+            other => Err(Error::Usage(format!(
+                "unknown search method '{other}' (use exact or ann)"
+            ))),
+        }
+    }
+}
+
 /// The `k` items of space table `table` nearest to `vector` by cosine similarity, among those `filter` keeps
-/// (applied before ranking): rank, item_id, kind, dataset, split, score. Exact: the vector index is bypassed.
+/// (applied before ranking): rank, item_id, kind, dataset, split, score. Exact unless `search` is
+/// [`Search::Ann`].
 pub async fn nearest(
     store: &Store,
     table_name: &str,
     vector: Vec<f32>,
     k: usize,
     filter: &Filter,
+    search: Search,
 ) -> Result<RecordBatch> {
     let dim = crate::eval::space::dim(store, table_name).await?;
     if vector.len() != dim {
@@ -39,13 +64,12 @@ pub async fn nearest(
     let table = store.open_table(table_name).await?;
     // More results than items is every item (and nothing is sized by an absurd k).
     let k = k.min(table.count_rows(None).await?.max(1));
-    let mut query = table
-        .vector_search(vector)?
-        .column("vector")
-        .distance_type(DistanceType::Cosine)
-        .bypass_vector_index()
-        .limit(k)
-        .select(Select::columns(&["item_id", "kind", "dataset", "split"]));
+    let query = super::ann::query(&table, vector, k)?;
+    let query = match search {
+        Search::Exact => query.bypass_vector_index(),
+        Search::Ann => query,
+    };
+    let mut query = query.select(Select::columns(&["item_id", "kind", "dataset", "split"]));
     if let Some(predicate) = filter.expr() {
         query = query.only_if_expr(predicate);
     }

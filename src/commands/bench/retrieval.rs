@@ -14,8 +14,9 @@ use candle_core::{Device, Tensor};
 
 use super::run_peer;
 use crate::error::{Error, Result};
-use crate::eval::hnsw::{Graph, HnswParams, recall};
+use crate::eval::hnsw::{Graph, HnswParams};
 use crate::eval::ranks::both_directions;
+use crate::eval::recall::recall;
 use crate::eval::scores::for_each_block;
 use crate::eval::space::Vectors;
 use crate::eval::topk::top_k;

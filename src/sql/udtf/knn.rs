@@ -36,9 +36,11 @@ static DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("split", "Only items of this split (NULL: all).")
     .with_argument(
         "method",
-        "'exact' (default) or 'hnsw': an HNSW graph (hnsw_rs, M = 32, efSearch = 128) built over the corpus, \
-         whose recall@k against exact search on up to 200 queries is printed to stderr (a k that covers the \
-         whole corpus is answered exactly).",
+        "'exact' (default); 'hnsw': an HNSW graph (hnsw_rs, M = 32, efSearch = 128) built over the corpus for \
+         this call; or 'ann': the corpus space's stored vector index (`vlmdb index`; an error when it has none), \
+         with rows written since the index was built searched exactly beside it. Both print to stderr which \
+         graph or index answered and its recall@k against exact search on up to 200 of the queries (a k that \
+         covers the whole corpus is answered exactly by 'hnsw').",
     )
     .with_sql_example(
         "> SELECT * FROM knn('tiny_clip_c94a344:caption', 'tiny_clip_c94a344:image', 5, 'shapes', 'test')\n  WHERE rank = 1 LIMIT 3;",
@@ -122,8 +124,13 @@ impl TableFunctionImpl for Knn {
                         .await?;
                     let result = knn(store, &request, &context.device.device()?).await?;
                     if let Some(recall) = result.recall {
+                        let (method, through) = match &result.index {
+                            Some(index) => ("ann", format!(", through {}", index.describe())),
+                            None => ("hnsw", String::new()),
+                        };
                         eprintln!(
-                            "knn: hnsw recall@{k} = {recall:.4} (against exact search on up to {RECALL_SAMPLE} queries)"
+                            "knn: {method} recall@{k} = {recall:.4} (against exact search on up to \
+                             {RECALL_SAMPLE} queries){through}"
                         );
                     }
                     batch(&result.rows)
