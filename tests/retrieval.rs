@@ -412,6 +412,16 @@ fn synthetic_store(n: usize, dim: usize) -> TestStore {
     store
 }
 
+/// The recall an approximate search printed after `label` on stderr.
+fn printed_recall(stderr: &str, label: &str) -> f64 {
+    stderr
+        .split(label)
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no recall printed after '{label}': {stderr}"))
+}
+
 #[test]
 fn approximate_search_reports_its_recall() {
     let store = synthetic_store(2000, 32);
@@ -430,12 +440,7 @@ fn approximate_search_reports_its_recall() {
         stdout(&out)
     );
     let err = crate::common::stderr(&out);
-    let recall: f64 = err
-        .split("hnsw recall@10 = ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|r| r.parse().ok())
-        .unwrap_or_else(|| panic!("no recall printed: {err}"));
+    let recall = printed_recall(&err, "hnsw recall@10 = ");
     assert!(recall >= 0.9, "hnsw recall@10 {recall}");
     // The approximate neighbours agree with the exact ones for most queries.
     let csv = store.csv(
@@ -522,12 +527,7 @@ fn searches_through_the_stored_index_name_it_and_see_newer_rows() {
          against exact search)"
     );
     assert!(err.contains(&named), "{err}\nwanted: {named}");
-    let recall: f64 = err
-        .split("ann recall@10 = ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|r| r.parse().ok())
-        .unwrap_or_else(|| panic!("no recall printed: {err}"));
+    let recall = printed_recall(&err, "ann recall@10 = ");
     assert!((0.5..=1.0).contains(&recall), "ann recall@10 {recall}");
 
     // A vector rewritten after the index was built (an upsert: a new row) is found, and the rows the index does

@@ -1445,3 +1445,42 @@ fn benches_run_peers_on_their_best_kernels_and_report_medians() {
         stdout(&once)
     );
 }
+
+/// `bench knn` times the stored index (what `knn(…, 'ann')` searches) beside exact search and hnsw_rs.
+#[test]
+fn bench_knn_times_the_stored_index() {
+    let store = TestStore::empty();
+    let out = store.vlmdb(&[
+        "bench",
+        "knn",
+        "--n",
+        "300",
+        "--hnsw-n",
+        "600",
+        "--dim",
+        "16",
+        "-k",
+        "5",
+        "--no-peer",
+        "--runs",
+        "1",
+    ]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "ann    vlmdb stored index (Lance IVF_HNSW_SQ, knn(…, 'ann')) on 600 items: build ",
+            )
+        })
+        .unwrap_or_else(|| panic!("no stored-index line: {text}"));
+    let recall: f64 = line
+        .split("recall@5 ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no recall: {line}"));
+    assert!((0.5..=1.0).contains(&recall), "{line}");
+    assert!(line.ends_with(" queries/s"), "{line}");
+}

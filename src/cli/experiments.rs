@@ -867,7 +867,8 @@ pub async fn bench(args: BenchArgs, device: DeviceChoice, out: &mut dyn Write) -
                 k,
                 (!no_peer).then_some(python.as_str()),
                 out,
-            )?;
+            )
+            .await?;
             0
         }
         BenchWhat::Train {

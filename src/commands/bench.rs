@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod conditions;
 pub mod finetune;
 pub mod retrieval;
+pub mod stored_index;
 pub mod train;
 
 use std::io::Write;

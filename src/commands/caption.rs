@@ -45,6 +45,8 @@ pub struct CaptionSummary {
 
 /// Images captioned per commit.
 const CHUNK: usize = 64;
+/// Images read at a time (a read batch is held whole, so this bounds the image bytes in memory).
+const READ_IMAGES: u32 = 8;
 
 /// `vlmdb caption`: caption every image of a dataset (or one split of it) into `captions`.
 pub async fn run(store: &Store, options: &CaptionOptions) -> Result<CaptionSummary> {
@@ -128,15 +130,16 @@ async fn caption_all(
     for chunk in ids.chunks(CHUNK) {
         let filter =
             col("image_id").in_list(chunk.iter().map(|id| lit(id.as_str())).collect(), false);
-        let batches: Vec<RecordBatch> = images
+        let mut read = lancedb::query::QueryExecutionOptions::default();
+        read.max_batch_length = READ_IMAGES;
+        let mut batches = images
             .query()
             .only_if_expr(filter)
             .select(Select::columns(&["image_id", "dataset", "split", "data"]))
-            .execute()
-            .await?
-            .try_collect()
+            .execute_with_options(read)
             .await?;
-        for batch in batches {
+        let mut rows: Vec<(String, Option<String>, String)> = Vec::with_capacity(chunk.len());
+        while let Some(batch) = batches.try_next().await? {
             let image_ids = strings(&batch, "image_id")?;
             let splits = strings(&batch, "split")?;
             let data = crate::store::columns::binaries(&batch, "data")?;
@@ -152,60 +155,61 @@ async fn caption_all(
             .map_err(|e| {
                 e.naming_input(|i| format!("image '{}'", image_ids[i].as_deref().unwrap_or("?")))
             })?;
-            let rows: Vec<(String, Option<String>, String)> = image_ids
-                .iter()
-                .zip(&splits)
-                .zip(texts)
-                .filter_map(|((id, split), text)| Some((id.clone()?, split.clone(), text?)))
-                .collect();
-            let n = rows.len();
-            let columns: Vec<(&str, ArrayRef)> = vec![
-                (
-                    "caption_id",
-                    Arc::new(StringArray::from_iter_values(
-                        rows.iter()
-                            .map(|(id, _, _)| caption_id(id, captioner, prompt)),
-                    )),
-                ),
-                (
-                    "image_id",
-                    Arc::new(StringArray::from_iter_values(
-                        rows.iter().map(|(id, _, _)| id.as_str()),
-                    )),
-                ),
-                (
-                    "dataset",
-                    crate::store::arrays::repeated(options.dataset.as_str(), n),
-                ),
-                (
-                    "split",
-                    Arc::new(StringArray::from(
-                        rows.iter()
-                            .map(|(_, s, _)| s.as_deref())
-                            .collect::<Vec<_>>(),
-                    )),
-                ),
-                (
-                    "text",
-                    Arc::new(StringArray::from_iter_values(
-                        rows.iter().map(|(_, _, t)| t.as_str()),
-                    )),
-                ),
-                (
-                    "source",
-                    crate::store::arrays::repeated(captioner.files.id.as_str(), n),
-                ),
-                ("run_id", crate::store::arrays::repeated(run_id, n)),
-                (
-                    "iteration",
-                    Arc::new(Int32Array::from(vec![None::<i32>; n])),
-                ),
-            ];
-            upsert(store, &spec, batch_for(&spec, columns)?).await?;
-            written += n;
-            if let Some(p) = &progress {
-                p.inc(n as u64);
-            }
+            rows.extend(
+                image_ids
+                    .iter()
+                    .zip(&splits)
+                    .zip(texts)
+                    .filter_map(|((id, split), text)| Some((id.clone()?, split.clone(), text?))),
+            );
+        }
+        let n = rows.len();
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "caption_id",
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter()
+                        .map(|(id, _, _)| caption_id(id, captioner, prompt)),
+                )),
+            ),
+            (
+                "image_id",
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|(id, _, _)| id.as_str()),
+                )),
+            ),
+            (
+                "dataset",
+                crate::store::arrays::repeated(options.dataset.as_str(), n),
+            ),
+            (
+                "split",
+                Arc::new(StringArray::from(
+                    rows.iter()
+                        .map(|(_, s, _)| s.as_deref())
+                        .collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "text",
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|(_, _, t)| t.as_str()),
+                )),
+            ),
+            (
+                "source",
+                crate::store::arrays::repeated(captioner.files.id.as_str(), n),
+            ),
+            ("run_id", crate::store::arrays::repeated(run_id, n)),
+            (
+                "iteration",
+                Arc::new(Int32Array::from(vec![None::<i32>; n])),
+            ),
+        ];
+        upsert(store, &spec, batch_for(&spec, columns)?).await?;
+        written += n;
+        if let Some(p) = &progress {
+            p.inc(n as u64);
         }
     }
     if let Some(p) = &progress {

@@ -105,8 +105,10 @@ const CHUNK: usize = 512;
 /// Input bytes per chunk at most (large images make a chunk smaller): with the model's batch decoded at a time,
 /// this bounds memory whatever the images' size.
 const CHUNK_BYTES: usize = 64 << 20;
-/// Rows per batch read from the source table (a batch of large images is held whole while it is read).
-const READ_BATCH: u32 = 32;
+/// Rows per batch read from the source table: images few at a time (a batch is held whole while it is read, and
+/// Lance reads a few batches ahead, so this bounds the image bytes in memory), texts many.
+const READ_IMAGES: u32 = 8;
+const READ_TEXTS: u32 = 256;
 
 /// Run `vlmdb embed` as a run of its own.
 pub async fn run(store: &Store, options: &EmbedOptions) -> Result<EmbedSummary> {
@@ -260,7 +262,11 @@ async fn embed_items(
         query = query.only_if_expr(filter);
     }
     let mut read = lancedb::query::QueryExecutionOptions::default();
-    read.max_batch_length = READ_BATCH;
+    read.max_batch_length = if matches!(options.items, Items::Images) {
+        READ_IMAGES
+    } else {
+        READ_TEXTS
+    };
     let mut stream = query.execute_with_options(read).await?;
 
     let progress = options
@@ -292,8 +298,7 @@ async fn embed_items(
         pending_bytes += batch.get_array_memory_size();
         pending.push(batch);
         if pending_rows >= CHUNK || pending_bytes >= CHUNK_BYTES {
-            let rows = arrow::compute::concat_batches(&pending[0].schema(), &pending)?;
-            pending.clear();
+            let rows = whole(std::mem::take(&mut pending))?;
             pending_rows = 0;
             pending_bytes = 0;
             write_chunk(
@@ -310,7 +315,7 @@ async fn embed_items(
         }
     }
     if pending_rows > 0 {
-        let rows = arrow::compute::concat_batches(&pending[0].schema(), &pending)?;
+        let rows = whole(pending)?;
         write_chunk(
             store,
             model,
@@ -327,6 +332,19 @@ async fn embed_items(
         progress.finish();
     }
     Ok(summary)
+}
+
+/// The batches read for one chunk as one batch; a chunk of one batch (large images) is not copied.
+fn whole(mut batches: Vec<RecordBatch>) -> Result<RecordBatch> {
+    if batches.len() == 1
+        && let Some(batch) = batches.pop()
+    {
+        return Ok(batch);
+    }
+    match batches.first() {
+        Some(first) => Ok(arrow::compute::concat_batches(&first.schema(), &batches)?),
+        None => Err(Error::Usage("embed: an empty chunk".into())),
+    }
 }
 
 /// Item ids of `kind` already in the space table.

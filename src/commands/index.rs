@@ -40,7 +40,7 @@ pub enum IndexKind {
 }
 
 impl IndexKind {
-    fn index(self) -> Index {
+    pub fn index(self) -> Index {
         match self {
             IndexKind::IvfPq => {
                 Index::IvfPq(IvfPqIndexBuilder::default().distance_type(DistanceType::Cosine))

@@ -45,6 +45,23 @@ pub fn timed<T>(mut work: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
     Ok((median(&seconds), last))
 }
 
+/// [`timed`] for async work.
+pub async fn timed_async<T, F, Fut>(mut work: F) -> Result<(f64, T)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut seconds = Vec::new();
+    let mut last = None;
+    for _ in 0..runs() {
+        let started = Instant::now();
+        last = Some(work().await?);
+        seconds.push(started.elapsed().as_secs_f64());
+    }
+    let last = last.ok_or_else(|| Error::Usage("a benchmark ran no times".into()))?;
+    Ok((median(&seconds), last))
+}
+
 /// True when the CPU has AVX-512 (the kernels OpenBLAS should pick are then its SkylakeX ones).
 fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]

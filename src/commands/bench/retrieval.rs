@@ -215,7 +215,7 @@ pub fn eval_bench(
 }
 
 /// `vlmdb bench knn`.
-pub fn knn_bench(
+pub async fn knn_bench(
     n: usize,
     hnsw_n: usize,
     dim: usize,
@@ -260,10 +260,17 @@ pub fn knn_bench(
         "hnsw   vlmdb (hnsw_rs, M 32, efC 200, ef {}) on {hnsw_n} items: build {build:.2} s, recall@{k} {ours_recall:.4}, {ours_qps:.0} queries/s",
         params.ef_search
     )?;
+    let work = work_dir("knn")?;
+    let stored = super::stored_index::measure(&work, &hc, &hq, &truth, k).await?;
+    writeln!(
+        out,
+        "ann    vlmdb stored index (Lance IVF_HNSW_SQ, knn(…, 'ann')) on {hnsw_n} items: build {:.2} s, recall@{k} {:.4}, {:.0} queries/s",
+        stored.build, stored.recall, stored.qps
+    )?;
     let Some(python) = python else {
+        let _ = std::fs::remove_dir_all(&work);
         return Ok(());
     };
-    let work = work_dir("knn")?;
     let paths: Vec<std::path::PathBuf> = ["q.f32", "c.f32", "hq.f32", "hc.f32", "exact.i64"]
         .iter()
         .map(|f| work.join(f))
