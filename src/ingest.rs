@@ -38,7 +38,7 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "gif", "bm
 pub const DEFAULT_CHUNK: usize = 2048;
 /// Image bytes per chunk at most (chunks of large images hold fewer): two chunks are in memory at once (one
 /// decoded and hashed while the other is written), so this bounds an ingest's memory whatever the images' size.
-const CHUNK_BYTES: u64 = 128 << 20;
+const CHUNK_BYTES: u64 = 64 << 20;
 
 /// `images` in chunks of at most `count` images and [`CHUNK_BYTES`] of image bytes (a larger image is a chunk of
 /// its own).
@@ -489,9 +489,9 @@ mod tests {
         };
         let mb = 1 << 20;
         let images = vec![
-            image(60 * mb),
-            image(60 * mb),
-            image(60 * mb),
+            image(30 * mb),
+            image(30 * mb),
+            image(30 * mb),
             image(300 * mb),
             image(1),
         ];
@@ -499,7 +499,7 @@ mod tests {
             .iter()
             .map(|c| c.len())
             .collect();
-        // 120 MB fit one chunk, the third image starts the next; a 300 MB image is a chunk of its own.
+        // 60 MB fit one chunk (64 MiB), the third image starts the next; a 300 MB image is a chunk of its own.
         assert_eq!(sizes, [2, 1, 1, 1]);
         let small: Vec<ImageRecord> = (0..5).map(|_| image(1)).collect();
         let sizes: Vec<usize> = chunks_by_size(&small, 2).iter().map(|c| c.len()).collect();

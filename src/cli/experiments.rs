@@ -823,6 +823,7 @@ pub async fn bench(args: BenchArgs, device: DeviceChoice, out: &mut dyn Write) -
                 images,
                 per_image,
                 dim,
+                &device.device()?,
                 (!no_peer).then_some(python.as_str()),
                 out,
             )?;
@@ -846,6 +847,7 @@ pub async fn bench(args: BenchArgs, device: DeviceChoice, out: &mut dyn Write) -
                     iterations,
                     seed,
                 },
+                &device.device()?,
                 (!no_peer).then_some(python.as_str()),
                 no_sklearn,
                 out,
@@ -865,6 +867,7 @@ pub async fn bench(args: BenchArgs, device: DeviceChoice, out: &mut dyn Write) -
                 hnsw_n,
                 dim,
                 k,
+                &device.device()?,
                 (!no_peer).then_some(python.as_str()),
                 out,
             )
@@ -884,6 +887,7 @@ pub async fn bench(args: BenchArgs, device: DeviceChoice, out: &mut dyn Write) -
                 dim,
                 batch,
                 steps,
+                &device.device()?,
                 (!no_peer).then_some(python.as_str()),
                 out,
             )?;
@@ -902,6 +906,7 @@ pub async fn bench(args: BenchArgs, device: DeviceChoice, out: &mut dyn Write) -
                 &loss,
                 batch,
                 steps,
+                &device.device()?,
                 (!no_peer).then_some(python.as_str()),
                 out,
             )?;

@@ -285,7 +285,10 @@ pub async fn embed_bench(
                 args.batch.to_string(),
                 "--threads".into(),
                 threads.to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(conditions::peer_device(&model.device))
+            .collect::<Vec<String>>(),
             "pip install torch transformers sentence-transformers",
         )?;
         let peer = report["texts_per_s"].as_f64().unwrap_or(f64::NAN);
@@ -337,7 +340,10 @@ pub async fn embed_bench(
                     args.batch.to_string(),
                     "--threads".into(),
                     threads.to_string(),
-                ],
+                ]
+                .into_iter()
+                .chain(conditions::peer_device(&model.device))
+                .collect::<Vec<String>>(),
                 "pip install torch transformers sentence-transformers",
             )?;
             let peer = report["images_per_s"].as_f64().unwrap_or(f64::NAN);

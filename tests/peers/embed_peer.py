@@ -1,26 +1,36 @@
 #!/usr/bin/env python3
-"""Benchmark peer: how fast the Python reference stack embeds texts or images on CPU.
+"""Benchmark peer: how fast the Python reference stack embeds texts or images, on CPU or a CUDA GPU.
 
 Text mode (sentence-transformers):
-    python3 tests/peers/embed_peer.py --model DIR --texts FILE [--batch 64] [--threads N]
+    python3 tests/peers/embed_peer.py --model DIR --texts FILE [--batch 64] [--threads N] [--device cpu|cuda]
+                                      [--no-amp]
   reads one text per line (blank lines kept as empty texts), encodes them all with
-  SentenceTransformer(DIR).encode(..., normalize_embeddings=True) and prints one JSON line
-    {"texts": n, "seconds": s, "texts_per_s": r}
+  SentenceTransformer(DIR, device=D).encode(..., normalize_embeddings=True) and prints one JSON line
+    {"texts": n, "seconds": s, "texts_per_s": r, "device": "cpu", "amp": false}
 
 Image mode (transformers CLIP):
     python3 tests/peers/embed_peer.py --clip-dir DIR --images-dir DIR [--batch 64] [--threads N]
+                                      [--device cpu|cuda] [--no-amp]
   preprocesses every image in DIR (sorted by name; .jpg/.jpeg/.png/.webp/.bmp/.gif, loaded with PIL
-  .convert("RGB")) with the CLIP image processor saved in --clip-dir (PIL backend), runs
-  CLIPModel.get_image_features batch by batch, and prints
-    {"images": n, "seconds": s, "images_per_s": r}
-  The timed span covers preprocessing and the model, as an ingest pipeline would; image decoding is done before
-  the clock starts. Add --model-only to time only get_image_features.
+  .convert("RGB")) with the CLIP image processor saved in --clip-dir (PIL backend, on CPU), runs
+  CLIPModel.get_image_features batch by batch on the device, and prints
+    {"images": n, "seconds": s, "images_per_s": r, "device": "cpu", "amp": false}
+  The timed span covers preprocessing, the copy of the pixels to the device and the model, as an ingest pipeline
+  would; image decoding is done before the clock starts. Add --model-only to time only get_image_features (the
+  pixels are then preprocessed and copied to the device before the clock starts).
 
-Only the encode work is timed, after one small warm-up batch. Everything runs on CPU with
-torch.set_num_threads(N) (default: all cores). No network access is needed (HF_HUB_OFFLINE is set).
+Only the encode work is timed, after one small untimed warm-up batch on the same device. torch.set_num_threads(N)
+(default: all cores) in both cases. No network access is needed (HF_HUB_OFFLINE is set).
+
+--device cpu (default) runs everything on CPU in float32. --device cuda puts the model and its inputs on the GPU
+(torch.device("cuda")), calls torch.cuda.synchronize() before each read of the clock, and runs the forward passes
+under torch.autocast("cuda", dtype=torch.bfloat16) (PyTorch AMP) unless --no-amp is given. "device" in the report
+names the device ("cpu", or "cuda: " and torch.cuda.get_device_name()); "amp" says whether autocast was on. With
+--device cuda and no usable CUDA device the script exits with status 2 and a message on stderr.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -44,6 +54,9 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--model-only", action="store_true", help="image mode: time only the model, not preprocessing")
     ap.add_argument("--warmup", type=int, default=8, help="items in the untimed warm-up batch")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs (default: cpu)")
+    ap.add_argument("--no-amp", action="store_true",
+                    help="with --device cuda: run in float32 instead of under bfloat16 autocast")
     args = ap.parse_args()
     text_mode = bool(args.model or args.texts)
     image_mode = bool(args.clip_dir or args.images_dir)
@@ -58,7 +71,37 @@ def parse_args():
     return args, text_mode
 
 
-def run_texts(args, torch):
+def select_device(torch, name):
+    """The torch.device for --device and its description for the report; exits with status 2 when CUDA is asked
+    for but unavailable."""
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            print("embed_peer.py: --device cuda was given but torch.cuda.is_available() is false (no CUDA GPU "
+                  f"visible, or a CPU-only torch build: torch {torch.__version__})", file=sys.stderr, flush=True)
+            sys.exit(2)
+        device = torch.device("cuda")
+        return device, "cuda: " + torch.cuda.get_device_name(device)
+    return torch.device("cpu"), "cpu"
+
+
+def make_clock(torch, device):
+    """time.perf_counter, after waiting for the GPU's queued work when the device is CUDA."""
+    if device.type == "cuda":
+        def clock():
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+        return clock
+    return time.perf_counter
+
+
+def make_autocast(torch, amp):
+    """The context the forward passes run under: bfloat16 autocast on CUDA when amp, else nothing."""
+    if amp:
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def run_texts(args, torch, device, clock, autocast):
     from sentence_transformers import SentenceTransformer
 
     texts = Path(args.texts).read_text(encoding="utf-8").split("\n")
@@ -66,19 +109,19 @@ def run_texts(args, torch):
         texts.pop()  # trailing newline
     if not texts:
         sys.exit("no texts in " + args.texts)
-    model = SentenceTransformer(args.model, device="cpu")
-    with torch.inference_mode():
+    model = SentenceTransformer(args.model, device=str(device))
+    with torch.inference_mode(), autocast():
         model.encode(texts[: args.warmup], batch_size=args.batch, normalize_embeddings=True,
                      show_progress_bar=False)
-        t0 = time.perf_counter()
+        t0 = clock()
         vecs = model.encode(texts, batch_size=args.batch, normalize_embeddings=True, show_progress_bar=False,
                             convert_to_numpy=True)
-        seconds = time.perf_counter() - t0
+        seconds = clock() - t0
     assert len(vecs) == len(texts)
     return {"texts": len(texts), "seconds": round(seconds, 6), "texts_per_s": round(len(texts) / seconds, 3)}
 
 
-def run_images(args, torch):
+def run_images(args, torch, device, clock, autocast):
     from PIL import Image
     from transformers import CLIPModel
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -91,26 +134,27 @@ def run_images(args, torch):
         with Image.open(f) as im:
             images.append(im.convert("RGB"))
     processor = CLIPImageProcessorPil.from_pretrained(args.clip_dir)
-    model = CLIPModel.from_pretrained(args.clip_dir).eval()
+    model = CLIPModel.from_pretrained(args.clip_dir).eval().to(device)
 
     def embed(batch):
-        pixels = processor(images=batch, return_tensors="pt")["pixel_values"]
-        return model.get_image_features(pixel_values=pixels).pooler_output
+        pixels = processor(images=batch, return_tensors="pt")["pixel_values"].to(device)
+        return embed_pixels(pixels)
 
     def embed_pixels(pixels):
-        return model.get_image_features(pixel_values=pixels).pooler_output
+        with autocast():
+            return model.get_image_features(pixel_values=pixels).pooler_output
 
     with torch.inference_mode():
         embed(images[: args.warmup])
         if args.model_only:
             pixel_batches = [processor(images=images[i:i + args.batch], return_tensors="pt")["pixel_values"]
-                             for i in range(0, len(images), args.batch)]
-            t0 = time.perf_counter()
+                             .to(device) for i in range(0, len(images), args.batch)]
+            t0 = clock()
             n = sum(len(embed_pixels(p)) for p in pixel_batches)
         else:
-            t0 = time.perf_counter()
+            t0 = clock()
             n = sum(len(embed(images[i:i + args.batch])) for i in range(0, len(images), args.batch))
-        seconds = time.perf_counter() - t0
+        seconds = clock() - t0
     assert n == len(images)
     return {"images": n, "seconds": round(seconds, 6), "images_per_s": round(n / seconds, 3)}
 
@@ -120,11 +164,16 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
+    device, device_name = select_device(torch, args.device)
+    amp = device.type == "cuda" and not args.no_amp
+    clock, autocast = make_clock(torch, device), make_autocast(torch, amp)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    result = run_texts(args, torch) if text_mode else run_images(args, torch)
+    run = run_texts if text_mode else run_images
+    result = run(args, torch, device, clock, autocast)
+    result.update({"device": device_name, "amp": amp})
     print(json.dumps(result), flush=True)
 
 

@@ -2,19 +2,25 @@
 """Benchmark peer for `vlmdb bench train`: the same two-head contrastive training step in PyTorch.
 
 python3 train_peer.py --data-img X.f32 --data-txt Y.f32 --n N --dim-in DIN --dim-out DOUT --batch B --steps S
-                      --threads T [--lr 1e-3] [--weight-decay 0.01]
+                      --threads T [--lr 1e-3] [--weight-decay 0.01] [--device cpu|cuda]
   X.f32 and Y.f32 are N x DIN float32 little-endian, row-major, rows already L2-normalised (image and text
   embeddings of the same N pairs). Two heads torch.nn.Linear(DIN, DOUT) (with bias) and a logit-scale
-  parameter t = ln(1/0.07), on T CPU threads (torch.set_num_threads). Step k takes the contiguous window of
+  parameter t = ln(1/0.07), with T CPU threads (torch.set_num_threads). Step k takes the contiguous window of
   B rows starting at (k*B) % N (wrapping around), zi = normalize(head_img(x)), zt = normalize(head_txt(y)),
   logits = exp(t).clamp(max=100) * zi @ zt.T, loss = (CE(logits, arange) + CE(logits.T, arange)) / 2
   (symmetric InfoNCE, as CLIP), backward, clip_grad_norm_(all parameters, 1.0), AdamW(lr, weight_decay)
   with weight decay on the two weight matrices only (biases and t: 0). 3 warm-up steps are untimed, then S
-  steps are timed. Prints one JSON line.
+  steps are timed. Prints one JSON line: seconds, steps, steps_per_second, final_loss, torch, threads, device
+  ("cpu", or "cuda: " and torch.cuda.get_device_name()) and amp (always false).
+  --device cpu (default) trains on the CPU; --device cuda puts the data, heads and optimizer state on
+  torch.device("cuda") (the heads are initialised on the CPU with the same seed, then moved), still in float32
+  (no autocast), and calls torch.cuda.synchronize() before each read of the clock. With --device cuda and no usable
+  CUDA device it exits with status 2 and a message on stderr.
 """
 import argparse
 import json
 import math
+import sys
 import time
 
 import numpy as np
@@ -33,18 +39,32 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where training runs (default: cpu)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.device == "cuda":
+        if not torch.cuda.is_available():
+            print("train_peer.py: --device cuda was given but torch.cuda.is_available() is false (no CUDA GPU "
+                  f"visible, or a CPU-only torch build: torch {torch.__version__})", file=sys.stderr, flush=True)
+            sys.exit(2)
+        device = torch.device("cuda")
+        device_name = "cuda: " + torch.cuda.get_device_name(device)
+
+        def clock():
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+    else:
+        device, device_name, clock = torch.device("cpu"), "cpu", time.perf_counter
     torch.manual_seed(0)
 
     def load(path):
         x = np.fromfile(path, dtype="<f4", count=a.n * a.dim_in).reshape(a.n, a.dim_in)
-        return torch.from_numpy(np.ascontiguousarray(x))
+        return torch.from_numpy(np.ascontiguousarray(x)).to(device)
 
     x_img, x_txt = load(a.data_img), load(a.data_txt)
-    head_img = torch.nn.Linear(a.dim_in, a.dim_out)
-    head_txt = torch.nn.Linear(a.dim_in, a.dim_out)
-    t = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    head_img = torch.nn.Linear(a.dim_in, a.dim_out).to(device)
+    head_txt = torch.nn.Linear(a.dim_in, a.dim_out).to(device)
+    t = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07), device=device))
     params = list(head_img.parameters()) + list(head_txt.parameters()) + [t]
     opt = torch.optim.AdamW(
         [
@@ -53,8 +73,8 @@ def main():
         ],
         lr=a.lr,
     )
-    labels = torch.arange(a.batch)
-    offsets = torch.arange(a.batch)
+    labels = torch.arange(a.batch, device=device)
+    offsets = torch.arange(a.batch, device=device)
     normalize = torch.nn.functional.normalize
     ce = torch.nn.functional.cross_entropy
 
@@ -72,11 +92,11 @@ def main():
 
     for k in range(3):  # warm-up, untimed
         step(k)
-    start = time.perf_counter()
+    start = clock()
     loss = float("nan")
     for k in range(3, 3 + a.steps):
         loss = step(k)
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     print(json.dumps({
         "seconds": seconds,
         "steps": a.steps,
@@ -84,6 +104,8 @@ def main():
         "final_loss": loss,
         "torch": torch.__version__,
         "threads": a.threads,
+        "device": device_name,
+        "amp": False,
     }))
 
 

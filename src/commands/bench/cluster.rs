@@ -26,6 +26,7 @@ pub struct KmeansBench {
 /// `vlmdb bench kmeans`.
 pub fn kmeans_bench(
     bench: KmeansBench,
+    device: &Device,
     python: Option<&str>,
     skip_sklearn: bool,
     out: &mut dyn Write,
@@ -52,8 +53,9 @@ pub fn kmeans_bench(
     let data = Vectors::from_rows("x", dim, rows)?;
     writeln!(
         out,
-        "bench kmeans: {n} x {dim}, k = {k}, {iterations} iterations, seed {seed}, {} threads",
-        threads()
+        "bench kmeans: {n} x {dim}, k = {k}, {iterations} iterations, seed {seed}, {} threads, on {}",
+        threads(),
+        crate::models::device::describe(device)
     )?;
     let options = KMeansOptions {
         k,
@@ -62,7 +64,7 @@ pub fn kmeans_bench(
         metric: Metric::L2,
         inits: 1,
     };
-    let (ours, result) = super::conditions::timed(|| kmeans(&data, &options, &Device::Cpu))?;
+    let (ours, result) = super::conditions::timed(|| kmeans(&data, &options, device))?;
     writeln!(
         out,
         "vlmdb (k-means++, blocked GEMM)  {ours:8.2} s   inertia {:.2} after {} steps",

@@ -45,6 +45,16 @@ pub fn timed<T>(mut work: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
     Ok((median(&seconds), last))
 }
 
+/// The arguments that put a peer on vlmdb's device: `--device cuda` (the PyTorch peers then run there, under
+/// AMP where the peer is PyTorch AMP) when vlmdb runs on a GPU, none on the CPU.
+pub fn peer_device(device: &candle_core::Device) -> Vec<String> {
+    if device.is_cuda() {
+        vec!["--device".into(), "cuda".into()]
+    } else {
+        Vec::new()
+    }
+}
+
 /// [`timed`] for async work.
 pub async fn timed_async<T, F, Fut>(mut work: F) -> Result<(f64, T)>
 where

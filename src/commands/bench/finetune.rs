@@ -42,6 +42,7 @@ pub fn finetune_bench(
     loss_name: &str,
     batch: usize,
     steps: usize,
+    device: &Device,
     python: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<()> {
@@ -49,8 +50,10 @@ pub fn finetune_bench(
         return Err(Error::Usage(format!("--batch {batch} must be at least 2")));
     }
     let loss = Loss::new(loss_name, None, None, None, (None, None), None)?;
-    let device = Device::Cpu;
+    let device = device.clone();
     let mut model = TrainableClip::load(model_spec, DType::F32, &device, &Trainable::default())?;
+    // As `vlmdb train --finetune` computes: bf16 on a GPU (PyTorch AMP's peer), f32 on the CPU.
+    model.set_compute(crate::commands::finetune::Precision::Auto.dtype(&device));
     let texts: Vec<&str> = (0..batch).map(|i| CAPTIONS[i % CAPTIONS.len()]).collect();
     let encoded = model.tokenizer.encode(&texts)?;
     let tokens = model.tokenizer.batch(encoded, &device)?;
@@ -141,6 +144,10 @@ pub fn finetune_bench(
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_string(), value])
     .collect();
+    let args: Vec<String> = args
+        .into_iter()
+        .chain(super::conditions::peer_device(&device))
+        .collect();
     let report = run_peer(
         python,
         &script,

@@ -96,6 +96,7 @@ pub fn eval_bench(
     images: usize,
     per_image: usize,
     dim: usize,
+    device: &Device,
     python: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<()> {
@@ -111,19 +112,19 @@ pub fn eval_bench(
         .collect();
     let texts = Vectors::from_rows("t", dim, rows)?;
     let image_of: Vec<u32> = (0..texts.len()).map(|t| (t / per_image) as u32).collect();
-    let device = Device::Cpu;
     writeln!(
         out,
-        "bench eval: {} captions x {} images x {dim} dims, {} threads",
+        "bench eval: {} captions x {} images x {dim} dims, {} threads, on {}",
         texts.len(),
         images,
-        threads()
+        threads(),
+        crate::models::device::describe(device)
     )?;
 
     // The floor: the same product, once as one matrix, once in the blocks the ranking streams.
-    let t = Tensor::from_slice(&texts.data, (texts.len(), dim), &device)
+    let t = Tensor::from_slice(&texts.data, (texts.len(), dim), device)
         .map_err(Error::tensor("benchmark"))?;
-    let i = Tensor::from_slice(&image_vectors.data, (images, dim), &device)
+    let i = Tensor::from_slice(&image_vectors.data, (images, dim), device)
         .map_err(Error::tensor("benchmark"))?;
     let (floor, _) = timed(|| {
         t.matmul(&i.t().map_err(Error::tensor("benchmark"))?)
@@ -131,9 +132,9 @@ pub fn eval_bench(
             .map(drop)
     })?;
     let (floor_blocks, _) =
-        timed(|| for_each_block(&texts, &image_vectors, &device, 0, |_| Ok(())))?;
+        timed(|| for_each_block(&texts, &image_vectors, device, 0, |_| Ok(())))?;
 
-    let (ours, (t2i, i2t)) = timed(|| both_directions(&texts, &image_vectors, &image_of, &device))?;
+    let (ours, (t2i, i2t)) = timed(|| both_directions(&texts, &image_vectors, &image_of, device))?;
     let mut ours_metrics = Vec::new();
     for k in [1u64, 5, 10] {
         let t2i_hit = t2i.iter().filter(|r| r.rank <= k).count() as f64 / t2i.len() as f64;
@@ -166,24 +167,21 @@ pub fn eval_bench(
     write_f32(&imf, &image_vectors.data)?;
     let script = work.join("retrieval_peer.py");
     std::fs::write(&script, PEER).map_err(|e| Error::io(&script, e))?;
-    let report = run_peer(
-        python,
-        &script,
-        &[
-            "eval".into(),
-            "--texts".into(),
-            tf.display().to_string(),
-            "--images".into(),
-            imf.display().to_string(),
-            "--dim".into(),
-            dim.to_string(),
-            "--per-image".into(),
-            per_image.to_string(),
-            "--threads".into(),
-            threads().to_string(),
-        ],
-        INSTALL,
-    )?;
+    let mut args: Vec<String> = vec![
+        "eval".into(),
+        "--texts".into(),
+        tf.display().to_string(),
+        "--images".into(),
+        imf.display().to_string(),
+        "--dim".into(),
+        dim.to_string(),
+        "--per-image".into(),
+        per_image.to_string(),
+        "--threads".into(),
+        threads().to_string(),
+    ];
+    args.extend(super::conditions::peer_device(device));
+    let report = run_peer(python, &script, &args, INSTALL)?;
     let peer = report["seconds"].as_f64().unwrap_or(f64::NAN);
     let torch_mm = report["matmul_seconds"].as_f64().unwrap_or(f64::NAN);
     writeln!(out, "matmul (PyTorch)                     {torch_mm:8.3} s")?;
@@ -220,19 +218,21 @@ pub async fn knn_bench(
     hnsw_n: usize,
     dim: usize,
     k: usize,
+    device: &Device,
     python: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<()> {
     let mut noise = Noise(0xD1B54A32D192ED03);
     let queries = random("q", n, dim, &mut noise)?;
     let corpus = random("c", n, dim, &mut noise)?;
-    let device = Device::Cpu;
     writeln!(
         out,
-        "bench knn: {n} queries x {n} items x {dim} dims, k = {k}, {} threads",
-        threads()
+        "bench knn: {n} queries x {n} items x {dim} dims, k = {k}, {} threads, exact search on {} (hnsw and the \
+         stored index on the CPU)",
+        threads(),
+        crate::models::device::describe(device)
     )?;
-    let (ours, _) = timed(|| top_k(&queries, &corpus, k, None, &device).map(drop))?;
+    let (ours, _) = timed(|| top_k(&queries, &corpus, k, None, device).map(drop))?;
     writeln!(
         out,
         "exact  vlmdb (blocked GEMM + running top-k)  {ours:8.3} s"
@@ -242,7 +242,7 @@ pub async fn knn_bench(
     // vectors are the worst case for any graph index): 1,000 queries, efSearch raised until recall@k >= 0.95.
     let hq = embedded("h", 1000.min(hnsw_n), dim, &mut noise)?;
     let hc = embedded("d", hnsw_n, dim, &mut noise)?;
-    let truth = top_k(&hq, &hc, k, None, &device)?;
+    let truth = top_k(&hq, &hc, k, None, device)?;
     let mut params = HnswParams::default();
     let (build, graph) = timed(|| Graph::build(&hc, params))?;
     let (mut ours_recall, mut ours_qps) = (0.0, 0.0);

@@ -28,6 +28,7 @@ pub fn train_bench(
     dim: usize,
     batch: usize,
     steps: usize,
+    device: &Device,
     python: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<()> {
@@ -44,10 +45,10 @@ pub fn train_bench(
     writeln!(
         out,
         "bench train: {n} pairs x {dim}, linear heads {dim} -> {dim}, batch {batch}, symmetric InfoNCE, AdamW, \
-         {steps} timed steps, {} threads",
-        threads()
+         {steps} timed steps, {} threads, on {}",
+        threads(),
+        crate::models::device::describe(device)
     )?;
-    let device = Device::Cpu;
     let shape = HeadShape {
         kind: HeadKind::Linear,
         image_dim: dim,
@@ -55,7 +56,7 @@ pub fn train_bench(
         dim,
         hidden: 0,
     };
-    let heads = Heads::init(shape, &mut Rng::new(0), &device)?;
+    let heads = Heads::init(shape, &mut Rng::new(0), device)?;
     let config = AdamWConfig {
         weight_decay,
         ..AdamWConfig::default()
@@ -66,7 +67,7 @@ pub fn train_bench(
         for j in 0..batch {
             data.extend_from_slice(v.row((k * batch + j) % n));
         }
-        Tensor::from_vec(data, (batch, dim), &device).map_err(Error::tensor("a benchmark batch"))
+        Tensor::from_vec(data, (batch, dim), device).map_err(Error::tensor("a benchmark batch"))
     };
     let mut last = f64::NAN;
     let mut step = |k: usize| -> Result<f64> {
@@ -120,6 +121,10 @@ pub fn train_bench(
     .into_iter()
     .flat_map(|(flag, value)| [flag.to_string(), value])
     .collect();
+    let args: Vec<String> = args
+        .into_iter()
+        .chain(super::conditions::peer_device(device))
+        .collect();
     let report = run_peer(python, &script, &args, "pip install numpy torch")?;
     let theirs = report["steps_per_second"].as_f64().unwrap_or(f64::NAN);
     writeln!(
