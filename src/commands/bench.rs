@@ -115,6 +115,8 @@ pub async fn ingest_bench(count: usize, python: Option<&str>, out: &mut dyn Writ
 
 /// The Python peer of the embedding benchmark (sentence-transformers / transformers CLIP on PyTorch).
 const EMBED_PEER: &str = include_str!("../../tests/peers/embed_peer.py");
+/// The module the PyTorch peers choose their device with, written beside each peer ([`run_peer`]).
+const PEER_DEVICE: &str = include_str!("../../tests/peers/peer_device.py");
 
 /// `count` captions of varied length and wording, deterministic (a small linear congruential generator).
 pub fn captions(count: usize) -> Vec<String> {
@@ -186,6 +188,11 @@ pub(crate) fn run_peer(
     args: &[String],
     install: &str,
 ) -> Result<serde_json::Value> {
+    // The PyTorch peers share where they run (`--device`) through a module written beside them.
+    if let Some(dir) = script.parent() {
+        let module = dir.join("peer_device.py");
+        std::fs::write(&module, PEER_DEVICE).map_err(|e| Error::io(&module, e))?;
+    }
     let mut reports = Vec::new();
     for _ in 0..conditions::runs() {
         let mut command = std::process::Command::new(python);

@@ -30,12 +30,12 @@ names the device ("cpu", or "cuda: " and torch.cuda.get_device_name()); "amp" sa
 """
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
+
+from peer_device import make_autocast, make_clock, select_device
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -69,36 +69,6 @@ def parse_args():
     if args.batch < 1 or args.threads < 1:
         ap.error("--batch and --threads must be positive")
     return args, text_mode
-
-
-def select_device(torch, name):
-    """The torch.device for --device and its description for the report; exits with status 2 when CUDA is asked
-    for but unavailable."""
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            print("embed_peer.py: --device cuda was given but torch.cuda.is_available() is false (no CUDA GPU "
-                  f"visible, or a CPU-only torch build: torch {torch.__version__})", file=sys.stderr, flush=True)
-            sys.exit(2)
-        device = torch.device("cuda")
-        return device, "cuda: " + torch.cuda.get_device_name(device)
-    return torch.device("cpu"), "cpu"
-
-
-def make_clock(torch, device):
-    """time.perf_counter, after waiting for the GPU's queued work when the device is CUDA."""
-    if device.type == "cuda":
-        def clock():
-            torch.cuda.synchronize(device)
-            return time.perf_counter()
-        return clock
-    return time.perf_counter
-
-
-def make_autocast(torch, amp):
-    """The context the forward passes run under: bfloat16 autocast on CUDA when amp, else nothing."""
-    if amp:
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
 
 
 def run_texts(args, torch, device, clock, autocast):
@@ -164,7 +134,7 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
-    device, device_name = select_device(torch, args.device)
+    device, device_name = select_device(torch, args.device, "embed_peer.py")
     amp = device.type == "cuda" and not args.no_amp
     clock, autocast = make_clock(torch, device), make_autocast(torch, amp)
     from transformers.utils import logging as hf_logging

@@ -18,14 +18,12 @@ python3 finetune_peer.py --model DIR --ids IDS.json --pixels P.f32 --batch B --s
   clock. With --device cuda and no usable CUDA device it exits with status 2 and a message on stderr.
 """
 import argparse
-import contextlib
 import json
-import sys
-import time
 
 import numpy as np
 import torch
 from transformers import CLIPModel
+from peer_device import make_autocast, make_clock, select_device
 
 
 def sanw_weights(kind, pool_img, pool_txt):
@@ -75,21 +73,10 @@ def main():
                     help="with --device cuda: run the forward passes in float32 instead of under bfloat16 autocast")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    if a.device == "cuda":
-        if not torch.cuda.is_available():
-            print("finetune_peer.py: --device cuda was given but torch.cuda.is_available() is false (no CUDA GPU "
-                  f"visible, or a CPU-only torch build: torch {torch.__version__})", file=sys.stderr, flush=True)
-            sys.exit(2)
-        device = torch.device("cuda")
-        device_name = "cuda: " + torch.cuda.get_device_name(device)
-
-        def clock():
-            torch.cuda.synchronize(device)
-            return time.perf_counter()
-    else:
-        device, device_name, clock = torch.device("cpu"), "cpu", time.perf_counter
+    device, device_name = select_device(torch, a.device, "finetune_peer.py")
+    clock = make_clock(torch, device)
     amp = device.type == "cuda" and not a.no_amp
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else contextlib.nullcontext
+    autocast = make_autocast(torch, amp)
     model = CLIPModel.from_pretrained(a.model).to(device)
     model.train()
     ids = torch.tensor(json.load(open(a.ids))).to(device)

@@ -22,10 +22,10 @@ knn mode:   python3 retrieval_peer.py knn --queries Q.f32 --corpus C.f32 --dim D
 """
 import argparse
 import json
-import sys
 import time
 
 import numpy as np
+from peer_device import make_clock, select_device
 
 
 def load(path, dim):
@@ -36,19 +36,8 @@ def eval_mode(a):
     import torch
 
     torch.set_num_threads(a.threads)
-    if a.device == "cuda":
-        if not torch.cuda.is_available():
-            print("retrieval_peer.py: --device cuda was given but torch.cuda.is_available() is false (no CUDA GPU "
-                  f"visible, or a CPU-only torch build: torch {torch.__version__})", file=sys.stderr, flush=True)
-            sys.exit(2)
-        device = torch.device("cuda")
-        device_name = "cuda: " + torch.cuda.get_device_name(device)
-
-        def clock():
-            torch.cuda.synchronize(device)
-            return time.perf_counter()
-    else:
-        device, device_name, clock = torch.device("cpu"), "cpu", time.perf_counter
+    device, device_name = select_device(torch, a.device, "retrieval_peer.py")
+    clock = make_clock(torch, device)
     texts = torch.from_numpy(load(a.texts, a.dim)).to(device)
     images = torch.from_numpy(load(a.images, a.dim)).to(device)
     image_of = torch.arange(len(texts), device=device) // a.per_image

@@ -20,11 +20,10 @@ python3 train_peer.py --data-img X.f32 --data-txt Y.f32 --n N --dim-in DIN --dim
 import argparse
 import json
 import math
-import sys
-import time
 
 import numpy as np
 import torch
+from peer_device import make_clock, select_device
 
 
 def main():
@@ -42,19 +41,8 @@ def main():
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where training runs (default: cpu)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    if a.device == "cuda":
-        if not torch.cuda.is_available():
-            print("train_peer.py: --device cuda was given but torch.cuda.is_available() is false (no CUDA GPU "
-                  f"visible, or a CPU-only torch build: torch {torch.__version__})", file=sys.stderr, flush=True)
-            sys.exit(2)
-        device = torch.device("cuda")
-        device_name = "cuda: " + torch.cuda.get_device_name(device)
-
-        def clock():
-            torch.cuda.synchronize(device)
-            return time.perf_counter()
-    else:
-        device, device_name, clock = torch.device("cpu"), "cpu", time.perf_counter
+    device, device_name = select_device(torch, a.device, "train_peer.py")
+    clock = make_clock(torch, device)
     torch.manual_seed(0)
 
     def load(path):
