@@ -46,7 +46,7 @@ pub struct CaptionSummary {
 /// Images captioned per commit.
 const CHUNK: usize = 64;
 /// Images read at a time (a read batch is held whole, so this bounds the image bytes in memory).
-const READ_IMAGES: u32 = 8;
+const READ_IMAGES: usize = 8;
 
 /// `vlmdb caption`: caption every image of a dataset (or one split of it) into `captions`.
 pub async fn run(store: &Store, options: &CaptionOptions) -> Result<CaptionSummary> {
@@ -130,14 +130,15 @@ async fn caption_all(
     for chunk in ids.chunks(CHUNK) {
         let filter =
             col("image_id").in_list(chunk.iter().map(|id| lit(id.as_str())).collect(), false);
-        let mut read = lancedb::query::QueryExecutionOptions::default();
-        read.max_batch_length = READ_IMAGES;
-        let mut batches = images
-            .query()
-            .only_if_expr(filter)
-            .select(Select::columns(&["image_id", "dataset", "split", "data"]))
-            .execute_with_options(read)
-            .await?;
+        let mut batches = Box::pin(
+            Store::scan_large(
+                images,
+                &["image_id", "dataset", "split", "data"],
+                Some(filter),
+                READ_IMAGES,
+            )
+            .await?,
+        );
         let mut rows: Vec<(String, Option<String>, String)> = Vec::with_capacity(chunk.len());
         while let Some(batch) = batches.try_next().await? {
             let image_ids = strings(&batch, "image_id")?;

@@ -105,10 +105,10 @@ const CHUNK: usize = 512;
 /// Input bytes per chunk at most (large images make a chunk smaller): with the model's batch decoded at a time,
 /// this bounds memory whatever the images' size.
 const CHUNK_BYTES: usize = 64 << 20;
-/// Rows per batch read from the source table: images few at a time (a batch is held whole while it is read, and
-/// Lance reads a few batches ahead, so this bounds the image bytes in memory), texts many.
-const READ_IMAGES: u32 = 8;
-const READ_TEXTS: u32 = 256;
+/// Rows per batch read from the source table: images few at a time (a batch is held whole while it is read, so
+/// this and reading one fragment ahead, [`Store::scan_large`], bound the image bytes in memory), texts many.
+const READ_IMAGES: usize = 8;
+const READ_TEXTS: usize = 256;
 
 /// Run `vlmdb embed` as a run of its own.
 pub async fn run(store: &Store, options: &EmbedOptions) -> Result<EmbedSummary> {
@@ -252,22 +252,13 @@ async fn embed_items(
         .await?
         .try_fold(0, |n, batch| async move { Ok(n + batch.num_rows()) })
         .await?;
-    let mut query = source.query().select(Select::columns(&[
-        id_column,
-        "dataset",
-        "split",
-        input_column,
-    ]));
-    if let Some(filter) = dataset_filter {
-        query = query.only_if_expr(filter);
-    }
-    let mut read = lancedb::query::QueryExecutionOptions::default();
-    read.max_batch_length = if matches!(options.items, Items::Images) {
+    let rows = if matches!(options.items, Items::Images) {
         READ_IMAGES
     } else {
         READ_TEXTS
     };
-    let mut stream = query.execute_with_options(read).await?;
+    let columns = [id_column, "dataset", "split", input_column];
+    let mut stream = Box::pin(Store::scan_large(&source, &columns, dataset_filter, rows).await?);
 
     let progress = options
         .progress

@@ -20,8 +20,8 @@ pub enum Input<'a> {
     Image(&'a [u8]),
 }
 
-impl Input<'_> {
-    fn bytes(&self) -> &[u8] {
+impl<'a> Input<'a> {
+    fn bytes(self) -> &'a [u8] {
         match self {
             Input::Text(t) => t.as_bytes(),
             Input::Image(b) => b,
@@ -152,26 +152,29 @@ async fn compute(
     positions: &[usize],
     batch_size: usize,
 ) -> Result<Vec<Vec<f32>>> {
-    let owned: Vec<Vec<u8>> = positions
-        .iter()
-        .map(|&i| inputs[i].map(|x| x.bytes().to_vec()).unwrap_or_default())
-        .collect();
-    let model = Arc::clone(model);
-    let result = tokio::task::spawn_blocking(move || match modality {
-        Modality::Text => {
-            let texts: Vec<&str> = owned
-                .iter()
-                .map(|b| std::str::from_utf8(b).unwrap_or_default())
-                .collect();
-            model.embed_texts(&texts, batch_size)
-        }
-        Modality::Image => {
-            let images: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-            model.embed_images(&images, batch_size)
-        }
-    })
-    .await
-    .map_err(Error::task("running the model"))?;
+    // On a multi-threaded runtime (the CLI's) the model runs in place on the inputs as they are (a chunk of large
+    // images is not copied); on a single-threaded one, on a blocking thread over a copy.
+    let result = if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        let borrowed: Vec<&[u8]> = positions
+            .iter()
+            .map(|&i| inputs[i].map_or(&[][..], |x| x.bytes()))
+            .collect();
+        tokio::task::block_in_place(|| run_model(model, modality, &borrowed, batch_size))
+    } else {
+        let owned: Vec<Vec<u8>> = positions
+            .iter()
+            .map(|&i| inputs[i].map(|x| x.bytes().to_vec()).unwrap_or_default())
+            .collect();
+        let model = Arc::clone(model);
+        tokio::task::spawn_blocking(move || {
+            let borrowed: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+            run_model(&model, modality, &borrowed, batch_size)
+        })
+        .await
+        .map_err(Error::task("running the model"))?
+    };
     // Errors from the model name the position among the misses: translate it to the caller's position.
     result.map_err(|e| match e {
         Error::ModelInput {
@@ -185,4 +188,23 @@ async fn compute(
         },
         other => other,
     })
+}
+
+/// The model over `inputs` (texts as UTF-8 bytes, or encoded images), in order.
+fn run_model(
+    model: &Model,
+    modality: Modality,
+    inputs: &[&[u8]],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    match modality {
+        Modality::Text => {
+            let texts: Vec<&str> = inputs
+                .iter()
+                .map(|b| std::str::from_utf8(b).unwrap_or_default())
+                .collect();
+            model.embed_texts(&texts, batch_size)
+        }
+        Modality::Image => model.embed_images(inputs, batch_size),
+    }
 }

@@ -54,6 +54,32 @@ impl Store {
         Ok(query.execute().await?.map_err(Error::from))
     }
 
+    /// [`Store::scan_batches`] of large rows (image bytes) through a pinned table handle: `rows` per batch, and one
+    /// fragment read ahead at a time. Lance's default reads four fragments ahead, which holds up to four fragments
+    /// of images in memory whenever the consumer (a model) is slower than the disk: embed's peak memory grew with
+    /// the dataset (150 images of 4000 × 3000: 1.0 GB, 0.69 GB with one fragment ahead).
+    pub async fn scan_large(
+        table: &lancedb::Table,
+        columns: &[&str],
+        filter: Option<Expr>,
+        rows: usize,
+    ) -> Result<impl futures::Stream<Item = Result<RecordBatch>> + use<>> {
+        let lance_error = |e: lance::Error| Error::from(lancedb::Error::from(e));
+        let dataset = table
+            .dataset()
+            .ok_or_else(|| Error::Usage(format!("table '{}' is not a Lance table", table.name())))?
+            .get()
+            .await?;
+        let mut scanner = dataset.scan();
+        scanner.project(columns).map_err(lance_error)?;
+        if let Some(filter) = filter {
+            scanner.filter_expr(filter);
+        }
+        scanner.batch_size(rows.max(1)).fragment_readahead(1);
+        let stream = scanner.try_into_stream().await.map_err(lance_error)?;
+        Ok(stream.map_err(lance_error))
+    }
+
     /// [`Store::scan`], with a table that does not exist yet read as empty.
     pub async fn scan_if_exists(
         &self,
