@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestStore, assert_success, binary, stderr, stdout};
+use crate::common::{RETRIEVAL_FIXTURE, TestStore, assert_success, binary, stderr, stdout};
 
 /// A moto S3 server on a free loopback port, killed when dropped (and ended by `timeout` after 15 minutes should
 /// the test process itself be killed).
@@ -110,15 +110,8 @@ const MODEL: &str = "fixtures/models/tiny-clip";
 
 /// The main job's steps and the experiments after them, as one store sees them.
 const STEPS: &[&[&str]] = &[
-    &[
-        "ingest",
-        "karpathy",
-        "fixtures/datasets/karpathy/dataset_shapes.json",
-        "--images",
-        "fixtures/datasets/karpathy/images",
-        "--dataset",
-        "shapes",
-    ],
+    // The fixture dataset's ingest, as the retrieval fixture has it.
+    RETRIEVAL_FIXTURE[0],
     &["embed", "--model", MODEL, "--images"],
     &["embed", "--model", MODEL, "--captions"],
     &[
@@ -222,8 +215,6 @@ fn concurrent_writers_without_a_shared_lock_lose_nothing() {
     let rounds = 3;
     let mut writers = Vec::new();
     for (m, machine) in machines.iter().enumerate() {
-        let uri = uri.clone();
-        let endpoint_server = &server;
         let rows: Vec<String> = (0..rounds)
             .map(|r| format!("('m{m}-r{r}', 'd', X'00', 1, 1, 'png', '0', $run_id)"))
             .collect();
@@ -234,7 +225,7 @@ fn concurrent_writers_without_a_shared_lock_lose_nothing() {
                     "INSERT INTO images (image_id, dataset, data, width, height, format, sha256, run_id) \
                      VALUES {row}"
                 );
-                endpoint_server
+                server
                     .command(&uri, machine.path(), &["sql", &sql])
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())

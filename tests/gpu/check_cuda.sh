@@ -5,15 +5,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-PROTOC="$(bash fixtures/tools/protoc.sh)"
-CMAKE="$(bash fixtures/tools/cmake.sh)"
-CUDA_ROOT="$(bash fixtures/tools/cuda.sh)"
-export PROTOC CMAKE CUDA_ROOT
-export CUDA_HOME="$CUDA_ROOT" CUDA_PATH="$CUDA_ROOT" NVCC="$CUDA_ROOT/bin/nvcc" PATH="$CUDA_ROOT/bin:$PATH"
-# Without a GPU nothing can be asked its compute capability: compile for Ampere (A100; H100s run it too).
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-80}"
-# candle's kernel build runs half as many nvcc jobs as there are cores unless told.
-export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
+# Without a GPU nothing can be asked its compute capability: cuda_env.sh compiles for Ampere (A100; H100s run it
+# too).
+source tests/gpu/cuda_env.sh
 echo "+ cargo check --locked --features cuda --all-targets ($("$NVCC" --version | sed -n 4p))" >&2
 start=$(date +%s)
 cargo check --locked --features cuda --all-targets

@@ -15,13 +15,8 @@ out="${OUT:-/tmp/vlmdb-gpu-bench}"
 mkdir -p "$out"
 
 nvidia-smi --query-gpu=name,memory.total,compute_cap --format=csv,noheader | tee "$out/gpu.txt"
-PROTOC="$(bash fixtures/tools/protoc.sh)"
-CMAKE="$(bash fixtures/tools/cmake.sh)"
-CUDA_ROOT="$(bash fixtures/tools/cuda.sh)"
-export PROTOC CMAKE CUDA_ROOT
-export CUDA_HOME="$CUDA_ROOT" CUDA_PATH="$CUDA_ROOT" NVCC="$CUDA_ROOT/bin/nvcc" PATH="$CUDA_ROOT/bin:$PATH"
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)}"
-export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
+CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)}"
+source tests/gpu/cuda_env.sh
 export LIBRARY_PATH="$CUDA_ROOT/lib64:$CUDA_ROOT/lib:${LIBRARY_PATH:-}"
 export LD_LIBRARY_PATH="$CUDA_ROOT/lib64:$CUDA_ROOT/lib:${LD_LIBRARY_PATH:-}"
 cargo build --locked --features cuda --config 'profile.dev.package.vlmdb.opt-level=2'
